@@ -1,0 +1,57 @@
+"""Configuration from environment variables (names kept from the original seed)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every variable is documented in the README with its default."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Database: the app connects as a role that owns nothing (RLS applies to it);
+    # migrations connect as the owner.
+    database_url: str = Field(default="", description="SQLAlchemy URL of the application role")
+    database_migration_url: str = Field(
+        default="", description="URL of the owner role; defaults to DATABASE_URL"
+    )
+    database_app_role: str = "okyaku_app"
+    database_pool_size: int = 5
+    database_statement_timeout_ms: int = 30_000
+
+    # Change events
+    change_events_queue_url: str = ""
+    aws_endpoint_url: str = ""
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
+
+    # LLM (Ollama through its OpenAI-compatible API)
+    ollama_base_url: str = "http://localhost:11434/v1"
+    ollama_model: str = "llama3.1"
+    ollama_embedding_model: str = "nomic-embed-text"
+    ai_max_tokens: int = 1024
+    ai_temperature: float = 0.3
+    ai_agents_enabled: bool = True
+    ai_predictions_enabled: bool = True
+    ai_chat_enabled: bool = True
+    ai_rag_enabled: bool = True
+    ai_require_approval_for_writes: bool = True
+
+    # HTTP
+    api_max_page_size: int = 200
+    import_max_bytes: int = 50 * 1024 * 1024
+
+    # Logging
+    log_level: str = "INFO"
+
+    @property
+    def migration_url(self) -> str:
+        return self.database_migration_url or self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

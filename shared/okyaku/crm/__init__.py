@@ -1,0 +1,1 @@
+"""The CRM domain: records, their validation, listing, and import."""

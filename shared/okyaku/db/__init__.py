@@ -1,0 +1,76 @@
+"""Database access: one engine per process, one transaction per unit of work,
+the organization set inside every transaction so that row-level security applies."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, exc, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from okyaku.errors import Conflict, DependencyUnavailable
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` URLs (as pgserver and most tools print them) and use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class Database:
+    """Wraps an engine; ``organization_scope`` yields a session bound to one organization."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, statement_timeout_ms: int = 30_000) -> None:
+        if not url:
+            raise DependencyUnavailable("DATABASE_URL is not configured", code="database_not_configured")
+        self.engine: Engine = create_engine(
+            normalize_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"options": f"-c statement_timeout={statement_timeout_ms}"},
+        )
+        self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False, autoflush=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction with no organization set: RLS hides every tenant row."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except exc.OperationalError as error:
+            raise DependencyUnavailable("the database is unavailable", details=str(error.orig)) from error
+        except exc.IntegrityError as error:
+            constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+            raise Conflict(
+                "the change conflicts with an existing record",
+                details={"constraint": constraint},
+                code="integrity_conflict",
+            ) from error
+
+    @contextmanager
+    def organization_scope(self, organization_id: uuid.UUID) -> Iterator[Session]:
+        """One transaction in which RLS shows only ``organization_id``'s rows."""
+        with self.session() as session:
+            set_organization(session, organization_id)
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def set_organization(session: Session, organization_id: uuid.UUID) -> None:
+    # is_local=true: the setting ends with the transaction, so a pooled connection never leaks it.
+    session.execute(
+        text("SELECT set_config('app.organization_id', :org, true)"), {"org": str(organization_id)}
+    )
+
+
+def scalar(session: Session, sql: str, **params: Any) -> Any:
+    return session.execute(text(sql), params).scalar()

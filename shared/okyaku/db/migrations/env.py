@@ -1,0 +1,24 @@
+"""Alembic environment: online migrations only, run as the table owner."""
+
+from __future__ import annotations
+
+from alembic import context
+from okyaku.db.models import Base
+from sqlalchemy import create_engine, pool
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url must be set"
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

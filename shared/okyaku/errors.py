@@ -1,0 +1,76 @@
+"""One error hierarchy for the whole project, mapped once to HTTP.
+
+Every error renders as ``{"error": {"code", "message", "details"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OkyakuError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class BadRequest(OkyakuError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(OkyakuError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(OkyakuError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(OkyakuError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(OkyakuError):
+    status_code = 409
+    code = "conflict"
+
+
+class ValidationFailed(OkyakuError):
+    """422: ``details`` is a list of ``{"field", "message", "type"}``."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class RateLimited(OkyakuError):
+    status_code = 429
+    code = "rate_limited"
+
+
+class DependencyUnavailable(OkyakuError):
+    """503: a dependency (database, LLM, queue) is down or misbehaving."""
+
+    status_code = 503
+    code = "dependency_unavailable"
+
+
+class FeatureDisabled(OkyakuError):
+    status_code = 503
+    code = "feature_disabled"
+
+
+def field_error(field: str, message: str, type_: str = "value_error") -> dict[str, str]:
+    return {"field": field, "message": message, "type": type_}

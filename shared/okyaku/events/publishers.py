@@ -1,0 +1,103 @@
+"""Where change events go after commit: SQS when configured, the local runner's queue
+in the embedded default, nowhere (left pending for the relay) otherwise."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from okyaku.config import Settings
+from okyaku.events.model import ChangeEvent
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[ChangeEvent]) -> None:
+        """Deliver every event or raise; a raise leaves them all pending."""
+
+
+class SqsPublisher:
+    """Sends events in batches of 10 (the SQS limit); raises if any entry fails."""
+
+    def __init__(
+        self,
+        queue_url: str,
+        client: SQSClient | None = None,
+        *,
+        endpoint_url: str = "",
+        region: str = "us-east-1",
+    ) -> None:
+        self.queue_url = queue_url
+        self._client = client
+        self._endpoint_url = endpoint_url
+        self._region = region
+
+    @property
+    def client(self) -> SQSClient:
+        if self._client is None:
+            import boto3  # lazy: boto3 costs ~0.3 s of cold start
+
+            self._client = boto3.client(
+                "sqs", endpoint_url=self._endpoint_url or None, region_name=self._region
+            )
+        return self._client
+
+    def publish(self, events: Sequence[ChangeEvent]) -> None:
+        for start in range(0, len(events), 10):
+            batch = events[start : start + 10]
+            response = self.client.send_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[sqs_entry(i, event) for i, event in enumerate(batch)],
+            )
+            failed = response.get("Failed", [])
+            if failed:
+                raise RuntimeError(f"SQS rejected {len(failed)} of {len(batch)} events: {failed[0]}")
+
+
+def sqs_entry(index: int, event: ChangeEvent) -> Any:
+    return {
+        "Id": str(index),
+        "MessageBody": event.model_dump_json(),
+        "MessageAttributes": {
+            "entity_type": {"DataType": "String", "StringValue": event.entity_type},
+            "operation": {"DataType": "String", "StringValue": event.operation},
+        },
+    }
+
+
+class CallbackPublisher:
+    """Hands events to a callable (the local runner's in-process queue)."""
+
+    def __init__(self, deliver: Callable[[Sequence[ChangeEvent]], None]) -> None:
+        self._deliver = deliver
+
+    def publish(self, events: Sequence[ChangeEvent]) -> None:
+        self._deliver(events)
+
+
+_local_override: EventPublisher | None = None
+
+
+def use_local_publisher(publisher: EventPublisher | None) -> None:
+    """The local runner installs its queue here before it imports any handler."""
+    global _local_override
+    _local_override = publisher
+
+
+def publisher_from_settings(settings: Settings) -> EventPublisher | None:
+    if _local_override is not None:
+        return _local_override
+    if settings.change_events_queue_url:
+        return SqsPublisher(
+            settings.change_events_queue_url,
+            endpoint_url=settings.aws_endpoint_url,
+            region=settings.aws_region,
+        )
+    return None  # events stay pending until a relay with a queue publishes them
+
+
+def decode_sqs_body(body: str) -> ChangeEvent:
+    return ChangeEvent.model_validate(json.loads(body))

@@ -1,0 +1,71 @@
+"""The outbox relay: publishes change events that were not published at write time."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from okyaku.db import Database
+from okyaku.db.models import OutboxEvent
+from okyaku.events.outbox import backoff, to_change_event
+from okyaku.events.publishers import EventPublisher
+from okyaku.tenancy import list_organization_ids
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RelayReport:
+    published: int = 0
+    failed: int = 0
+    organizations: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def relay_pending(db: Database, publisher: EventPublisher, *, batch_size: int = 500) -> RelayReport:
+    """Publish every due pending event, organization by organization.
+
+    Rows are locked (SKIP LOCKED) while they are published, so two relays never send the
+    same row at once; a crash between send and commit re-sends it (at least once).
+    """
+    report = RelayReport()
+    for organization_id in list_organization_ids(db):
+        report.organizations += 1
+        while True:
+            with db.organization_scope(organization_id) as session:
+                rows = list(
+                    session.scalars(
+                        select(OutboxEvent)
+                        .where(
+                            OutboxEvent.published_at.is_(None),
+                            OutboxEvent.next_attempt_at <= datetime.now(UTC),
+                        )
+                        .order_by(OutboxEvent.id)
+                        .limit(batch_size)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                if not rows:
+                    break
+                try:
+                    publisher.publish([to_change_event(row) for row in rows])
+                except Exception as error:
+                    for row in rows:
+                        row.attempts += 1
+                        row.last_error = str(error)[:2000]
+                        row.next_attempt_at = datetime.now(UTC) + backoff(row.attempts)
+                    report.failed += len(rows)
+                    report.errors.append(f"{organization_id}: {error}")
+                    logger.warning("relay could not publish %d events: %s", len(rows), error)
+                    break
+                now = datetime.now(UTC)
+                for row in rows:
+                    row.published_at = now
+                    row.attempts += 1
+                report.published += len(rows)
+            if len(rows) < batch_size:
+                break
+    return report

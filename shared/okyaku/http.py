@@ -1,0 +1,123 @@
+"""What every HTTP function shares: the app factory, the error shape, authentication."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from okyaku.errors import OkyakuError, ValidationFailed
+from okyaku.runtime import Runtime
+from okyaku.tenancy import Principal, authenticate
+
+logger = logging.getLogger(__name__)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key"},
+    404: {"description": "No such record in your organization"},
+    409: {"description": "The record changed since you read it"},
+    422: {"description": "Invalid input, with field-level details"},
+    503: {"description": "A dependency (database, LLM, queue) is unavailable"},
+}
+
+
+def create_app(title: str, runtime: Runtime | None = None, *, description: str = "") -> FastAPI:
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        responses=ERROR_RESPONSES,
+    )
+    app.state.runtime = runtime or Runtime()
+    install_error_handlers(app)
+    return app
+
+
+def error_response(error: OkyakuError) -> JSONResponse:
+    return JSONResponse(status_code=error.status_code, content=error.to_body())
+
+
+def _field_path(location: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or ".".join(str(p) for p in location)
+
+
+def validation_details(errors: Any) -> list[dict[str, str]]:
+    return [
+        {
+            "field": _field_path(tuple(e.get("loc", ()))),
+            "message": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in errors
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OkyakuError)
+    async def _okyaku_error(_: Request, error: OkyakuError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        details = validation_details(error.errors())
+        return error_response(ValidationFailed("the request is not valid", details=details))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        body = {
+            "error": {
+                "code": codes.get(error.status_code, "http_error"),
+                "message": str(error.detail),
+                "details": None,
+            }
+        }
+        return JSONResponse(status_code=error.status_code, content=body, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        body = {
+            "error": {"code": "internal_error", "message": "an unexpected error occurred", "details": None}
+        }
+        return JSONResponse(status_code=500, content=body)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_principal(
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+) -> Principal:
+    return authenticate(runtime.db, authorization)
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """Read an ``If-Match`` header carrying a record version ("3", "\\"3\\"" or W/"3")."""
+    if not if_match:
+        return None
+    match = re.fullmatch(r'\s*(?:W/)?"?(\d+)"?\s*', if_match)
+    if not match:
+        raise ValidationFailed(
+            "If-Match must carry a record version",
+            details=[
+                {"field": "If-Match", "message": 'expected a version such as "3"', "type": "value_error"}
+            ],
+        )
+    return int(match.group(1))

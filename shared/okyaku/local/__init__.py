@@ -1,0 +1,1 @@
+"""The embedded default: local Postgres, the local runner, demo data."""
