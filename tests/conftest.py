@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
 from okyaku.config import Settings
 from okyaku.db import Database
 from okyaku.events.model import ChangeEvent
@@ -124,3 +125,35 @@ def pipeline(tenant: Tenant) -> dict[str, object]:
     response = tenant.client.post("/api/v1/pipelines", json={"name": "Sales", "stages": STAGES})
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on loopback: a real HTTP endpoint for SQS, EventBridge, S3, CloudFormation."""
+    import os
+
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def sqs(moto_endpoint: str):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")

@@ -1,6 +1,7 @@
 """crm_api: the CRM REST API (companies, contacts, pipelines, deals, activities, tasks, imports)."""
 
 from mangum import Mangum
+
 from okyaku.crm.api import create_crm_app
 
 app = create_crm_app()

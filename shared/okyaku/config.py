@@ -16,9 +16,7 @@ class Settings(BaseSettings):
     # Database: the app connects as a role that owns nothing (RLS applies to it);
     # migrations connect as the owner.
     database_url: str = Field(default="", description="SQLAlchemy URL of the application role")
-    database_migration_url: str = Field(
-        default="", description="URL of the owner role; defaults to DATABASE_URL"
-    )
+    database_migration_url: str = Field(default="", description="URL of the owner role; defaults to DATABASE_URL")
     database_app_role: str = "okyaku_app"
     database_pool_size: int = 5
     database_statement_timeout_ms: int = 30_000

@@ -86,9 +86,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error")
-        body = {
-            "error": {"code": "internal_error", "message": "an unexpected error occurred", "details": None}
-        }
+        body = {"error": {"code": "internal_error", "message": "an unexpected error occurred", "details": None}}
         return JSONResponse(status_code=500, content=body)
 
 
@@ -116,8 +114,6 @@ def expected_version(if_match: str | None) -> int | None:
     if not match:
         raise ValidationFailed(
             "If-Match must carry a record version",
-            details=[
-                {"field": "If-Match", "message": 'expected a version such as "3"', "type": "value_error"}
-            ],
+            details=[{"field": "If-Match", "message": 'expected a version such as "3"', "type": "value_error"}],
         )
     return int(match.group(1))

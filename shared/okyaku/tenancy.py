@@ -40,9 +40,7 @@ def generate_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def create_organization(
-    db: Database, name: str, admin_email: str, admin_name: str = "Admin"
-) -> NewOrganization:
+def create_organization(db: Database, name: str, admin_email: str, admin_name: str = "Admin") -> NewOrganization:
     organization_id = uuid.uuid4()
     with db.organization_scope(organization_id) as session:
         session.add(Organization(id=organization_id, name=name))
@@ -63,9 +61,7 @@ def create_organization(
     return NewOrganization(organization_id=organization_id, user_id=user.id, api_key=key)
 
 
-def create_api_key(
-    db: Database, organization_id: uuid.UUID, name: str, user_id: uuid.UUID | None = None
-) -> str:
+def create_api_key(db: Database, organization_id: uuid.UUID, name: str, user_id: uuid.UUID | None = None) -> str:
     key = generate_api_key()
     with db.organization_scope(organization_id) as session:
         session.add(

@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from okyaku.crm import filters as f
 from okyaku.crm import schemas as s
-from okyaku.crm.listing import ListParams
 from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.records import (
     ACTIVITY_SPEC,
@@ -49,20 +48,13 @@ def crud_router(
     def list_records(
         runtime: RuntimeDep,
         principal: PrincipalDep,
-        filters: Annotated[filter_model, Query()],  # type: ignore[valid-type]
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: str | None = None,
-        sort: Annotated[str | None, Query(description="A field name; prefix '-' for descending")] = None,
-        q: Annotated[str | None, Query(max_length=200, description="Text search (word prefixes)")] = None,
+        query: Annotated[filter_model, Query()],  # type: ignore[valid-type]
     ) -> Any:
-        params = ListParams(limit=limit, cursor=cursor, sort=sort, q=q)
         with runtime.transaction(principal.organization_id) as session:
-            page = service.list_page(session, params, filters.model_dump())  # type: ignore[attr-defined]
+            page = service.list_page(session, query.list_params(), query.conditions())  # type: ignore[attr-defined]
             return {"data": [out_model.model_validate(r) for r in page.rows], "next_cursor": page.next_cursor}
 
-    @router.post(
-        "", response_model=out_model, status_code=status.HTTP_201_CREATED, summary=f"Create a {entity}"
-    )
+    @router.post("", response_model=out_model, status_code=status.HTTP_201_CREATED, summary=f"Create a {entity}")
     def create_record(
         body: create_model,  # type: ignore[valid-type]
         runtime: RuntimeDep,
@@ -77,9 +69,7 @@ def crud_router(
         return out
 
     @router.get("/{record_id}", response_model=out_model, summary=f"Get a {entity}")
-    def get_record(
-        record_id: uuid.UUID, runtime: RuntimeDep, principal: PrincipalDep, response: Response
-    ) -> Any:
+    def get_record(record_id: uuid.UUID, runtime: RuntimeDep, principal: PrincipalDep, response: Response) -> Any:
         with runtime.transaction(principal.organization_id) as session:
             record = service.get(session, record_id)
             out = out_model.model_validate(record)
@@ -118,9 +108,7 @@ def crud_router(
 
 
 def create_crm_app(runtime: Runtime | None = None) -> FastAPI:
-    app = create_app(
-        "Okyaku CRM API", runtime, description="Companies, contacts, pipelines, deals, activities, tasks."
-    )
+    app = create_app("Okyaku CRM API", runtime, description="Companies, contacts, pipelines, deals, activities, tasks.")
     app.include_router(
         crud_router(
             "companies",
@@ -133,9 +121,7 @@ def create_crm_app(runtime: Runtime | None = None) -> FastAPI:
         )
     )
     app.include_router(
-        crud_router(
-            "contacts", "contacts", contacts, s.ContactCreate, s.ContactUpdate, s.ContactOut, f.ContactFilters
-        )
+        crud_router("contacts", "contacts", contacts, s.ContactCreate, s.ContactUpdate, s.ContactOut, f.ContactFilters)
     )
     app.include_router(
         crud_router(
@@ -148,9 +134,7 @@ def create_crm_app(runtime: Runtime | None = None) -> FastAPI:
             f.PipelineFilters,
         )
     )
-    app.include_router(
-        crud_router("deals", "deals", deals, s.DealCreate, s.DealUpdate, s.DealOut, f.DealFilters)
-    )
+    app.include_router(crud_router("deals", "deals", deals, s.DealCreate, s.DealUpdate, s.DealOut, f.DealFilters))
     app.include_router(
         crud_router(
             "activities",
@@ -162,9 +146,7 @@ def create_crm_app(runtime: Runtime | None = None) -> FastAPI:
             f.ActivityFilters,
         )
     )
-    app.include_router(
-        crud_router("tasks", "tasks", tasks, s.TaskCreate, s.TaskUpdate, s.TaskOut, f.TaskFilters)
-    )
+    app.include_router(crud_router("tasks", "tasks", tasks, s.TaskCreate, s.TaskUpdate, s.TaskOut, f.TaskFilters))
 
     @app.get("/api/v1/deals/{deal_id}/stage-history", response_model=list[s.StageChangeOut], tags=["deals"])
     def deal_stage_history(deal_id: uuid.UUID, runtime: RuntimeDep, principal: PrincipalDep) -> Any:

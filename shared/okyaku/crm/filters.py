@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from okyaku.crm.listing import ListParams
 from okyaku.crm.schemas import ActivityType, LeadStatus, LifecycleStage, TaskPriority, TaskStatus
 
 
 class Filters(BaseModel):
+    """Paging, sorting and search common to every list; unknown parameters are refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
+    sort: str | None = Field(default=None, description="A field name; prefix '-' for descending")
+    q: str | None = Field(default=None, max_length=200, description="Text search (word prefixes)")
+
+    def list_params(self) -> ListParams:
+        return ListParams(limit=self.limit, cursor=self.cursor, sort=self.sort, q=self.q)
+
+    def conditions(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"limit", "cursor", "sort", "q"})
 
 
 class CompanyFilters(Filters):

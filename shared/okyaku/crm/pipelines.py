@@ -24,9 +24,7 @@ class PipelineService(RecordService):
     def __init__(self) -> None:
         super().__init__(PIPELINE_SPEC)
 
-    def prepare_create(
-        self, session: Session, values: dict[str, Any], actor: uuid.UUID | None
-    ) -> dict[str, Any]:
+    def prepare_create(self, session: Session, values: dict[str, Any], actor: uuid.UUID | None) -> dict[str, Any]:
         stages = values.pop("stages")
         has_pipelines = session.scalar(select(func.count()).select_from(Pipeline)) or 0
         if not has_pipelines:
@@ -68,9 +66,7 @@ class PipelineService(RecordService):
             raise Conflict("the default pipeline cannot be deleted; make another pipeline the default first")
 
     def _clear_default(self, session: Session, keep: uuid.UUID | None = None) -> None:
-        for other in session.scalars(
-            select(Pipeline).where(Pipeline.is_default.is_(True), Pipeline.id != keep)
-        ):
+        for other in session.scalars(select(Pipeline).where(Pipeline.is_default.is_(True), Pipeline.id != keep)):
             other.is_default = False
             session.flush()
             record_change(
@@ -97,9 +93,7 @@ class PipelineService(RecordService):
             used = session.scalar(select(func.count()).select_from(Deal).where(Deal.stage_id == gone.id))
             if used:
                 raise Conflict(f"stage {gone.name!r} still has {used} deals; move them before removing it")
-        before = [
-            (s.id, s.name, s.position, float(s.probability), s.is_won, s.is_lost) for s in pipeline.stages
-        ]
+        before = [(s.id, s.name, s.position, float(s.probability), s.is_won, s.is_lost) for s in pipeline.stages]
         # Free the positions first: (pipeline_id, position) is unique.
         session.execute(
             update(PipelineStage)
@@ -121,9 +115,7 @@ class PipelineService(RecordService):
             stage.is_lost = spec["is_lost"]
         session.flush()
         session.refresh(pipeline, ["stages"])
-        after = [
-            (s.id, s.name, s.position, float(s.probability), s.is_won, s.is_lost) for s in pipeline.stages
-        ]
+        after = [(s.id, s.name, s.position, float(s.probability), s.is_won, s.is_lost) for s in pipeline.stages]
         return before != after
 
 
@@ -133,9 +125,7 @@ class DealService(RecordService):
     def __init__(self) -> None:
         super().__init__(DEAL_SPEC)
 
-    def prepare_create(
-        self, session: Session, values: dict[str, Any], actor: uuid.UUID | None
-    ) -> dict[str, Any]:
+    def prepare_create(self, session: Session, values: dict[str, Any], actor: uuid.UUID | None) -> dict[str, Any]:
         pipeline_id = values.get("pipeline_id") or self._default_pipeline_id(session)
         stage = self._resolve_stage(session, pipeline_id, values.get("stage_id"))
         values["pipeline_id"] = pipeline_id
@@ -162,13 +152,9 @@ class DealService(RecordService):
     ) -> dict[str, Any]:
         pipeline_changed = "pipeline_id" in changes and changes["pipeline_id"] != record.pipeline_id
         if "pipeline_id" in changes and changes["pipeline_id"] is None:
-            raise ValidationFailed(
-                "a deal needs a pipeline", details=[field_error("pipeline_id", "cannot be null")]
-            )
+            raise ValidationFailed("a deal needs a pipeline", details=[field_error("pipeline_id", "cannot be null")])
         if "stage_id" in changes and changes["stage_id"] is None:
-            raise ValidationFailed(
-                "a deal needs a stage", details=[field_error("stage_id", "cannot be null")]
-            )
+            raise ValidationFailed("a deal needs a stage", details=[field_error("stage_id", "cannot be null")])
         if pipeline_changed or "stage_id" in changes:
             pipeline_id = changes.get("pipeline_id") or record.pipeline_id
             stage = self._resolve_stage(session, pipeline_id, changes.get("stage_id"))
@@ -182,9 +168,7 @@ class DealService(RecordService):
                     changes["closed_at"] = None
         return changes
 
-    def after_update(
-        self, session: Session, record: Record, changed: dict[str, Any], actor: uuid.UUID | None
-    ) -> None:
+    def after_update(self, session: Session, record: Record, changed: dict[str, Any], actor: uuid.UUID | None) -> None:
         if "stage_id" in changed:
             previous = session.scalar(
                 select(DealStageHistory.to_stage_id)
@@ -208,9 +192,7 @@ class DealService(RecordService):
         self.get(session, deal_id)
         return list(
             session.scalars(
-                select(DealStageHistory)
-                .where(DealStageHistory.deal_id == deal_id)
-                .order_by(DealStageHistory.id)
+                select(DealStageHistory).where(DealStageHistory.deal_id == deal_id).order_by(DealStageHistory.id)
             )
         )
 
@@ -225,9 +207,7 @@ class DealService(RecordService):
             )
         return pipeline_id
 
-    def _resolve_stage(
-        self, session: Session, pipeline_id: uuid.UUID, stage_id: uuid.UUID | None
-    ) -> PipelineStage:
+    def _resolve_stage(self, session: Session, pipeline_id: uuid.UUID, stage_id: uuid.UUID | None) -> PipelineStage:
         statement = select(PipelineStage).where(PipelineStage.pipeline_id == pipeline_id)
         if stage_id is None:
             stage = session.scalar(statement.order_by(PipelineStage.position).limit(1))
@@ -236,8 +216,6 @@ class DealService(RecordService):
         if stage is None:
             raise ValidationFailed(
                 "the stage is not part of the deal's pipeline",
-                details=[
-                    field_error("stage_id", f"no stage {stage_id} in pipeline {pipeline_id}", "not_found")
-                ],
+                details=[field_error("stage_id", f"no stage {stage_id} in pipeline {pipeline_id}", "not_found")],
             )
         return stage

@@ -139,7 +139,8 @@ class RecordService:
         expected_version: int | None = None,
         actor: uuid.UUID | None = None,
     ) -> Record:
-        changes = patch.model_dump(exclude_unset=True)
+        # Fields the client sent (nested values complete with their defaults).
+        changes = {k: v for k, v in patch.model_dump().items() if k in patch.model_fields_set}
         version = changes.pop("version", None) or expected_version
         record = self.get(session, record_id)
         if version is not None and version != record.version:
@@ -162,9 +163,7 @@ class RecordService:
         try:
             session.flush()
         except StaleDataError as error:
-            raise Conflict(
-                f"{self.spec.label} {record_id} was changed concurrently; read it again"
-            ) from error
+            raise Conflict(f"{self.spec.label} {record_id} was changed concurrently; read it again") from error
         register_custom_properties(session, self.spec.entity_type, changed.get("custom_properties") or {})
         self.after_update(session, record, changed, actor)
         record_change(
@@ -200,9 +199,7 @@ class RecordService:
         try:
             session.flush()
         except StaleDataError as error:
-            raise Conflict(
-                f"{self.spec.label} {record_id} was changed concurrently; read it again"
-            ) from error
+            raise Conflict(f"{self.spec.label} {record_id} was changed concurrently; read it again") from error
         record_change(
             session,
             entity_type=self.spec.entity_type,
@@ -213,9 +210,7 @@ class RecordService:
 
     # --- hooks ---------------------------------------------------------------------------
 
-    def prepare_create(
-        self, session: Session, values: dict[str, Any], actor: uuid.UUID | None
-    ) -> dict[str, Any]:
+    def prepare_create(self, session: Session, values: dict[str, Any], actor: uuid.UUID | None) -> dict[str, Any]:
         return values
 
     def prepare_update(
@@ -226,9 +221,7 @@ class RecordService:
     def after_create(self, session: Session, record: Record, actor: uuid.UUID | None) -> None:
         return None
 
-    def after_update(
-        self, session: Session, record: Record, changed: dict[str, Any], actor: uuid.UUID | None
-    ) -> None:
+    def after_update(self, session: Session, record: Record, changed: dict[str, Any], actor: uuid.UUID | None) -> None:
         return None
 
     def before_delete(self, session: Session, record: Record) -> None:
@@ -240,9 +233,7 @@ class RecordService:
         for name, model in self.spec.references.items():
             ref = values.get(name)
             if ref is not None and session.get(model, ref) is None:
-                errors.append(
-                    field_error(name, f"no {ENTITY_OF_MODEL.get(model, 'user')} with id {ref}", "not_found")
-                )
+                errors.append(field_error(name, f"no {ENTITY_OF_MODEL.get(model, 'user')} with id {ref}", "not_found"))
         if errors:
             raise ValidationFailed("referenced records do not exist", details=errors)
 
@@ -386,9 +377,7 @@ TASK_SPEC = EntitySpec(
 class TaskService(RecordService):
     """Completing a task stamps ``completed_at``; reopening clears it."""
 
-    def prepare_create(
-        self, session: Session, values: dict[str, Any], actor: uuid.UUID | None
-    ) -> dict[str, Any]:
+    def prepare_create(self, session: Session, values: dict[str, Any], actor: uuid.UUID | None) -> dict[str, Any]:
         if values.get("status") == "done":
             values["completed_at"] = _now()
         return values
@@ -405,9 +394,7 @@ class TaskService(RecordService):
 
 
 class ActivityService(RecordService):
-    def prepare_create(
-        self, session: Session, values: dict[str, Any], actor: uuid.UUID | None
-    ) -> dict[str, Any]:
+    def prepare_create(self, session: Session, values: dict[str, Any], actor: uuid.UUID | None) -> dict[str, Any]:
         if values.get("occurred_at") is None:
             values["occurred_at"] = _now()
         if values.get("owner_id") is None:

@@ -9,12 +9,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-LifecycleStage = Literal[
-    "subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist", "churned"
-]
-LeadStatus = Literal[
-    "new", "open", "in_progress", "attempted", "connected", "qualified", "unqualified", "bad_timing"
-]
+LifecycleStage = Literal["subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist", "churned"]
+LeadStatus = Literal["new", "open", "in_progress", "attempted", "connected", "qualified", "unqualified", "bad_timing"]
 ActivityType = Literal["call", "meeting", "email", "note"]
 TaskStatus = Literal["open", "in_progress", "done", "cancelled"]
 TaskPriority = Literal["low", "normal", "high"]
@@ -25,9 +21,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Email = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, to_lower=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-    ),
+    StringConstraints(strip_whitespace=True, to_lower=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
 ]
 Currency = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Z]{3}$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
@@ -321,9 +315,7 @@ class TaskCreate(TaskFields):
 
 
 class TaskUpdate(TaskFields, Patch):
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] | None = (
-        None
-    )
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] | None = None
     status: TaskStatus | None = None
     priority: TaskPriority | None = None
     custom_properties: CustomProperties | None = None  # type: ignore[assignment]

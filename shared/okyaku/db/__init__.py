@@ -67,9 +67,7 @@ class Database:
 
 def set_organization(session: Session, organization_id: uuid.UUID) -> None:
     # is_local=true: the setting ends with the transaction, so a pooled connection never leaks it.
-    session.execute(
-        text("SELECT set_config('app.organization_id', :org, true)"), {"org": str(organization_id)}
-    )
+    session.execute(text("SELECT set_config('app.organization_id', :org, true)"), {"org": str(organization_id)})
 
 
 def scalar(session: Session, sql: str, **params: Any) -> Any:

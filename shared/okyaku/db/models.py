@@ -106,13 +106,9 @@ class RecordMixin:
 
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     external_id: Mapped[str | None] = mapped_column(String(200))
-    custom_properties: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, nullable=False, server_default=text("'{}'::jsonb")
-    )
+    custom_properties: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
@@ -137,9 +133,7 @@ class Company(RecordMixin, Base):
     country: Mapped[str | None] = mapped_column(String(100))
     city: Mapped[str | None] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(Text)
-    owner_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed(
@@ -165,15 +159,11 @@ class Contact(RecordMixin, Base):
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     phone: Mapped[str | None] = mapped_column(String(50))
     job_title: Mapped[str | None] = mapped_column(String(200))
-    company_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("companies.id", ondelete="SET NULL"), index=True
-    )
+    company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"), index=True)
     lifecycle_stage: Mapped[str] = mapped_column(String(20), nullable=False, server_default="lead")
     lead_status: Mapped[str | None] = mapped_column(String(20))
     source: Mapped[str | None] = mapped_column(String(100))
-    owner_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed(
@@ -235,20 +225,12 @@ class Deal(RecordMixin, Base):
     stage_entered_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
-    owner_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
-    company_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("companies.id", ondelete="SET NULL"), index=True
-    )
-    contact_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
-    )
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"), index=True)
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
-        Computed(
-            "to_tsvector('simple', coalesce(name,'') || ' ' || coalesce(lost_reason,''))", persisted=True
-        ),
+        Computed("to_tsvector('simple', coalesce(name,'') || ' ' || coalesce(lost_reason,''))", persisted=True),
     )
     stage: Mapped[PipelineStage] = relationship(lazy="joined", viewonly=True)
 
@@ -264,14 +246,10 @@ class DealStageHistory(Base):
     __tablename__ = "deal_stage_history"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     organization_id: Mapped[uuid.UUID] = _org_fk()
-    deal_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("deals.id", ondelete="CASCADE"), nullable=False, index=True
-    )
+    deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), nullable=False, index=True)
     from_stage_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pipeline_stages.id"))
     to_stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"), nullable=False)
-    changed_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     changed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
@@ -288,18 +266,12 @@ class Activity(RecordMixin, Base):
     type: Mapped[str] = mapped_column(String(20), nullable=False)
     subject: Mapped[str | None] = mapped_column(String(500))
     body: Mapped[str | None] = mapped_column(Text)
-    occurred_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
     direction: Mapped[str | None] = mapped_column(String(10))
     owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    contact_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
-    )
-    company_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("companies.id", ondelete="CASCADE"), index=True
-    )
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
     deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
@@ -323,19 +295,13 @@ class Task(RecordMixin, Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="open")
     priority: Mapped[str] = mapped_column(String(10), nullable=False, server_default="normal")
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
-    contact_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
-    )
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
     deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
-        Computed(
-            "to_tsvector('simple', coalesce(title,'') || ' ' || coalesce(description,''))", persisted=True
-        ),
+        Computed("to_tsvector('simple', coalesce(title,'') || ' ' || coalesce(description,''))", persisted=True),
     )
 
 
@@ -345,9 +311,7 @@ class CustomPropertyDefinition(Base):
     __tablename__ = "custom_property_definitions"
     __table_args__ = (
         UniqueConstraint("organization_id", "entity_type", "name"),
-        CheckConstraint(
-            "data_type IN ('number','boolean','date','string','category')", name="data_type_valid"
-        ),
+        CheckConstraint("data_type IN ('number','boolean','date','string','category')", name="data_type_valid"),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()
     organization_id: Mapped[uuid.UUID] = _org_fk()
@@ -390,13 +354,9 @@ class OutboxEvent(Base):
     entity_type: Mapped[str] = mapped_column(String(30), nullable=False)
     entity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     operation: Mapped[str] = mapped_column(String(10), nullable=False)
-    changed_fields: Mapped[list[Any]] = mapped_column(
-        JSONB, nullable=False, server_default=text("'[]'::jsonb")
-    )
+    changed_fields: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
     entity_version: Mapped[int] = mapped_column(Integer, nullable=False)
-    occurred_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(

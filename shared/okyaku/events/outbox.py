@@ -62,9 +62,7 @@ def to_change_event(row: OutboxEvent) -> ChangeEvent:
 
 
 @contextmanager
-def write_transaction(
-    db: Database, organization_id: uuid.UUID, publisher: EventPublisher | None
-) -> Iterator[Session]:
+def write_transaction(db: Database, organization_id: uuid.UUID, publisher: EventPublisher | None) -> Iterator[Session]:
     """An organization-scoped transaction whose change events are published after commit.
 
     If publishing fails the rows stay pending and the relay publishes them later.
@@ -109,4 +107,5 @@ def _record_failure(db: Database, organization_id: uuid.UUID, event_ids: list[uu
 
 def backoff(attempts: int) -> timedelta:
     """Exponential: 10 s, 20 s, 40 s, ... capped at 30 minutes."""
-    return min(timedelta(seconds=10 * 2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+    exponent = min(max(attempts - 1, 0), 16)  # 10 s * 2**16 is already far past the cap
+    return min(timedelta(seconds=10 * 2**exponent), MAX_BACKOFF)

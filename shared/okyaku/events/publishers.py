@@ -40,9 +40,7 @@ class SqsPublisher:
         if self._client is None:
             import boto3  # lazy: boto3 costs ~0.3 s of cold start
 
-            self._client = boto3.client(
-                "sqs", endpoint_url=self._endpoint_url or None, region_name=self._region
-            )
+            self._client = boto3.client("sqs", endpoint_url=self._endpoint_url or None, region_name=self._region)
         return self._client
 
     def publish(self, events: Sequence[ChangeEvent]) -> None:

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import context, op
-from okyaku.db.models import TENANT_TABLES
 from sqlalchemy.dialects import postgresql
+
+from okyaku.db.models import TENANT_TABLES
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -41,9 +42,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("data_type", sa.String(length=20), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint(
-            "data_type IN ('number','boolean','date','string','category')", name="data_type_valid"
-        ),
+        sa.CheckConstraint("data_type IN ('number','boolean','date','string','category')", name="data_type_valid"),
         sa.ForeignKeyConstraint(["organization_id"], ["organizations.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("organization_id", "entity_type", "name"),
@@ -111,9 +110,7 @@ def upgrade() -> None:
         sa.Column("occurred_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
-        sa.Column(
-            "next_attempt_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.CheckConstraint("operation IN ('created','updated','deleted')", name="operation_valid"),
         sa.ForeignKeyConstraint(["organization_id"], ["organizations.id"], ondelete="CASCADE"),
@@ -239,9 +236,7 @@ def upgrade() -> None:
     op.create_index("ix_companies_org_name", "companies", ["organization_id", "name"], unique=False)
     op.create_index(op.f("ix_companies_organization_id"), "companies", ["organization_id"], unique=False)
     op.create_index(op.f("ix_companies_owner_id"), "companies", ["owner_id"], unique=False)
-    op.create_index(
-        "ix_companies_search", "companies", ["search_vector"], unique=False, postgresql_using="gin"
-    )
+    op.create_index("ix_companies_search", "companies", ["search_vector"], unique=False, postgresql_using="gin")
     op.create_table(
         "pipeline_stages",
         sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),
@@ -264,9 +259,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("pipeline_id", "position"),
     )
-    op.create_index(
-        op.f("ix_pipeline_stages_organization_id"), "pipeline_stages", ["organization_id"], unique=False
-    )
+    op.create_index(op.f("ix_pipeline_stages_organization_id"), "pipeline_stages", ["organization_id"], unique=False)
     op.create_index(op.f("ix_pipeline_stages_pipeline_id"), "pipeline_stages", ["pipeline_id"], unique=False)
     op.create_table(
         "contacts",
@@ -318,9 +311,7 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_contacts_company_id"), "contacts", ["company_id"], unique=False)
     op.create_index(op.f("ix_contacts_email"), "contacts", ["email"], unique=False)
-    op.create_index(
-        "ix_contacts_org_created", "contacts", ["organization_id", "created_at", "id"], unique=False
-    )
+    op.create_index("ix_contacts_org_created", "contacts", ["organization_id", "created_at", "id"], unique=False)
     op.create_index(op.f("ix_contacts_organization_id"), "contacts", ["organization_id"], unique=False)
     op.create_index(op.f("ix_contacts_owner_id"), "contacts", ["owner_id"], unique=False)
     op.create_index("ix_contacts_search", "contacts", ["search_vector"], unique=False, postgresql_using="gin")
@@ -341,18 +332,14 @@ def upgrade() -> None:
         sa.Column("expected_close_date", sa.Date(), nullable=True),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("lost_reason", sa.String(length=500), nullable=True),
-        sa.Column(
-            "stage_entered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
+        sa.Column("stage_entered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("owner_id", sa.UUID(), nullable=True),
         sa.Column("company_id", sa.UUID(), nullable=True),
         sa.Column("contact_id", sa.UUID(), nullable=True),
         sa.Column(
             "search_vector",
             postgresql.TSVECTOR(),
-            sa.Computed(
-                "to_tsvector('simple', coalesce(name,'') || ' ' || coalesce(lost_reason,''))", persisted=True
-            ),
+            sa.Computed("to_tsvector('simple', coalesce(name,'') || ' ' || coalesce(lost_reason,''))", persisted=True),
             nullable=False,
         ),
         sa.Column("version", sa.Integer(), server_default="1", nullable=False),
@@ -410,9 +397,7 @@ def upgrade() -> None:
         sa.Column(
             "search_vector",
             postgresql.TSVECTOR(),
-            sa.Computed(
-                "to_tsvector('simple', coalesce(subject,'') || ' ' || coalesce(body,''))", persisted=True
-            ),
+            sa.Computed("to_tsvector('simple', coalesce(subject,'') || ' ' || coalesce(body,''))", persisted=True),
             nullable=False,
         ),
         sa.Column("version", sa.Integer(), server_default="1", nullable=False),
@@ -437,13 +422,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_activities_company_id"), "activities", ["company_id"], unique=False)
     op.create_index(op.f("ix_activities_contact_id"), "activities", ["contact_id"], unique=False)
     op.create_index(op.f("ix_activities_deal_id"), "activities", ["deal_id"], unique=False)
-    op.create_index(
-        "ix_activities_org_occurred", "activities", ["organization_id", "occurred_at"], unique=False
-    )
+    op.create_index("ix_activities_org_occurred", "activities", ["organization_id", "occurred_at"], unique=False)
     op.create_index(op.f("ix_activities_organization_id"), "activities", ["organization_id"], unique=False)
-    op.create_index(
-        "ix_activities_search", "activities", ["search_vector"], unique=False, postgresql_using="gin"
-    )
+    op.create_index("ix_activities_search", "activities", ["search_vector"], unique=False, postgresql_using="gin")
     op.create_table(
         "deal_stage_history",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
@@ -497,9 +478,7 @@ def upgrade() -> None:
         sa.Column(
             "search_vector",
             postgresql.TSVECTOR(),
-            sa.Computed(
-                "to_tsvector('simple', coalesce(title,'') || ' ' || coalesce(description,''))", persisted=True
-            ),
+            sa.Computed("to_tsvector('simple', coalesce(title,'') || ' ' || coalesce(description,''))", persisted=True),
             nullable=False,
         ),
         sa.Column("version", sa.Integer(), server_default="1", nullable=False),
@@ -513,9 +492,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("priority IN ('low', 'normal', 'high')", name="task_priority_valid"),
-        sa.CheckConstraint(
-            "status IN ('open', 'in_progress', 'done', 'cancelled')", name="task_status_valid"
-        ),
+        sa.CheckConstraint("status IN ('open', 'in_progress', 'done', 'cancelled')", name="task_status_valid"),
         sa.ForeignKeyConstraint(["assignee_id"], ["users.id"], ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["company_id"], ["companies.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE"),
@@ -625,9 +602,7 @@ def downgrade() -> None:
     op.drop_table("outbox")
     op.drop_index(op.f("ix_import_jobs_organization_id"), table_name="import_jobs")
     op.drop_table("import_jobs")
-    op.drop_index(
-        op.f("ix_custom_property_definitions_organization_id"), table_name="custom_property_definitions"
-    )
+    op.drop_index(op.f("ix_custom_property_definitions_organization_id"), table_name="custom_property_definitions")
     op.drop_table("custom_property_definitions")
     op.drop_table("organizations")
     # ### end Alembic commands ###
