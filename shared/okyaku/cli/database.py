@@ -14,7 +14,7 @@ from okyaku.tenancy import create_organization
 
 def register(subparsers: Any) -> None:
     migrate = subparsers.add_parser("migrate", help="run database migrations (as DATABASE_MIGRATION_URL)")
-    migrate.add_argument("--revision", default="head")
+    migrate.add_argument("--revision", default="heads")
     migrate.set_defaults(func=run_migrate)
 
     org = subparsers.add_parser("org", help="manage organizations")

@@ -21,7 +21,8 @@ def alembic_config(url: str, app_role: str = "okyaku_app") -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head", app_role: str = "okyaku_app") -> None:
+def upgrade(url: str, revision: str = "heads", app_role: str = "okyaku_app") -> None:
+    """Feature migrations branch from the core revision, so "heads" applies them all."""
     command.upgrade(alembic_config(url, app_role), revision)
 
 
