@@ -19,6 +19,7 @@ from okyaku.runtime import Runtime
 from okyaku.tenancy import NewOrganization, create_organization
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.support.fixtures"]  # the scripted OpenAI-compatible server
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,21 @@ class Settings(BaseSettings):
     ai_chat_enabled: bool = True
     ai_rag_enabled: bool = True
     ai_require_approval_for_writes: bool = True
+    ai_content_enabled: bool = True
+    # LLM gateway hardening (okyaku.llm); OLLAMA_EMBEDDING_MODEL=local:all-minilm-l6-v2 uses the
+    # in-process embedder, which is also the fallback while Ollama is unreachable.
+    ollama_api_key: str = "ollama"
+    llm_timeout_s: float = 120.0
+    llm_connect_timeout_s: float = 3.0
+    llm_health_timeout_s: float = 3.0
+    llm_max_retries: int = 2
+    llm_backoff_base_s: float = 0.5
+    llm_backoff_max_s: float = 8.0
+    llm_max_concurrency: int = 4
+    llm_breaker_failure_threshold: int = 3
+    llm_breaker_reset_s: float = 30.0
+    llm_embedding_batch_size: int = 32
+    llm_embedding_fallback_local: bool = True
 
     # HTTP
     api_max_page_size: int = 200

@@ -1,0 +1,1 @@
+"""AI content generation for social platforms and email, with platform limits enforced."""

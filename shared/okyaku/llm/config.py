@@ -1,0 +1,95 @@
+"""Gateway configuration and AI feature switches, read from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from okyaku.config import Settings, get_settings
+from okyaku.errors import FeatureDisabled
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    base_url: str = "http://localhost:11434/v1"
+    api_key: str = "ollama"
+    chat_model: str = "llama3.1"
+    embedding_model: str = "nomic-embed-text"
+    max_tokens: int = 1024
+    temperature: float = 0.3
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 3.0
+    health_timeout_s: float = 3.0
+    max_retries: int = 2
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 8.0
+    max_concurrency: int = 4
+    breaker_failure_threshold: int = 3
+    breaker_reset_s: float = 30.0
+    embedding_batch_size: int = 32
+    embedding_fallback_local: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> LLMConfig:
+        s = settings or get_settings()
+        return cls(
+            base_url=s.ollama_base_url,
+            api_key=s.ollama_api_key,
+            chat_model=s.ollama_model,
+            embedding_model=s.ollama_embedding_model,
+            max_tokens=s.ai_max_tokens,
+            temperature=s.ai_temperature,
+            timeout_s=s.llm_timeout_s,
+            connect_timeout_s=s.llm_connect_timeout_s,
+            health_timeout_s=s.llm_health_timeout_s,
+            max_retries=s.llm_max_retries,
+            backoff_base_s=s.llm_backoff_base_s,
+            backoff_max_s=s.llm_backoff_max_s,
+            max_concurrency=s.llm_max_concurrency,
+            breaker_failure_threshold=s.llm_breaker_failure_threshold,
+            breaker_reset_s=s.llm_breaker_reset_s,
+            embedding_batch_size=s.llm_embedding_batch_size,
+            embedding_fallback_local=s.llm_embedding_fallback_local,
+        )
+
+
+# feature name -> the Settings field that switches it
+FEATURE_SETTINGS = {
+    "content": "ai_content_enabled",
+    "chat": "ai_chat_enabled",
+    "agents": "ai_agents_enabled",
+    "predictions": "ai_predictions_enabled",
+    "rag": "ai_rag_enabled",
+}
+
+
+@dataclass(frozen=True)
+class FeatureFlags:
+    content: bool = True
+    chat: bool = True
+    agents: bool = True
+    predictions: bool = True
+    rag: bool = True
+    require_approval_for_writes: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> FeatureFlags:
+        s = settings or get_settings()
+        values = {name: bool(getattr(s, field)) for name, field in FEATURE_SETTINGS.items()}
+        return cls(**values, require_approval_for_writes=s.ai_require_approval_for_writes)
+
+    def enabled(self, feature: str) -> bool:
+        if feature not in FEATURE_SETTINGS:
+            raise KeyError(feature)
+        return bool(getattr(self, feature))
+
+    def require(self, feature: str) -> None:
+        """Raise a clear 503 when ``feature`` is switched off."""
+        if not self.enabled(feature):
+            variable = FEATURE_SETTINGS[feature].upper()
+            raise FeatureDisabled(
+                f"the AI feature '{feature}' is disabled; set {variable}=true to enable it",
+                details={"feature": feature, "setting": variable},
+            )
+
+    def as_dict(self) -> dict[str, bool]:
+        return {f.name: bool(getattr(self, f.name)) for f in fields(self)}
