@@ -1,0 +1,675 @@
+"""Reading ``template.yaml`` (SAM) into what the local runner needs: functions, HTTP routes,
+queues, SQS event sources and schedules; plus EventBridge ``rate()``/``cron()`` expressions.
+
+Only the template drives the runner, so a function added to the template is served without
+touching the runner. Parsing is permissive about CloudFormation tags (``!Ref``, ``!GetAtt``,
+``!Sub``...): they become their JSON form (``{"Ref": ...}``, ``{"Fn::GetAtt": [...]}``).
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+PSEUDO_PARAMETERS = {
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": "okyaku-local",
+}
+
+
+class TemplateError(ValueError):
+    """The template cannot be run locally as written."""
+
+
+class ScheduleExpressionError(ValueError):
+    """Not a valid EventBridge ``rate(...)`` or ``cron(...)`` expression."""
+
+
+# --- YAML with CloudFormation tags ------------------------------------------------------------
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """SafeLoader that turns every ``!Tag`` into CloudFormation's JSON form."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        # !GetAtt Resource.Attribute (the attribute itself may contain dots)
+        resource, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [resource, attribute]}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    return {f"Fn::{tag_suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template_dict(path: Path) -> dict[str, Any]:
+    """The template as plain data, tags in JSON form (what aws-sam-translator accepts too)."""
+    with path.open(encoding="utf-8") as stream:
+        data = yaml.load(stream, Loader=_CloudFormationLoader)  # a SafeLoader subclass
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise TemplateError(f"{path} is not a CloudFormation template (no Resources)")
+    return data
+
+
+# --- typed description ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """One HttpApi event: ``ANY /api/v1/contacts/{proxy+}``."""
+
+    function_id: str
+    event_name: str
+    method: str  # upper case, or ANY
+    path: str
+    payload_format_version: str = "2.0"
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return _route_pattern(self.path)
+
+    def specificity(self) -> tuple[tuple[int, ...], int]:
+        """API Gateway picks the most specific route: literal > {param} > {greedy+}; a method > ANY."""
+        ranks = []
+        for segment in self.path.strip("/").split("/"):
+            if segment.endswith("+}"):
+                ranks.append(0)
+            elif segment.startswith("{"):
+                ranks.append(1)
+            else:
+                ranks.append(2)
+        return tuple(ranks), 0 if self.method == "ANY" else 1
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """Path parameters when ``method path`` is served by this route, else None."""
+        if self.method not in ("ANY", method.upper()):
+            return None
+        found = self.pattern.fullmatch(path)
+        return None if found is None else dict(found.groupdict())
+
+
+def _route_pattern(path: str) -> re.Pattern[str]:
+    parts = []
+    for segment in path.strip("/").split("/"):
+        greedy = re.fullmatch(r"\{([A-Za-z0-9_]+)\+\}", segment)
+        param = re.fullmatch(r"\{([A-Za-z0-9_]+)\}", segment)
+        if greedy:
+            parts.append(f"(?P<{greedy.group(1)}>.+)")
+        elif param:
+            parts.append(f"(?P<{param.group(1)}>[^/]+)")
+        else:
+            parts.append(re.escape(segment))
+    return re.compile("/" + "/".join(parts))
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    function_id: str
+    event_name: str
+    queue: str  # the queue's logical id, or its ARN when the template names a queue it does not define
+    batch_size: int = 10
+    maximum_batching_window_s: float = 0.0
+    report_batch_item_failures: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ScheduleEvent:
+    function_id: str
+    event_name: str
+    rule_name: str
+    expression: str
+    enabled: bool = True
+    input: str | None = None  # a JSON string sent instead of the scheduled event
+
+    @property
+    def schedule(self) -> RateExpression | CronExpression:
+        return parse_schedule_expression(self.expression)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    logical_id: str
+    visibility_timeout_s: int = 30
+    dead_letter_queue: str | None = None  # logical id (or ARN) of the DLQ
+    max_receive_count: int | None = None
+    fifo: bool = False
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_dir: Path
+    handler: str  # "module.function" as Lambda writes it, e.g. "app.handler"
+    timeout_s: int = 3
+    memory_mb: int = 128
+    environment: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def attribute(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+    @property
+    def module_file(self) -> Path:
+        return self.code_dir.joinpath(*self.module.split(".")).with_suffix(".py")
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    functions: Mapping[str, FunctionSpec]
+    routes: tuple[HttpRoute, ...]
+    queues: Mapping[str, QueueSpec]
+    sqs_sources: tuple[SqsEventSource, ...]
+    schedules: tuple[ScheduleEvent, ...]
+    parameters: Mapping[str, str | None]
+    # Queues that change events are published to (the target of CHANGE_EVENTS_QUEUE_URL).
+    change_event_queues: frozenset[str]
+
+    def function(self, name: str) -> FunctionSpec:
+        """By logical id, or by code directory (``functions/crm_api`` or ``crm_api``)."""
+        if name in self.functions:
+            return self.functions[name]
+        wanted = Path(name)
+        for spec in self.functions.values():
+            if spec.code_dir.name == wanted.name and (
+                len(wanted.parts) == 1 or spec.code_dir == (Path.cwd() / wanted).resolve()
+            ):
+                return spec
+        known = ", ".join(sorted(self.functions))
+        raise TemplateError(f"no function {name!r} in {self.path} (functions: {known})")
+
+    def match_route(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+        for route in self.routes:  # kept most specific first
+            parameters = route.match(method, path)
+            if parameters is not None:
+                return route, parameters
+        return None
+
+    def resolve(self, value: Any) -> str | None:
+        """A literal, or a Ref/Sub of parameters and pseudo parameters; None for resource refs."""
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, str | int | float):
+            return str(value)
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            name = value["Ref"]
+            if name in PSEUDO_PARAMETERS:
+                return PSEUDO_PARAMETERS[name]
+            return self.parameters.get(name)
+        if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            unresolved = False
+
+            def substitute(found: re.Match[str]) -> str:
+                nonlocal unresolved
+                resolved = self.resolve({"Ref": found.group(1)})
+                if resolved is None:
+                    unresolved = True
+                    return ""
+                return resolved
+
+            text = re.sub(r"\$\{([A-Za-z0-9:]+)\}", substitute, value["Fn::Sub"])
+            return None if unresolved else text
+        return None
+
+
+def logical_id_of(value: Any) -> str | None:
+    """``!Ref X``/``!GetAtt X.Arn`` -> ``X``; other forms -> None."""
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            return value["Ref"]
+        attribute = value.get("Fn::GetAtt")
+        if isinstance(attribute, list) and attribute:
+            return str(attribute[0])
+        if isinstance(attribute, str):
+            return attribute.split(".", 1)[0]
+    return None
+
+
+def _as_bool(value: Any, default: bool = True) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() not in ("false", "0", "no", "disabled")
+
+
+def parse_template(path: Path | str) -> Template:
+    path = Path(path).resolve()
+    data = load_template_dict(path)
+    base = path.parent
+    resources: dict[str, Any] = data["Resources"]
+    globals_function: dict[str, Any] = (data.get("Globals") or {}).get("Function") or {}
+    parameters = {
+        name: None if spec.get("Default") is None else str(spec["Default"])
+        for name, spec in (data.get("Parameters") or {}).items()
+    }
+
+    functions: dict[str, FunctionSpec] = {}
+    routes: list[HttpRoute] = []
+    sqs_sources: list[SqsEventSource] = []
+    schedules: list[ScheduleEvent] = []
+    queues: dict[str, QueueSpec] = {}
+
+    for logical_id, resource in resources.items():
+        kind = resource.get("Type")
+        properties: dict[str, Any] = resource.get("Properties") or {}
+        if kind == "AWS::SQS::Queue":
+            queues[logical_id] = _queue_spec(logical_id, properties)
+        elif kind == "AWS::Serverless::Function":
+            merged = {**globals_function, **properties}
+            merged["Environment"] = {
+                "Variables": {
+                    **((globals_function.get("Environment") or {}).get("Variables") or {}),
+                    **((properties.get("Environment") or {}).get("Variables") or {}),
+                }
+            }
+            spec = _function_spec(logical_id, merged, base)
+            if spec is None:
+                continue
+            functions[logical_id] = spec
+            for event_name, event in (properties.get("Events") or {}).items():
+                _add_event(logical_id, event_name, event, routes, sqs_sources, schedules)
+
+    for source in sqs_sources:
+        if source.queue not in queues and not source.queue.startswith("arn:"):
+            raise TemplateError(f"{source.function_id}.{source.event_name}: no queue {source.queue!r}")
+
+    change_event_queues = frozenset(
+        queue_id
+        for spec in functions.values()
+        if (queue_id := logical_id_of(spec.environment.get("CHANGE_EVENTS_QUEUE_URL"))) in queues
+    )
+    routes.sort(key=lambda r: r.specificity(), reverse=True)
+    template = Template(
+        path=path,
+        functions=functions,
+        routes=tuple(routes),
+        queues=queues,
+        sqs_sources=tuple(sqs_sources),
+        schedules=tuple(schedules),
+        parameters=parameters,
+        change_event_queues=change_event_queues,
+    )
+    _check_unique_routes(template)
+    return template
+
+
+def _queue_spec(logical_id: str, properties: Mapping[str, Any]) -> QueueSpec:
+    redrive = properties.get("RedrivePolicy") or {}
+    max_receive = redrive.get("maxReceiveCount")
+    return QueueSpec(
+        logical_id=logical_id,
+        visibility_timeout_s=int(properties.get("VisibilityTimeout", 30)),
+        dead_letter_queue=logical_id_of(redrive.get("deadLetterTargetArn"))
+        or (redrive.get("deadLetterTargetArn") if isinstance(redrive.get("deadLetterTargetArn"), str) else None),
+        max_receive_count=None if max_receive is None else int(max_receive),
+        fifo=_as_bool(properties.get("FifoQueue"), default=False),
+    )
+
+
+def _function_spec(logical_id: str, properties: Mapping[str, Any], base: Path) -> FunctionSpec | None:
+    code_uri = properties.get("CodeUri")
+    handler = properties.get("Handler")
+    if properties.get("PackageType") == "Image" or not isinstance(code_uri, str) or not handler:
+        logger.warning("%s has no local code (CodeUri/Handler); the local runner skips it", logical_id)
+        return None
+    if "." not in str(handler):
+        raise TemplateError(f"{logical_id}: Handler must be 'module.function', not {handler!r}")
+    code_dir = (base / code_uri).resolve()
+    return FunctionSpec(
+        logical_id=logical_id,
+        code_dir=code_dir,
+        handler=str(handler),
+        timeout_s=int(properties.get("Timeout", 3)),
+        memory_mb=int(properties.get("MemorySize", 128)),
+        environment=dict(properties["Environment"]["Variables"]),
+    )
+
+
+def _add_event(
+    function_id: str,
+    event_name: str,
+    event: Mapping[str, Any],
+    routes: list[HttpRoute],
+    sqs_sources: list[SqsEventSource],
+    schedules: list[ScheduleEvent],
+) -> None:
+    kind = event.get("Type")
+    properties: Mapping[str, Any] = event.get("Properties") or {}
+    where = f"{function_id}.{event_name}"
+    if kind == "HttpApi":
+        version = str(properties.get("PayloadFormatVersion", "2.0"))
+        if version != "2.0":
+            raise TemplateError(f"{where}: the local runner builds payload format 2.0 events only")
+        path = properties.get("Path")
+        method = str(properties.get("Method", "ANY")).upper()
+        if path is None:  # an HttpApi event without Path is the $default route
+            path, method = "/{proxy+}", "ANY"
+        if not str(path).startswith("/"):
+            raise TemplateError(f"{where}: Path must start with '/'")
+        if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
+            method = "ANY"
+        routes.append(HttpRoute(function_id, event_name, method, str(path), version))
+    elif kind == "SQS":
+        queue = properties.get("Queue")
+        queue_id = logical_id_of(queue) or (queue if isinstance(queue, str) else None)
+        if queue_id is None:
+            raise TemplateError(f"{where}: Queue must be !GetAtt <Queue>.Arn or an ARN")
+        response_types = properties.get("FunctionResponseTypes") or []
+        sqs_sources.append(
+            SqsEventSource(
+                function_id=function_id,
+                event_name=event_name,
+                queue=queue_id,
+                batch_size=int(properties.get("BatchSize", 10)),
+                maximum_batching_window_s=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+                report_batch_item_failures="ReportBatchItemFailures" in response_types,
+                enabled=_as_bool(properties.get("Enabled")),
+            )
+        )
+    elif kind == "Schedule":
+        expression = properties.get("Schedule")
+        if not isinstance(expression, str):
+            raise TemplateError(f"{where}: Schedule must be a rate(...) or cron(...) string")
+        try:
+            parse_schedule_expression(expression)
+        except ScheduleExpressionError as error:
+            raise TemplateError(f"{where}: {error}") from error
+        enabled = _as_bool(properties.get("Enabled")) and str(properties.get("State", "ENABLED")) != "DISABLED"
+        input_value = properties.get("Input")
+        schedules.append(
+            ScheduleEvent(
+                function_id=function_id,
+                event_name=event_name,
+                rule_name=str(properties.get("Name") or f"{function_id}{event_name}"),
+                expression=expression,
+                enabled=enabled,
+                input=input_value if isinstance(input_value, str) else None,
+            )
+        )
+    else:
+        logger.warning("%s: event type %s is not run by the local runner", where, kind)
+
+
+def _check_unique_routes(template: Template) -> None:
+    seen: set[str] = set()
+    for route in template.routes:
+        if route.route_key in seen:
+            raise TemplateError(f"route {route.route_key!r} is declared more than once")
+        seen.add(route.route_key)
+
+
+# --- EventBridge schedule expressions ---------------------------------------------------------
+
+_RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class RateExpression:
+    """``rate(5 minutes)``: fires every interval, counted from when the rule started."""
+
+    interval: timedelta
+
+    def next_fire(self, after: datetime, start: datetime | None = None) -> datetime:
+        anchor = start or after
+        if after < anchor:
+            return anchor + self.interval
+        periods = int((after - anchor) / self.interval) + 1
+        return anchor + periods * self.interval
+
+
+def parse_rate(expression: str) -> RateExpression:
+    found = re.fullmatch(r"\s*rate\(\s*(\d+)\s+([a-z]+)\s*\)\s*", expression)
+    if not found:
+        raise ScheduleExpressionError(f"{expression!r}: expected rate(<value> <unit>)")
+    value, unit = int(found.group(1)), found.group(2)
+    singular = unit.rstrip("s")
+    if singular not in _RATE_UNITS or value < 1:
+        raise ScheduleExpressionError(f"{expression!r}: the unit is minute(s), hour(s) or day(s), value >= 1")
+    # EventBridge refuses "rate(1 minutes)" and "rate(5 minute)".
+    if (value == 1) != (unit == singular):
+        wanted = singular if value == 1 else singular + "s"
+        raise ScheduleExpressionError(f"{expression!r}: write rate({value} {wanted})")
+    return RateExpression(timedelta(seconds=value * _RATE_UNITS[singular]))
+
+
+_MONTHS = {calendar.month_abbr[number].upper(): number for number in range(1, 13)}
+_WEEKDAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
+MAX_YEAR = 2199
+
+
+def _cron_weekday(day: date) -> int:
+    """EventBridge numbers days 1=SUN ... 7=SAT."""
+    return (day.weekday() + 1) % 7 + 1
+
+
+def _parse_value(token: str, low: int, high: int, names: Mapping[str, int], where: str) -> int:
+    token = token.upper()
+    if token in names:
+        return names[token]
+    if not token.isdigit():
+        raise ScheduleExpressionError(f"{where}: {token!r} is not a value")
+    value = int(token)
+    if not low <= value <= high:
+        raise ScheduleExpressionError(f"{where}: {value} is outside {low}-{high}")
+    return value
+
+
+def _parse_field(text: str, low: int, high: int, where: str, names: Mapping[str, int] | None = None) -> frozenset[int]:
+    names = names or {}
+    values: set[int] = set()
+    for item in text.split(","):
+        if not item:
+            raise ScheduleExpressionError(f"{where}: empty list item in {text!r}")
+        base, slash, step_text = item.partition("/")
+        step = 1
+        if slash:
+            if not step_text.isdigit() or int(step_text) < 1:
+                raise ScheduleExpressionError(f"{where}: bad step in {item!r}")
+            step = int(step_text)
+        if base == "*":
+            start, end = low, high
+        elif "-" in base:
+            first, _, last = base.partition("-")
+            start = _parse_value(first, low, high, names, where)
+            end = _parse_value(last, low, high, names, where)
+            if end < start:
+                raise ScheduleExpressionError(f"{where}: range {base!r} runs backwards")
+        else:
+            start = _parse_value(base, low, high, names, where)
+            end = high if slash else start
+        values.update(range(start, end + 1, step))
+    return frozenset(values)
+
+
+@dataclass(frozen=True)
+class _DayOfMonth:
+    any: bool = False  # "?"
+    days: frozenset[int] = frozenset()
+    last: bool = False  # L
+    last_weekday: bool = False  # LW
+    nearest_weekday: frozenset[int] = frozenset()  # 15W
+
+    def matches(self, day: date) -> bool:
+        last_day = calendar.monthrange(day.year, day.month)[1]
+        if day.day in self.days or (self.last and day.day == last_day):
+            return True
+        if self.last_weekday and day == _nearest_weekday(day.year, day.month, last_day):
+            return True
+        return any(day == _nearest_weekday(day.year, day.month, n) for n in self.nearest_weekday if n <= last_day)
+
+
+def _nearest_weekday(year: int, month: int, day_number: int) -> date:
+    """The weekday nearest to the given day, without leaving the month (Quartz's ``W``)."""
+    day = date(year, month, day_number)
+    last_day = calendar.monthrange(year, month)[1]
+    if day.weekday() == 5:  # Saturday -> Friday, or Monday when the 1st
+        return day + timedelta(days=2) if day_number == 1 else day - timedelta(days=1)
+    if day.weekday() == 6:  # Sunday -> Monday, or Friday when the last day
+        return day - timedelta(days=2) if day_number == last_day else day + timedelta(days=1)
+    return day
+
+
+@dataclass(frozen=True)
+class _DayOfWeek:
+    any: bool = False  # "?"
+    days: frozenset[int] = frozenset()
+    last_of: frozenset[int] = frozenset()  # 6L: the last Friday
+    nth: frozenset[tuple[int, int]] = frozenset()  # 2#1: the first Monday
+
+    def matches(self, day: date) -> bool:
+        weekday = _cron_weekday(day)
+        if weekday in self.days:
+            return True
+        if weekday in self.last_of and day.day + 7 > calendar.monthrange(day.year, day.month)[1]:
+            return True
+        return (weekday, (day.day - 1) // 7 + 1) in self.nth
+
+
+def _parse_day_of_month(text: str) -> _DayOfMonth:
+    where = "day-of-month"
+    if text == "?":
+        return _DayOfMonth(any=True)
+    days: set[int] = set()
+    nearest: set[int] = set()
+    last = last_weekday = False
+    for item in text.split(","):
+        if item.upper() == "L":
+            last = True
+        elif item.upper() == "LW":
+            last_weekday = True
+        elif re.fullmatch(r"\d+W", item.upper()):
+            nearest.add(_parse_value(item[:-1], 1, 31, {}, where))
+        else:
+            days.update(_parse_field(item, 1, 31, where))
+    return _DayOfMonth(days=frozenset(days), last=last, last_weekday=last_weekday, nearest_weekday=frozenset(nearest))
+
+
+def _parse_day_of_week(text: str) -> _DayOfWeek:
+    where = "day-of-week"
+    if text == "?":
+        return _DayOfWeek(any=True)
+    days: set[int] = set()
+    last_of: set[int] = set()
+    nth: set[tuple[int, int]] = set()
+    for item in text.split(","):
+        upper = item.upper()
+        if upper == "L":  # alone, L is the last day of the week: Saturday
+            days.add(7)
+        elif upper.endswith("L"):
+            last_of.add(_parse_value(upper[:-1], 1, 7, _WEEKDAYS, where))
+        elif "#" in upper:
+            weekday, _, number = upper.partition("#")
+            if not number.isdigit() or not 1 <= int(number) <= 5:
+                raise ScheduleExpressionError(f"{where}: {item!r} needs #1 to #5")
+            nth.add((_parse_value(weekday, 1, 7, _WEEKDAYS, where), int(number)))
+        else:
+            days.update(_parse_field(item, 1, 7, where, _WEEKDAYS))
+    return _DayOfWeek(days=frozenset(days), last_of=frozenset(last_of), nth=frozenset(nth))
+
+
+@dataclass(frozen=True)
+class CronExpression:
+    """``cron(minutes hours day-of-month month day-of-week year)``, evaluated in UTC."""
+
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    day_of_month: _DayOfMonth
+    months: frozenset[int]
+    day_of_week: _DayOfWeek
+    years: frozenset[int]
+
+    def matches_day(self, day: date) -> bool:
+        if day.year not in self.years or day.month not in self.months:
+            return False
+        if self.day_of_month.any:
+            return self.day_of_week.matches(day)
+        return self.day_of_month.matches(day)
+
+    def next_fire(self, after: datetime, start: datetime | None = None) -> datetime | None:
+        """The first matching minute strictly after ``after`` (UTC); None when there is none left."""
+        moment = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        day = moment.date()
+        hours = sorted(self.hours)
+        minutes = sorted(self.minutes)
+        last_year = max(self.years)
+        while day.year <= last_year:
+            if day.year not in self.years:
+                day = date(day.year + 1, 1, 1)
+                continue
+            if day.month not in self.months:
+                day = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+                continue
+            if self.matches_day(day):
+                for hour in hours:
+                    for minute in minutes:
+                        candidate = datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+                        if candidate >= moment:
+                            return candidate
+            day += timedelta(days=1)
+        return None
+
+
+def parse_cron(expression: str) -> CronExpression:
+    found = re.fullmatch(r"\s*cron\((.*)\)\s*", expression)
+    if not found:
+        raise ScheduleExpressionError(f"{expression!r}: expected cron(...)")
+    fields = found.group(1).split()
+    if len(fields) != 6:
+        raise ScheduleExpressionError(
+            f"{expression!r}: cron needs 6 fields (minutes hours day-of-month month day-of-week year)"
+        )
+    minutes, hours, day_of_month, month, day_of_week, year = fields
+    if (day_of_month == "?") == (day_of_week == "?"):
+        raise ScheduleExpressionError(f"{expression!r}: exactly one of day-of-month and day-of-week must be '?'")
+    return CronExpression(
+        minutes=_parse_field(minutes, 0, 59, "minutes"),
+        hours=_parse_field(hours, 0, 23, "hours"),
+        day_of_month=_parse_day_of_month(day_of_month),
+        months=_parse_field(month, 1, 12, "month", _MONTHS),
+        day_of_week=_parse_day_of_week(day_of_week),
+        years=_parse_field(year, 1970, MAX_YEAR, "year"),
+    )
+
+
+def parse_schedule_expression(expression: str) -> RateExpression | CronExpression:
+    text = expression.strip()
+    if text.startswith("rate("):
+        return parse_rate(text)
+    if text.startswith("cron("):
+        return parse_cron(text)
+    raise ScheduleExpressionError(f"{expression!r}: expected rate(...) or cron(...)")

@@ -1,0 +1,308 @@
+"""template.yaml parsing (what the local runner serves) and EventBridge schedule expressions."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from okyaku.local.template import (
+    ScheduleExpressionError,
+    TemplateError,
+    load_template_dict,
+    parse_cron,
+    parse_rate,
+    parse_schedule_expression,
+    parse_template,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CRM_RESOURCES = ["companies", "contacts", "pipelines", "deals", "activities", "tasks", "imports"]
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+def write_template(tmp_path: Path, resources: str, extra: str = "") -> Path:
+    (tmp_path / "fn").mkdir(exist_ok=True)
+    (tmp_path / "fn" / "app.py").write_text("def handler(event, context):\n    return event\n")
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        + textwrap.dedent(extra)
+        + "Resources:\n"
+        + textwrap.indent(textwrap.dedent(resources), "  ")
+    )
+    return path
+
+
+# --- the project's template --------------------------------------------------------------------
+
+
+def test_cloudformation_tags_become_their_json_form(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            Resources:
+              A:
+                Type: X
+                Properties:
+                  Ref: !Ref Thing
+                  Att: !GetAtt Queue.Arn
+                  AttList: !GetAtt [Queue, QueueName]
+                  Sub: !Sub "https://${Api}.example"
+                  Join: !Join ["-", [a, !Ref B]]
+                  If: !If [Cond, 1, 2]
+            """
+        )
+    )
+    properties = load_template_dict(path)["Resources"]["A"]["Properties"]
+    assert properties["Ref"] == {"Ref": "Thing"}
+    assert properties["Att"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    assert properties["AttList"] == {"Fn::GetAtt": ["Queue", "QueueName"]}
+    assert properties["Sub"] == {"Fn::Sub": "https://${Api}.example"}
+    assert properties["Join"] == {"Fn::Join": ["-", ["a", {"Ref": "B"}]]}
+    assert properties["If"] == {"Fn::If": ["Cond", 1, 2]}
+
+
+def test_the_project_template_describes_the_crm_api_and_the_relay() -> None:
+    template = parse_template(ROOT / "template.yaml")
+    crm = template.functions["CrmApiFunction"]
+    relay = template.functions["OutboxRelayFunction"]
+    for spec in (crm, relay):
+        assert spec.module_file.is_file(), spec.module_file
+        assert spec.attribute == "handler"
+    assert crm.code_dir == ROOT / "functions" / "crm_api"
+    assert crm.timeout_s == 30 and relay.timeout_s == 60  # Globals, and the relay's own override
+
+    crm_routes = {r.route_key for r in template.routes if r.function_id == "CrmApiFunction"}
+    for resource in CRM_RESOURCES:
+        assert f"ANY /api/v1/{resource}" in crm_routes
+        assert f"ANY /api/v1/{resource}/{{proxy+}}" in crm_routes
+    assert {"GET /api/v1/health", "GET /api/v1/openapi.json", "GET /api/v1/docs"} <= crm_routes
+
+    queue = template.queues["ChangeEventsQueue"]
+    assert queue.dead_letter_queue == "ChangeEventsDLQ" and "ChangeEventsDLQ" in template.queues
+    assert queue.max_receive_count == 5
+    assert queue.visibility_timeout_s >= 6 * crm.timeout_s
+    assert template.change_event_queues == frozenset({"ChangeEventsQueue"})
+
+    (schedule,) = template.schedules
+    assert (schedule.function_id, schedule.expression, schedule.enabled) == (
+        "OutboxRelayFunction",
+        "rate(1 minute)",
+        True,
+    )
+
+
+def test_environment_comes_from_parameters_and_globals() -> None:
+    template = parse_template(ROOT / "template.yaml")
+    environment = template.functions["CrmApiFunction"].environment
+    assert template.resolve(environment["OLLAMA_MODEL"]) == "llama3.1"
+    assert template.resolve(environment["OLLAMA_BASE_URL"]) == "http://localhost:11434/v1"
+    assert template.resolve(environment["DATABASE_URL"]) == ""
+    # A resource reference has no local value: the runner's publisher stands for the queue.
+    assert template.resolve(environment["CHANGE_EVENTS_QUEUE_URL"]) is None
+    assert template.resolve({"Fn::Sub": "${AWS::Region}-${OllamaModel}"}) == "us-east-1-llama3.1"
+    assert template.resolve({"Fn::Sub": "${ChangeEventsQueue}"}) is None
+
+
+def test_functions_are_found_by_logical_id_or_code_directory() -> None:
+    template = parse_template(ROOT / "template.yaml")
+    assert template.function("OutboxRelayFunction").logical_id == "OutboxRelayFunction"
+    assert template.function("outbox_relay").logical_id == "OutboxRelayFunction"
+    assert template.function(str(ROOT / "functions" / "crm_api")).logical_id == "CrmApiFunction"
+    with pytest.raises(TemplateError, match="no function"):
+        template.function("NoSuchFunction")
+
+
+def test_layer_requirements_match_the_package_dependencies() -> None:
+    """The layer ships what pyproject.toml declares: the two lists must not drift apart."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    listed = [
+        line.strip()
+        for line in (ROOT / "shared" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert sorted(listed) == sorted(declared)
+
+
+def test_the_runner_test_template_has_an_sqs_consumer_with_batch_item_failures() -> None:
+    template = parse_template(ROOT / "tests" / "data" / "runner" / "template.yaml")
+    (source,) = template.sqs_sources
+    assert (source.function_id, source.queue, source.batch_size) == ("RecorderFunction", "ChangeEventsQueue", 10)
+    assert source.report_batch_item_failures
+    assert template.queues["ChangeEventsQueue"].max_receive_count == 3
+    assert template.functions["CrmApiFunction"].code_dir == ROOT / "functions" / "crm_api"
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def test_the_most_specific_route_wins(tmp_path: Path) -> None:
+    path = write_template(
+        tmp_path,
+        """
+        Fn:
+          Type: AWS::Serverless::Function
+          Properties:
+            CodeUri: fn
+            Handler: app.handler
+            Events:
+              Greedy: {Type: HttpApi, Properties: {Path: "/items/{proxy+}", Method: ANY}}
+              ById: {Type: HttpApi, Properties: {Path: "/items/{id}", Method: ANY}}
+              GetById: {Type: HttpApi, Properties: {Path: "/items/{id}", Method: get}}
+              Special: {Type: HttpApi, Properties: {Path: /items/special, Method: ANY}}
+              Root: {Type: HttpApi, Properties: {Path: /items, Method: POST}}
+        """,
+    )
+    template = parse_template(path)
+
+    def served(method: str, url: str) -> tuple[str, dict[str, str]] | None:
+        found = template.match_route(method, url)
+        return None if found is None else (found[0].event_name, found[1])
+
+    assert served("GET", "/items/special") == ("Special", {})
+    assert served("GET", "/items/42") == ("GetById", {"id": "42"})
+    assert served("DELETE", "/items/42") == ("ById", {"id": "42"})
+    assert served("GET", "/items/42/notes/7") == ("Greedy", {"proxy": "42/notes/7"})
+    assert served("POST", "/items") == ("Root", {})
+    assert served("GET", "/items") is None
+    assert served("GET", "/other") is None
+
+
+@pytest.mark.parametrize(
+    ("events", "error"),
+    [
+        (
+            '{E: {Type: HttpApi, Properties: {Path: /a, Method: GET, PayloadFormatVersion: "1.0"}}}',
+            "payload format 2.0",
+        ),
+        ("{E: {Type: SQS, Properties: {Queue: !GetAtt Missing.Arn}}}", "no queue 'Missing'"),
+        ("{E: {Type: Schedule, Properties: {Schedule: rate(1 minutes)}}}", r"rate\(1 minute\)"),
+        (
+            "{A: {Type: HttpApi, Properties: {Path: /a, Method: GET}}, "
+            "B: {Type: HttpApi, Properties: {Path: /a, Method: get}}}",
+            "declared more than once",
+        ),
+    ],
+)
+def test_templates_the_runner_cannot_serve_are_refused(tmp_path: Path, events: str, error: str) -> None:
+    path = write_template(
+        tmp_path,
+        f"""
+        Fn:
+          Type: AWS::Serverless::Function
+          Properties:
+            CodeUri: fn
+            Handler: app.handler
+            Events: {events}
+        """,
+    )
+    with pytest.raises(TemplateError, match=error):
+        parse_template(path)
+
+
+def test_schedule_names_inputs_and_disabled_rules(tmp_path: Path) -> None:
+    path = write_template(
+        tmp_path,
+        """
+        Fn:
+          Type: AWS::Serverless::Function
+          Properties:
+            CodeUri: fn
+            Handler: app.handler
+            Events:
+              Nightly:
+                Type: Schedule
+                Properties: {Schedule: "cron(0 2 * * ? *)", Name: nightly-train, Input: '{"job": "train"}'}
+              Paused:
+                Type: Schedule
+                Properties: {Schedule: rate(5 minutes), Enabled: false}
+        """,
+    )
+    nightly, paused = parse_template(path).schedules
+    assert (nightly.rule_name, nightly.input, nightly.enabled) == ("nightly-train", '{"job": "train"}', True)
+    assert (paused.rule_name, paused.enabled) == ("FnPaused", False)
+
+
+# --- rate() ------------------------------------------------------------------------------------
+
+
+def test_rate_fires_every_interval_from_its_start() -> None:
+    start = utc(2026, 1, 1, 10, 0)
+    rate = parse_rate("rate(5 minutes)")
+    assert rate.interval == timedelta(minutes=5)
+    assert rate.next_fire(start, start) == utc(2026, 1, 1, 10, 5)
+    assert rate.next_fire(utc(2026, 1, 1, 10, 5), start) == utc(2026, 1, 1, 10, 10)
+    assert rate.next_fire(utc(2026, 1, 1, 10, 7, 30), start) == utc(2026, 1, 1, 10, 10)
+    assert parse_rate("rate(1 day)").interval == timedelta(days=1)
+    assert parse_rate("rate(2 hours)").interval == timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)", "rate(2 weeks)", "rate(five minutes)", "every 5m"],
+)
+def test_invalid_rates_are_refused(expression: str) -> None:
+    with pytest.raises(ScheduleExpressionError):
+        parse_schedule_expression(expression)
+
+
+# --- cron() ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "expected"),
+    [
+        ("cron(0 2 * * ? *)", utc(2026, 3, 10, 1, 59), utc(2026, 3, 10, 2, 0)),
+        ("cron(0 2 * * ? *)", utc(2026, 3, 10, 2, 0), utc(2026, 3, 11, 2, 0)),  # strictly after
+        ("cron(0/15 * * * ? *)", utc(2026, 3, 10, 8, 16), utc(2026, 3, 10, 8, 30)),
+        ("cron(0 9 ? * MON-FRI *)", utc(2026, 3, 13, 9, 30), utc(2026, 3, 16, 9, 0)),  # Fri -> Mon
+        ("cron(30 6 ? * 1 *)", utc(2026, 3, 10, 0, 0), utc(2026, 3, 15, 6, 30)),  # 1 = Sunday
+        ("cron(0 0 1 JAN,JUL ? *)", utc(2026, 2, 1), utc(2026, 7, 1)),
+        ("cron(0 12 L * ? *)", utc(2026, 2, 1), utc(2026, 2, 28, 12, 0)),  # last day of month
+        ("cron(0 12 L * ? *)", utc(2028, 2, 1), utc(2028, 2, 29, 12, 0)),  # leap year
+        ("cron(15 10 ? * 6L *)", utc(2026, 1, 1), utc(2026, 1, 30, 10, 15)),  # last Friday
+        ("cron(0 8 ? * 2#1 *)", utc(2026, 3, 3), utc(2026, 4, 6, 8, 0)),  # first Monday
+        ("cron(0 8 15W * ? *)", utc(2026, 8, 1), utc(2026, 8, 14, 8, 0)),  # 15th is a Saturday
+        ("cron(0 8 1W * ? *)", utc(2026, 2, 1), utc(2026, 2, 2, 8, 0)),  # 1st Sunday -> Monday
+        ("cron(0 0 29 2 ? *)", utc(2026, 3, 1), utc(2028, 2, 29)),
+        ("cron(0 0 1 1 ? 2026-2027)", utc(2027, 6, 1), None),  # no year left
+        ("cron(5,35 14-15 * * ? *)", utc(2026, 5, 5, 14, 40), utc(2026, 5, 5, 15, 5)),
+    ],
+)
+def test_cron_next_fire(expression: str, after: datetime, expected: datetime | None) -> None:
+    assert parse_cron(expression).next_fire(after) == expected
+
+
+def test_cron_is_evaluated_in_utc() -> None:
+    from zoneinfo import ZoneInfo
+
+    after = datetime(2026, 3, 10, 3, 0, tzinfo=ZoneInfo("Europe/Berlin"))  # 02:00 UTC
+    assert parse_cron("cron(30 2 * * ? *)").next_fire(after) == utc(2026, 3, 10, 2, 30)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("cron(0 2 * * * *)", "must be '?'"),
+        ("cron(0 2 ? * ? *)", "must be '?'"),
+        ("cron(0 2 * * ?)", "6 fields"),
+        ("cron(60 2 * * ? *)", "outside 0-59"),
+        ("cron(0 25 * * ? *)", "outside 0-23"),
+        ("cron(0 2 ? * FRI-MON *)", "backwards"),
+        ("cron(0 2 ? * 2#6 *)", "#1 to #5"),
+        ("cron(0 2 * FOO ? *)", "not a value"),
+        ("cron(0/0 2 * * ? *)", "bad step"),
+    ],
+)
+def test_invalid_crons_are_refused(expression: str, message: str) -> None:
+    with pytest.raises(ScheduleExpressionError, match=re.escape(message)):
+        parse_cron(expression)
