@@ -1,0 +1,292 @@
+"""The local runner's pure parts: HTTP API 2.0 events and responses, SQS batches, retries and
+redrive, schedules. Time is passed in, so nothing here waits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from okyaku.events.model import ChangeEvent
+from okyaku.events.publishers import decode_sqs_body
+from okyaku.local.runner import (
+    LocalQueue,
+    QueuedMessage,
+    Scheduler,
+    build_http_event,
+    failed_message_ids,
+    http_response_from_result,
+    lambda_message_attributes,
+    scheduled_event,
+    sqs_record,
+)
+from okyaku.local.template import HttpRoute, QueueSpec, ScheduleEvent, SqsEventSource
+
+ROUTE = HttpRoute("CrmApiFunction", "ContactsProxy", "ANY", "/api/v1/contacts/{proxy+}")
+
+
+def http_event(**overrides: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "method": "post",
+        "raw_path": "/api/v1/contacts/a%20b",
+        "raw_query": "tag=x&tag=y&limit=5&empty=",
+        "headers": [
+            ("Host", "127.0.0.1:3000"),
+            ("Content-Type", "application/json"),
+            ("X-Multi", "1"),
+            ("x-multi", "2"),
+            ("Cookie", "session=abc; theme=dark"),
+            ("User-Agent", "pytest"),
+        ],
+        "body": b'{"first_name": "Ada"}',
+        "source_ip": "127.0.0.1",
+        "now": datetime(2026, 11, 25, 9, 30, tzinfo=UTC),
+    }
+    arguments.update(overrides)
+    return build_http_event(ROUTE, {"proxy": "a%20b"}, **arguments)
+
+
+def test_http_event_has_the_payload_2_0_shape() -> None:
+    event = http_event()
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == event["requestContext"]["routeKey"] == "ANY /api/v1/contacts/{proxy+}"
+    assert event["rawPath"] == "/api/v1/contacts/a%20b"
+    assert event["requestContext"]["http"] == {
+        "method": "POST",
+        "path": "/api/v1/contacts/a b",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "pytest",
+    }
+    assert event["requestContext"]["stage"] == "$default"
+    assert event["requestContext"]["time"] == "25/Nov/2026:09:30:00 +0000"
+    assert event["requestContext"]["timeEpoch"] == 1795599000000
+    # Headers lower-cased, repeats joined with commas, cookies moved out of the headers.
+    assert event["headers"]["x-multi"] == "1,2"
+    assert event["headers"]["content-type"] == "application/json"
+    assert "cookie" not in event["headers"]
+    assert event["cookies"] == ["session=abc", "theme=dark"]
+    assert event["headers"]["x-forwarded-proto"] == "http"
+    assert event["headers"]["x-forwarded-port"] == "3000"
+    assert event["rawQueryString"] == "tag=x&tag=y&limit=5&empty="
+    assert event["queryStringParameters"] == {"tag": "x,y", "limit": "5", "empty": ""}
+    assert event["pathParameters"] == {"proxy": "a b"}
+    assert event["body"] == '{"first_name": "Ada"}' and event["isBase64Encoded"] is False
+
+
+def test_binary_and_multipart_bodies_are_base64_encoded() -> None:
+    multipart = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\nname\r\nAda\r\n--x--'
+    event = http_event(headers=[("content-type", "multipart/form-data; boundary=x")], body=multipart)
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == multipart
+
+    png = bytes([0x89, 0x50, 0x4E, 0x47, 0xFF, 0x00])
+    event = http_event(headers=[("content-type", "image/png")], body=png)
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == png
+
+    # Declared as text but not UTF-8: still delivered intact.
+    event = http_event(headers=[("content-type", "text/csv")], body=b"caf\xe9")
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"caf\xe9"
+
+
+def test_a_request_without_body_query_or_cookies_omits_those_keys() -> None:
+    event = http_event(raw_query="", body=b"", headers=[("host", "localhost")])
+    for absent in ("body", "cookies", "queryStringParameters"):
+        assert absent not in event
+    assert event["isBase64Encoded"] is False
+
+
+def test_handler_responses_follow_api_gateway_rules() -> None:
+    response = http_response_from_result(
+        {
+            "statusCode": 201,
+            "headers": {"content-type": "application/json", "etag": '"1"'},
+            "multiValueHeaders": {"x-trace": ["a", "b"], "etag": ["ignored"]},
+            "cookies": ["session=abc; HttpOnly", "theme=dark"],
+            "body": '{"id": 1}',
+            "isBase64Encoded": False,
+        }
+    )
+    assert response.status == 201
+    assert ("etag", '"1"') in response.headers and ("etag", "ignored") not in response.headers
+    assert [v for k, v in response.headers if k == "x-trace"] == ["a", "b"]
+    assert [v for k, v in response.headers if k == "set-cookie"] == ["session=abc; HttpOnly", "theme=dark"]
+    assert response.body == b'{"id": 1}'
+
+    binary = http_response_from_result(
+        {"statusCode": 200, "body": base64.b64encode(b"\x00\x01").decode(), "isBase64Encoded": True}
+    )
+    assert binary.body == b"\x00\x01"
+
+    # No statusCode: 200 with the returned value as JSON.
+    inferred = http_response_from_result({"hello": "world"})
+    assert (inferred.status, json.loads(inferred.body)) == (200, {"hello": "world"})
+    assert ("content-type", "application/json") in inferred.headers
+
+    assert http_response_from_result({"statusCode": "oops"}).status == 500
+    assert http_response_from_result({"statusCode": 204}).body == b""
+
+
+# --- SQS ---------------------------------------------------------------------------------------
+
+
+def change_event(entity_type: str = "contact", operation: str = "created") -> ChangeEvent:
+    return ChangeEvent(
+        event_id=uuid.uuid4(),
+        organization_id=uuid.uuid4(),
+        entity_type=entity_type,
+        entity_id=uuid.uuid4(),
+        operation=operation,  # type: ignore[arg-type]
+        changed_fields=["email"],
+        version=1,
+        occurred_at=datetime(2026, 11, 25, tzinfo=UTC),
+    )
+
+
+def test_sqs_records_carry_the_change_event_like_lambda_delivers_it() -> None:
+    event = change_event()
+    message = QueuedMessage(
+        "m-1", event.model_dump_json(), lambda_message_attributes(event), 1_700_000_000_000, 2, 1_700_000_000_100
+    )
+    record = sqs_record(message, "ChangeEventsQueue")
+    assert decode_sqs_body(record["body"]) == event
+    assert record["eventSource"] == "aws:sqs"
+    assert record["eventSourceARN"] == "arn:aws:sqs:us-east-1:123456789012:ChangeEventsQueue"
+    assert record["attributes"]["ApproximateReceiveCount"] == "2"
+    assert record["attributes"]["SentTimestamp"] == "1700000000000"
+    assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
+    assert record["messageAttributes"]["entity_type"] == {
+        "stringValue": "contact",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+    assert record["messageAttributes"]["operation"]["stringValue"] == "created"
+    assert record["receiptHandle"] != sqs_record(message, "ChangeEventsQueue")["receiptHandle"]
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "report", "failed"),
+    [
+        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, None, True, {"b"}),
+        ({"batchItemFailures": []}, None, True, set()),
+        ({"batchItemFailures": None}, None, True, set()),
+        (None, None, True, set()),
+        ({}, None, True, set()),
+        ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, None, True, {"a", "b", "c"}),  # unknown id
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, None, True, {"a", "b", "c"}),
+        ({"batchItemFailures": [{"id": "b"}]}, None, True, {"a", "b", "c"}),  # bad key name
+        ("not a dict", None, True, {"a", "b", "c"}),
+        (None, RuntimeError("boom"), True, {"a", "b", "c"}),
+        (None, RuntimeError("boom"), False, {"a", "b", "c"}),
+        # Without ReportBatchItemFailures the response is ignored: the batch succeeded.
+        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, None, False, set()),
+    ],
+)
+def test_which_records_lambda_retries(result: Any, error: Exception | None, report: bool, failed: set[str]) -> None:
+    assert failed_message_ids(result, error, ["a", "b", "c"], report) == failed
+
+
+def make_queue(max_receive_count: int | None = 3, retry_delay_s: float = 1.0) -> LocalQueue:
+    source = SqsEventSource("Consumer", "Changes", "Q", batch_size=2, report_batch_item_failures=True)
+    queue = QueueSpec("Q", visibility_timeout_s=60, dead_letter_queue="DLQ", max_receive_count=max_receive_count)
+    return LocalQueue(source, queue, retry_delay_s=retry_delay_s)
+
+
+def test_queue_delivers_in_batches_and_hides_messages_in_flight() -> None:
+    queue = make_queue()
+    queue.send([("one", {}), ("two", {}), ("three", {})], now=0.0)
+    first = queue.receive(now=0.0)
+    assert [m.body for m in first] == ["one", "two"]  # BatchSize 2
+    assert [m.receive_count for m in first] == [1, 1]
+    second = queue.receive(now=0.0)
+    assert [m.body for m in second] == ["three"]
+    assert queue.receive(now=0.0) == []  # all in flight
+    queue.settle(first, failed=set(), now=0.1)
+    queue.settle(second, failed=set(), now=0.1)
+    assert queue.pending() == 0 and queue.delivered == 3
+
+
+def test_only_failed_records_come_back_after_a_backoff() -> None:
+    queue = make_queue(retry_delay_s=1.0)
+    queue.send([("ok", {}), ("bad", {})], now=0.0)
+    batch = queue.receive(now=0.0)
+    bad = next(m for m in batch if m.body == "bad")
+    queue.settle(batch, failed={bad.message_id}, now=10.0, error="reported")
+    assert queue.delivered == 1 and queue.retried == 1
+    assert queue.receive(now=10.5) == []  # still backing off (1 s)
+    (again,) = queue.receive(now=11.0)
+    assert (again.message_id, again.body, again.receive_count) == (bad.message_id, "bad", 2)
+    queue.settle([again], failed={again.message_id}, now=20.0)
+    assert queue.receive(now=21.5) == []  # the backoff doubles: 2 s
+    assert [m.receive_count for m in queue.receive(now=22.0)] == [3]
+
+
+def test_a_record_failing_max_receive_count_times_goes_to_the_dead_letters() -> None:
+    queue = make_queue(max_receive_count=2, retry_delay_s=0.0)
+    queue.send([("poison", {})], now=0.0)
+    for attempt in (1, 2):
+        (message,) = queue.receive(now=float(attempt))
+        assert message.receive_count == attempt
+        queue.settle([message], failed={message.message_id}, now=float(attempt), error="ValueError('bad')")
+    assert queue.pending() == 0
+    (dead,) = queue.dead_letters
+    assert (dead.body, dead.receive_count, dead.function_id, dead.error) == (
+        "poison",
+        2,
+        "Consumer",
+        "ValueError('bad')",
+    )
+
+
+def test_without_a_redrive_policy_failures_retry_with_the_backoff_capped_by_the_visibility_timeout() -> None:
+    queue = make_queue(max_receive_count=None, retry_delay_s=10.0)
+    queue.send([("flaky", {})], now=0.0)
+    now = 0.0
+    for _ in range(8):
+        (message,) = queue.receive(now=now)
+        queue.settle([message], failed={message.message_id}, now=now)
+        next_visible = queue.next_visible_at()
+        assert next_visible is not None and next_visible - now <= 60
+        now = next_visible
+    assert queue.dead_letters == [] and queue.pending() == 1
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+def rule(name: str, expression: str, enabled: bool = True, input_: str | None = None) -> ScheduleEvent:
+    return ScheduleEvent("Fn", name, name, expression, enabled, input_)
+
+
+def test_scheduler_fires_rules_when_due_and_only_then() -> None:
+    start = datetime(2026, 11, 25, 10, 0, 20, tzinfo=UTC)
+    scheduler = Scheduler(
+        [rule("Every5", "rate(5 minutes)"), rule("Hourly", "cron(0 * * * ? *)"), rule("Off", "rate(1 minute)", False)],
+        start,
+    )
+    assert scheduler.next_wakeup() == start + timedelta(minutes=5)
+    assert scheduler.due(start + timedelta(minutes=4)) == []
+    fired = scheduler.due(start + timedelta(minutes=5))
+    assert [(r.rule_name, when) for r, when in fired] == [("Every5", start + timedelta(minutes=5))]
+    assert scheduler.next_fire["Every5"] == start + timedelta(minutes=10)
+    fired = scheduler.due(datetime(2026, 11, 25, 11, 0, 0, tzinfo=UTC))
+    assert {r.rule_name for r, _ in fired} == {"Every5", "Hourly"}
+    assert scheduler.next_fire["Hourly"] == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert scheduler.next_fire["Off"] is None
+
+
+def test_scheduled_events_look_like_eventbridge_sends_them() -> None:
+    when = datetime(2026, 11, 25, 10, 5, tzinfo=UTC)
+    event = scheduled_event(rule("Nightly", "cron(0 2 * * ? *)"), when)
+    assert event["detail-type"] == "Scheduled Event"
+    assert event["source"] == "aws.events"
+    assert event["time"] == "2026-11-25T10:05:00Z"
+    assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/Nightly"]
+    assert event["detail"] == {} and event["version"] == "0"
+    assert scheduled_event(rule("WithInput", "rate(1 day)", input_='{"job": "train"}'), when) == {"job": "train"}
