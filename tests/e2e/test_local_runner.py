@@ -20,11 +20,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+
+from okyaku.config import Settings
+from okyaku.events.model import ChangeEvent
+from okyaku.events.publishers import publisher_from_settings
+from okyaku.local.runner import LocalRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_TEMPLATE = ROOT / "tests" / "data" / "runner" / "template.yaml"
@@ -248,3 +254,63 @@ def test_ctrl_c_stops_it_and_a_second_start_reuses_the_data(dev: DevProcess, dat
             assert relay.status_code == 200 and relay.json()["result"]["failed"] == 0
     finally:
         assert again.stop() == 0, again.output
+
+
+# --- the programmatic API, in-process ----------------------------------------------------------
+
+
+def test_local_runner_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    functions = RUNNER_TEMPLATE.parent / "functions"
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        "Globals: {Function: {Runtime: python3.11, Environment: {Variables: "
+        "{CHANGE_EVENTS_QUEUE_URL: !Ref Changes}}}}\n"
+        "Resources:\n"
+        f"  Echo:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {functions / 'echo'}\n"
+        "      Handler: app.handler\n      Events:\n"
+        "        Items: {Type: HttpApi, Properties: {Path: '/items/{id}', Method: ANY}}\n"
+        f"  Recorder:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {functions / 'recorder'}\n"
+        "      Handler: app.handler\n      Events:\n"
+        "        Changes: {Type: SQS, Properties: {Queue: !GetAtt Changes.Arn, BatchSize: 5}}\n"
+        "  Changes: {Type: AWS::SQS::Queue}\n"
+    )
+    output = tmp_path / "recorded.jsonl"
+    monkeypatch.setenv("RECORDER_OUTPUT", str(output))
+
+    with LocalRunner(template, port=0, apply_environment=False) as runner:
+        response = httpx.post(
+            f"{runner.url}/items/a%2Fb?x=1&x=2",
+            content=b"\x89PNG\x00",
+            headers={"content-type": "image/png", "cookie": "a=1; b=2"},
+        )
+        assert response.status_code == 202
+        assert response.headers["x-function"] == "Echo"
+        assert response.cookies["seen"] == "1"
+        event = response.json()
+        assert (event["version"], event["routeKey"]) == ("2.0", "ANY /items/{id}")
+        assert event["pathParameters"] == {"id": "a/b"}
+        assert event["queryStringParameters"] == {"x": "1,2"}
+        assert event["cookies"] == ["a=1", "b=2"]
+        assert event["isBase64Encoded"] is True and event["body"] == "iVBORwA="
+        binary = httpx.get(f"{runner.url}/items/binary")
+        assert binary.content == b"\x00\xffpng"
+        assert httpx.get(f"{runner.url}/elsewhere").json() == {"message": "Not Found"}
+
+        change = ChangeEvent(
+            event_id=uuid.uuid4(),
+            organization_id=uuid.uuid4(),
+            entity_type="deal",
+            entity_id=uuid.uuid4(),
+            operation="updated",
+            changed_fields=["stage_id"],
+            version=2,
+            occurred_at=datetime.now(UTC),
+        )
+        # The installed publisher is what every handler's runtime picks up.
+        local = publisher_from_settings(Settings())
+        assert local is not None
+        local.publish([change])
+        batches = wait_for(lambda: [b for b in recorded(output) if b["kind"] == "sqs"], "the change event")
+        assert [r["entity_id"] for r in batches[0]["records"]] == [str(change.entity_id)]
+    assert publisher_from_settings(Settings(change_events_queue_url="")) is None  # uninstalled on stop

@@ -615,12 +615,12 @@ class LocalRunner:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> LocalRunner:
+        self._server = ThreadingHTTPServer((self.host, self.requested_port), _make_request_handler(self))
+        self._server.daemon_threads = True
         if self.apply_environment:
             apply_template_environment(self.template)
         # Before any handler is imported: their runtimes pick the publisher on first use.
         use_local_publisher(CallbackPublisher(self.publish_change_events))
-        self._server = ThreadingHTTPServer((self.host, self.requested_port), _make_request_handler(self))
-        self._server.daemon_threads = True
         for queue in self.queues:
             self._spawn(f"sqs-{queue.source.function_id}-{queue.source.event_name}", self._consume, queue)
         self._spawn("scheduler", self._run_schedules)
@@ -884,7 +884,10 @@ def _make_request_handler(runner: LocalRunner) -> type[BaseHTTPRequestHandler]:
                 response = self._local_admin(raw_path)
                 self._send(response)
                 return
-            found = runner.template.match_route(self.command, urllib.parse.unquote(raw_path))
+            # Matched on the path as sent, so that an encoded "/" (%2F) stays inside its segment.
+            found = runner.template.match_route(self.command, raw_path) or runner.template.match_route(
+                self.command, urllib.parse.unquote(raw_path)
+            )
             if found is None:
                 response = _gateway_error(404, "Not Found")
                 function_id = "-"
