@@ -1,0 +1,140 @@
+"""CSV import throughput: 50,000 contacts (linked to companies, with custom columns) into a fresh
+organization on the embedded Postgres in ``.okyaku/bench-pg``; then the same file again (nothing
+changes), a file with a tenth of the rows changed, and a dry run.
+
+``python -m bench import`` (``BENCH_IMPORT_ROWS`` changes the row count).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import text
+
+from okyaku.crm.imports import ImportOptions, ImportReport, run_import
+from okyaku.db import Database
+from okyaku.local.postgres import prepare_database, start_embedded_postgres
+from okyaku.tenancy import create_organization
+
+ROOT = Path(__file__).resolve().parents[1]
+DATADIR = ROOT / ".okyaku" / "bench-pg"
+COMPANIES = 500
+REGIONS = ("north", "south", "east", "west", "central")
+STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer")
+
+
+def companies_csv(count: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["External ID", "Company Name", "Website", "Industry", "Employees"])
+    for i in range(count):
+        writer.writerow([f"co-{i}", f"Company {i}", f"company{i}.example", "Software", 10 + i])
+    return out.getvalue().encode()
+
+
+def contacts_csv(count: int, *, changed_every: int = 0, seed: int = 7) -> bytes:
+    """Contacts with a company link and custom columns (number, boolean, date, category, string)."""
+    rng = random.Random(seed)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "External ID",
+            "First Name",
+            "Last Name",
+            "E-mail",
+            "Phone",
+            "Job Title",
+            "Company",
+            "Lifecycle Stage",
+            "Score",
+            "Newsletter",
+            "Signup Date",
+            "Region",
+            "Notes",
+        ]
+    )
+    for i in range(count):
+        changed = changed_every and i % changed_every == 0
+        writer.writerow(
+            [
+                f"c-{i}",
+                f"First{i}",
+                f"Last{i}",
+                f"person{i}@example.com",
+                f"+1 555 {i:07d}" if not changed else f"+1 666 {i:07d}",
+                rng.choice(("CEO", "CTO", "Engineer", "Buyer")),
+                f"co-{i % COMPANIES}",
+                rng.choice(STAGES),
+                rng.randint(0, 100),
+                rng.choice(("yes", "no")),
+                f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                rng.choice(REGIONS),
+                f"met at event {i}, follow up",
+            ]
+        )
+    return out.getvalue().encode()
+
+
+def timed(step: Callable[[], ImportReport]) -> tuple[ImportReport, float]:
+    started = time.perf_counter()
+    report = step()
+    return report, time.perf_counter() - started
+
+
+def main() -> None:
+    rows = int(os.environ.get("BENCH_IMPORT_ROWS", "50000"))
+    local = prepare_database(start_embedded_postgres(DATADIR))
+    db = Database(local.app_url)
+    org = create_organization(db, f"Import bench {uuid.uuid4().hex[:6]}", "bench@example.com")
+
+    def load(data: bytes, entity: str = "contact", dry_run: bool = False) -> Callable[[], ImportReport]:
+        options = ImportOptions(entity_type=entity, dry_run=dry_run, filename="bench.csv", actor=org.user_id)
+        return lambda: run_import(db, org.organization_id, data, options)
+
+    try:
+        run_import(db, org.organization_id, companies_csv(COMPANIES), ImportOptions(entity_type="company"))
+        original = contacts_csv(rows)
+        modified = contacts_csv(rows, changed_every=10)
+        results = [
+            ("first import", *timed(load(original))),
+            ("same file again", *timed(load(original))),
+            ("a tenth changed", *timed(load(modified))),
+            ("dry run (original)", *timed(load(original, dry_run=True))),
+        ]
+        print(f"{rows} contact rows, {len(original) / 1e6:.1f} MB, linked to {COMPANIES} companies")
+        print(f"{'step':<18}{'seconds':>9}{'rows/s':>10}{'created':>9}{'updated':>9}{'unchanged':>11}{'failed':>8}")
+        for name, report, seconds in results:
+            print(
+                f"{name:<18}{seconds:>9.2f}{rows / seconds:>10.0f}{report.created:>9}{report.updated:>9}"
+                f"{report.unchanged:>11}{report.failed:>8}"
+            )
+        with db.organization_scope(org.organization_id) as session:
+            events = session.execute(text("SELECT count(*) FROM outbox WHERE entity_type = 'contact'")).scalar()
+        print(f"outbox events for contacts: {events} (created + updated)")
+    finally:
+        db.dispose()
+        owner = Database(local.owner_url)
+        with owner.session() as session:  # the bench leaves no organization behind
+            session.execute(text("DELETE FROM organizations WHERE id = :id"), {"id": org.organization_id})
+        owner.dispose()
+        _stop_server()
+
+
+def _stop_server() -> None:
+    import pgserver
+
+    server = pgserver.get_server(str(DATADIR))
+    server.cleanup_mode = "stop"
+    server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
