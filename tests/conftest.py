@@ -32,7 +32,9 @@ def pg() -> Iterator[LocalDatabase]:
     finally:
         import pgserver
 
-        pgserver.get_server(str(datadir), cleanup_mode="delete").cleanup()
+        server = pgserver.get_server(str(datadir))  # the cached handle: set its mode, then clean up
+        server.cleanup_mode = "delete"
+        server.cleanup()
         shutil.rmtree(datadir, ignore_errors=True)
 
 
