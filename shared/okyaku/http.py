@@ -54,7 +54,7 @@ def validation_details(errors: Any) -> list[dict[str, str]]:
     return [
         {
             "field": _field_path(tuple(e.get("loc", ()))),
-            "message": e.get("msg", ""),
+            "message": str(e.get("msg", "")).removeprefix("Value error, "),
             "type": e.get("type", ""),
         }
         for e in errors

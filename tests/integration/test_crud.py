@@ -193,3 +193,10 @@ def test_openapi_is_served(tenant):
     spec = tenant.client.get("/api/v1/openapi.json").json()
     assert "/api/v1/deals/{record_id}" in spec["paths"]
     assert "DealCreate" in spec["components"]["schemas"]
+
+
+def test_validation_messages_read_well(tenant):
+    response = tenant.client.post("/api/v1/contacts", json={"email": "nope"})
+    assert response.json()["error"]["details"] == [
+        {"field": "email", "message": "not a valid email address", "type": "value_error"}
+    ]
