@@ -275,3 +275,23 @@ def test_an_older_text_never_overwrites_a_newer_one(tenant, publisher, db, index
         upsert_embeddings(session, tenant.id, indexer.embedder.model, indexer.embedder.dimension, [v1], [[1.0] * 256])
     (row,) = rows(db, tenant.id)
     assert row.source_version == 2 and "Version Two" in row.content
+
+
+def test_when_the_batched_write_fails_each_message_is_written_alone(tenant, publisher, db, embedder):
+    """The batch is written in one transaction; if that fails, messages are written one by one,
+    so a record the database refuses fails only its own message."""
+
+    class RefusesOneRecord(EmbeddingIndexer):
+        def write(self, organization_id, works):
+            if any(w.document and w.document.title == "Refused Ltd" for w in works):
+                raise RuntimeError("the database refused a row")
+            return super().write(organization_id, works)
+
+    for name in ("Alpha Ltd", "Refused Ltd", "Gamma Ltd"):
+        tenant.client.post("/api/v1/companies", json={"name": name})
+    event = sqs_event(publisher.events)
+
+    response = handle_sqs_event(event, None, RefusesOneRecord(db, embedder))
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert sorted(r.content for r in rows(db, tenant.id)) == ["Company: Alpha Ltd", "Company: Gamma Ltd"]

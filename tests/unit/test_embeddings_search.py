@@ -99,3 +99,29 @@ def test_types_parameter():
 def test_token_estimate():
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd") == 1 and estimate_tokens("abcde") == 2
+
+
+def test_change_events_are_read_plain_or_wrapped_by_a_fan_out():
+    import json
+
+    from okyaku.embeddings.indexer import decode_change_event
+
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "organization_id": str(uuid.uuid4()),
+        "entity_type": "deal",
+        "entity_id": str(uuid.uuid4()),
+        "operation": "updated",
+        "changed_fields": ["name"],
+        "version": 3,
+        "occurred_at": "2026-11-25T15:00:00Z",
+    }
+    plain = json.dumps(event)
+    eventbridge = json.dumps(
+        {"version": "0", "detail-type": "okyaku.record-changed", "source": "okyaku", "detail": event}
+    )
+    sns = json.dumps({"Type": "Notification", "MessageId": "m-1", "Message": plain})
+    decoded = [decode_change_event(body) for body in (plain, eventbridge, sns)]
+    assert decoded[0] == decoded[1] == decoded[2] and decoded[0].version == 3
+    with pytest.raises(ValueError):
+        decode_change_event('{"detail-type": "x", "detail": {"not": "an event"}}')

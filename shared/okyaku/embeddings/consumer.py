@@ -1,8 +1,9 @@
 """The SQS consumer: a batch of change events in, ``batchItemFailures`` out.
 
-Texts of the whole batch are loaded and embedded together (the model is fastest in
-batches); then Powertools' ``BatchProcessor`` writes each message's rows and reports the
-messages that failed, so only those are retried and a poison message ends in the DLQ.
+Texts of the whole batch are loaded, embedded and written together (the model and the
+database are fastest in batches); then Powertools' ``BatchProcessor`` settles each message:
+its error is raised (and reported in ``batchItemFailures``, so only it is retried and a
+poison message ends in the DLQ) or, if the batched write could not take it, it is written alone.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def handle_sqs_event(event: dict[str, Any], context: Any, indexer: EmbeddingInde
         [IncomingMessage(message_id=str(r.get("messageId", "")), body=str(r.get("body", ""))) for r in records]
     )
 
+    batch.write_all()
+
     def write_record(record: SQSRecord) -> None:
-        batch.apply(record.message_id)
+        batch.apply(record.message_id)  # raises the message's error; writes what write_all could not
 
     # Report failures even when every record failed, rather than raising: the effect on SQS is
     # the same (all retried) and callers such as the local runner get one response shape.

@@ -8,6 +8,7 @@ loses its embeddings.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -23,7 +24,6 @@ from okyaku.embeddings.models import EMBEDDABLE_TYPES
 from okyaku.embeddings.protocol import Embedder
 from okyaku.embeddings.store import EntityKey, delete_embeddings, delete_orphans, stored_states, upsert_embeddings
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import decode_sqs_body
 from okyaku.tenancy import list_organization_ids
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,17 @@ WorkKey = tuple[uuid.UUID, EntityKey]
 
 class InvalidChangeEvent(ValueError):
     """The message is not a change event: retrying cannot help (it ends in the DLQ)."""
+
+
+def decode_change_event(body: str) -> ChangeEvent:
+    """The event as the publisher sent it, or wrapped by a fan-out on the way to this queue
+    (an EventBridge rule's SQS target, or SNS without raw message delivery)."""
+    data = json.loads(body)
+    if isinstance(data, dict) and "detail" in data and "detail-type" in data:
+        data = data["detail"]
+    elif isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
+        data = json.loads(data["Message"])
+    return ChangeEvent.model_validate(data)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,27 @@ class IndexingBatch:
     def message_ids(self) -> list[str]:
         return list(self._messages)
 
+    def write_all(self) -> None:
+        """Write every ready record, one transaction per organization (few round trips).
+
+        What cannot be written this way is left to ``apply``, message by message, so a
+        failure still touches only the messages it belongs to.
+        """
+        ready: dict[uuid.UUID, list[_Work]] = defaultdict(list)
+        for work in self._works.values():
+            if work.error is None and not work.written and (work.document is None or work.vector or work.unchanged):
+                ready[work.organization_id].append(work)
+        for organization_id, works in ready.items():
+            try:
+                self._indexer.write(organization_id, works)
+            except Exception as error:  # e.g. a constraint violation by one row: isolate it below
+                logger.warning(
+                    "batched write for organization %s failed; writing one by one: %s", organization_id, error
+                )
+                continue
+            for work in works:
+                work.written = True
+
     def apply(self, message_id: str) -> ApplyResult:
         """Write the message's rows in one transaction, or raise why it cannot be (it is then retried)."""
         message = self._messages[message_id]
@@ -127,7 +159,7 @@ class EmbeddingIndexer:
         for item in incoming:
             message = _Message(item.message_id)
             try:
-                message.event = decode_sqs_body(item.body)
+                message.event = decode_change_event(item.body)
             except (ValueError, ValidationError) as error:  # json errors are ValueErrors too
                 message.error = InvalidChangeEvent(f"message {item.message_id} is not a change event: {error}")
             messages[item.message_id] = message

@@ -79,6 +79,7 @@ def ensure_hnsw_index(engine: Engine, model: str, dimension: int, *, maintenance
         if not re.fullmatch(r"\d+(kB|MB|GB)", maintenance_work_mem):
             raise ValueError("maintenance_work_mem must look like 256MB")
         connection.execute(text(f"SET maintenance_work_mem = '{maintenance_work_mem}'"))
+        connection.execute(text("SET statement_timeout = 0"))  # a large index takes minutes to build
         connection.execute(text(hnsw_index_sql(model, dimension, concurrently=True)))
     return True
 

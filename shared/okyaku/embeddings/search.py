@@ -141,11 +141,15 @@ class SemanticSearch:
         embedder: Embedder | None,
         *,
         exact_scan_max_rows: int = 5000,
+        min_ef_search: int = 100,  # recall@10 ≈ 0.99 at 100k (bench/bench_embeddings.py); 40 gives ≈ 0.87
+        filter_headroom: float = 4.0,
         count_cache_ttl_s: float = 60.0,
         rrf_k: int = RRF_K,
     ) -> None:
         self.embedder = embedder
         self.exact_scan_max_rows = exact_scan_max_rows
+        self.min_ef_search = min_ef_search
+        self.filter_headroom = filter_headroom
         self.rrf_k = rrf_k
         self._counts = _TtlCache(count_cache_ttl_s)
         self._pgvector: tuple[int, ...] | None = None
@@ -283,15 +287,15 @@ class SemanticSearch:
         if has_iterative_scan(self._pgvector_version(session)):
             # 0.8+: the index keeps scanning until enough rows pass the organization filter.
             session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-            ef = max(40, 2 * k)
+            ef = min(max(self.min_ef_search, 2 * k), MAX_EF_SEARCH)
         else:
             # 0.6/0.7: the scan stops after ef_search rows, before the organization filter; ask
             # for enough that this organization's share of them fills the page.
             share = rows / max(self._indexed_rows(session, embedder), rows)
-            ef = math.ceil(2 * k / share)
+            ef = math.ceil(self.filter_headroom * k / share)
             if ef > MAX_EF_SEARCH and strategy == "auto":
                 return self._vector_query(session, embedder, vector, entity_types, k, exact=True), "exact"
-            ef = min(max(ef, 40, k), MAX_EF_SEARCH)
+            ef = min(max(ef, self.min_ef_search, k), MAX_EF_SEARCH)
         session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
         found = self._vector_query(session, embedder, vector, entity_types, k, exact=False)
         if len(found) >= wanted or strategy == "hnsw":

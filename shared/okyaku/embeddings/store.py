@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import delete, func, select, text, tuple_
+from sqlalchemy import Table, delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -48,7 +49,8 @@ def upsert_embeddings(
     """Insert or replace; a row written from a newer version of the record is never overwritten."""
     if not documents:
         return
-    statement = insert(Embedding).values(
+    table = cast(Table, Embedding.__table__)  # Core insert: the ORM's bulk path costs ms per statement
+    statement = insert(table).values(
         [
             {
                 "organization_id": organization_id,
@@ -75,7 +77,7 @@ def upsert_embeddings(
             "embedding": excluded.embedding,
             "updated_at": func.now(),
         },
-        where=Embedding.source_version <= excluded.source_version,
+        where=table.c.source_version <= excluded.source_version,
     )
     session.execute(statement)
 
