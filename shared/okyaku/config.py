@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     database_pool_size: int = 5
     database_statement_timeout_ms: int = 30_000
 
-    # Change events
+    # Change events: to an EventBridge bus (one rule and queue per consumer) when a bus is
+    # named, else straight to one SQS queue.
+    change_events_bus_name: str = ""
     change_events_queue_url: str = ""
     aws_endpoint_url: str = ""
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")

@@ -185,6 +185,12 @@ def test_change_events_reach_the_sqs_consumer_with_retries_and_redrive(dev: DevP
     # The demo data's events arrive first; let them drain so ours travel in a batch of their own.
     wait_for(lambda: all(q["pending"] == 0 for q in status()["queues"]), "the demo events to be delivered", 60)
     assert recorded(recorder_output), "the demo data's change events were delivered"
+    (bus,) = status()["buses"]
+    assert bus["bus"] == "ChangeEventsBus" and bus["change_events"]
+    (rule,) = bus["rules"]
+    delivered = [r for b in recorded(recorder_output) if b["kind"] == "sqs" for r in b["records"]]
+    assert rule["matched"] == len({r["message_id"] for r in delivered}) > 0
+    assert "pipeline" not in {r["entity_type"] for r in delivered}  # the rule's anything-but
 
     with dev.client() as client:
         contact = client.post("/api/v1/contacts", json={"first_name": "Alan", "last_name": "Turing"}).json()
@@ -205,7 +211,8 @@ def test_change_events_reach_the_sqs_consumer_with_retries_and_redrive(dev: DevP
     assert (first["receive_count"], second["receive_count"]) == (1, 2)
     assert first["message_id"] == second["message_id"]
     assert first["event_source"] == "aws:sqs"
-    assert first["event_source_arn"].endswith(":ChangeEventsQueue")
+    # Through the bus: the recorder's rule put EventBridge's envelope on the recorder's own queue.
+    assert first["event_source_arn"].endswith(":RecorderQueue") and first["enveloped"]
     first_batch = next(b for b, r in deliveries(recorder_output, contact["id"]) if r == first)
     batch_ids = {r["entity_id"] for r in first_batch["records"]}
     assert {activity["id"], task["id"], contact["id"]} <= batch_ids

@@ -1,15 +1,19 @@
 """Every sample event in events/ drives its handler, in-process, against the test database.
 
-events/<code dir>/http_*.json  -> the HTTP function with that CodeUri (API key put in at test time)
-events/<code dir>/schedule*.json -> the scheduled function with that CodeUri
-events/sqs_*.json              -> every consumer of the change-event queue
+events/<code dir>/http_*.json     -> the HTTP function with that CodeUri (API key put in at test time)
+events/<code dir>/schedule*.json  -> the scheduled function with that CodeUri
+events/<code dir>/sqs_*.json      -> the queue consumer with that CodeUri, its record shaped as
+                                     deployed (EventBridge's envelope when a bus rule feeds the queue)
+events/sqs_*.json                 -> every queue consumer: the raw change event, as one queue wired
+                                     directly (CHANGE_EVENTS_QUEUE_URL) delivers it
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +24,11 @@ from okyaku.cli.invoke import with_api_key
 from okyaku.config import Settings, get_settings
 from okyaku.db import Database
 from okyaku.db.models import OutboxEvent
+from okyaku.events import decode_change_event
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import CallbackPublisher, decode_sqs_body, use_local_publisher
+from okyaku.events.publishers import CallbackPublisher, use_local_publisher
 from okyaku.local.postgres import LocalDatabase
-from okyaku.local.runner import FunctionHost, QueuedMessage, sqs_record
+from okyaku.local.runner import FunctionHost, QueuedMessage, queue_arn, sqs_record
 from okyaku.local.template import Template, parse_template
 from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
@@ -31,7 +36,6 @@ from okyaku.tenancy import create_organization
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 TEMPLATE = parse_template(ROOT / "template.yaml")
-RUNNER_TEMPLATE = parse_template(ROOT / "tests" / "data" / "runner" / "template.yaml")
 
 
 def load(path: Path) -> Any:
@@ -49,30 +53,80 @@ def kind_of(event: Any) -> str:
 
 
 def functions_for(path: Path, template: Template) -> list[str]:
-    """Which functions of the template a sample event is for."""
+    """Which functions of the template a sample event is for: those of its folder; a change
+    event at the top is for every queue consumer."""
     relative = path.relative_to(EVENTS)
-    if len(relative.parts) > 1:
-        return [spec.logical_id for spec in template.functions.values() if spec.code_dir.name == relative.parts[0]]
-    if kind_of(load(path)) == "sqs":
-        return sorted({s.function_id for s in template.sqs_sources if s.queue in template.change_event_queues})
-    return []
+    if len(relative.parts) < 2:
+        return sorted({s.function_id for s in template.sqs_sources}) if kind_of(load(path)) == "sqs" else []
+    return [spec.logical_id for spec in template.functions.values() if spec.code_dir.name == relative.parts[0]]
+
+
+def is_raw(path: Path) -> bool:
+    return path.parent == EVENTS
+
+
+def samples(kind: str) -> list[Path]:
+    return sorted(p for p in EVENTS.rglob("*.json") if kind_of(load(p)) == kind)
 
 
 def test_every_trigger_of_every_function_has_a_sample_event() -> None:
     """A function added to template.yaml without sample events fails here."""
-    samples = {(fn, kind_of(load(p))) for p in EVENTS.rglob("*.json") for fn in functions_for(p, TEMPLATE)}
+    found = {(fn, kind_of(load(p))) for p in EVENTS.rglob("*.json") for fn in functions_for(p, TEMPLATE)}
     needed = {(r.function_id, "http") for r in TEMPLATE.routes}
     needed |= {(s.function_id, "schedule") for s in TEMPLATE.schedules}
     needed |= {(s.function_id, "sqs") for s in TEMPLATE.sqs_sources}
-    assert needed - samples == set()
+    assert needed - found == set()
 
 
-def test_every_sample_event_belongs_to_a_function_or_the_change_event_queue() -> None:
+def test_every_sample_event_belongs_to_a_trigger_of_its_function() -> None:
     for path in EVENTS.rglob("*.json"):
-        kind = kind_of(load(path))
-        if kind == "sqs" and path.parent == EVENTS:
-            continue  # the change-event queue's shape; consumers may come and go
-        assert functions_for(path, TEMPLATE), f"{path} names no function of template.yaml"
+        event = load(path)
+        kind = kind_of(event)
+        if is_raw(path):
+            assert kind == "sqs" and functions_for(path, TEMPLATE), path
+            continue
+        (function_id,) = functions_for(path, TEMPLATE)
+        if kind == "http":
+            route = TEMPLATE.match_route(event["requestContext"]["http"]["method"], event["rawPath"])
+            assert route is not None and route[0].function_id == function_id, path
+            assert route[0].route_key == event["routeKey"] == event["requestContext"]["routeKey"], path
+        elif kind == "schedule":
+            rules = {rule_arn(r.rule_name) for r in TEMPLATE.schedules if r.function_id == function_id}
+            assert set(event["resources"]) <= rules, path
+        else:
+            queues = {queue_arn(s.queue) for s in TEMPLATE.sqs_sources if s.function_id == function_id}
+            assert {r["eventSourceARN"] for r in event["Records"]} <= queues, path
+
+
+def rule_arn(rule_name: str) -> str:
+    return f"arn:aws:events:us-east-1:123456789012:rule/{rule_name}"
+
+
+def test_sqs_samples_carry_what_the_deployed_wiring_delivers() -> None:
+    """A queue fed by a bus rule gets EventBridge's envelope (matching the rule), one fed directly
+    the raw event; either way the record has the shape Lambda (and the local runner) delivers."""
+    for path in samples("sqs"):
+        for record in load(path)["Records"]:
+            queue = record["eventSourceARN"].rsplit(":", 1)[1]
+            body = json.loads(record["body"])
+            change = decode_change_event(record["body"])
+            rules = [rule for rule in TEMPLATE.event_rules if queue in rule.queue_targets]
+            if is_raw(path):
+                assert body == json.loads(change.model_dump_json()), path
+                assert record["messageAttributes"]["entity_type"]["stringValue"] == change.entity_type
+            elif rules:
+                assert any(rule.matches(body) for rule in rules), path
+                assert body["detail-type"] == "CRM Record Changed" and body["detail"]["entity_id"] == str(
+                    change.entity_id
+                )
+            else:
+                assert queue in TEMPLATE.change_event_queues, path
+                assert body == json.loads(change.model_dump_json())
+            message = QueuedMessage(record["messageId"], record["body"], record["messageAttributes"], 0, 1)
+            delivered = sqs_record(message, queue)
+            assert set(record) == set(delivered), path
+            assert set(record["attributes"]) == set(delivered["attributes"]), path
+            assert record["md5OfBody"] == delivered["md5OfBody"], path
 
 
 # --- the handlers, in-process ------------------------------------------------------------------
@@ -99,8 +153,7 @@ def hosts() -> Iterator[dict[str, FunctionHost]]:
 
     class Hosts(dict[str, FunctionHost]):
         def __missing__(self, logical_id: str) -> FunctionHost:
-            template = TEMPLATE if logical_id in TEMPLATE.functions else RUNNER_TEMPLATE
-            host = FunctionHost(template.functions[logical_id], concurrency=1)
+            host = FunctionHost(TEMPLATE.functions[logical_id], concurrency=1)
             started[logical_id] = host
             self[logical_id] = host
             return host
@@ -108,10 +161,6 @@ def hosts() -> Iterator[dict[str, FunctionHost]]:
     yield Hosts()
     for host in started.values():
         host.shutdown()
-
-
-def http_samples() -> list[Path]:
-    return sorted(p for p in EVENTS.rglob("*.json") if kind_of(load(p)) == "http")
 
 
 def test_the_http_samples_create_then_list_a_contact(
@@ -150,13 +199,11 @@ def test_every_http_sample_answers_with_a_real_key(
     function_env: list[ChangeEvent], hosts: dict[str, FunctionHost], db: Database
 ) -> None:
     org = create_organization(db, f"Samples {uuid.uuid4().hex[:6]}", "admin@samples.example")
-    for path in http_samples():
-        for function_id in functions_for(path, TEMPLATE):
-            event = with_api_key(load(path), org.api_key)
-            route = TEMPLATE.match_route(event["requestContext"]["http"]["method"], event["rawPath"])
-            assert route is not None and route[0].route_key == event["routeKey"], path
-            response = hosts[function_id].invoke(event)
-            assert response["statusCode"] < 400, (path, response)
+    for path in samples("http"):
+        (function_id,) = functions_for(path, TEMPLATE)
+        response = hosts[function_id].invoke(with_api_key(load(path), org.api_key))
+        assert response["statusCode"] < 400, (path, response)
+        assert response["headers"]["content-type"].startswith("application/json"), path
 
 
 def test_the_schedule_sample_makes_the_relay_publish_pending_events(
@@ -189,44 +236,55 @@ def test_the_schedule_sample_makes_the_relay_publish_pending_events(
     assert [e for e in function_env if e.organization_id == org.organization_id] == []
 
 
-def consumers_of_change_events() -> Sequence[tuple[Template, str]]:
-    """The change-event consumers of template.yaml, plus the runner tests' recorder (always one)."""
-    found = [(TEMPLATE, fn) for fn in functions_for(EVENTS / "sqs_change_event.json", TEMPLATE)]
-    return [*found, (RUNNER_TEMPLATE, "RecorderFunction")]
-
-
-@pytest.mark.parametrize(("template", "function_id"), consumers_of_change_events(), ids=lambda v: str(v)[:40])
-def test_the_sqs_sample_drives_every_change_event_consumer(
-    template: Template,
-    function_id: str,
-    function_env: list[ChangeEvent],
-    hosts: dict[str, FunctionHost],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("path", "function_id"),
+    [(path, function_id) for path in samples("sqs") for function_id in functions_for(path, TEMPLATE)],
+    ids=lambda value: str(value.relative_to(EVENTS)) if isinstance(value, Path) else value,
+)
+def test_a_change_event_of_an_unknown_organization_is_nothing_to_do(
+    path: Path, function_id: str, function_env: list[ChangeEvent], hosts: dict[str, FunctionHost], db: Database
 ) -> None:
-    monkeypatch.setenv("RECORDER_OUTPUT", str(tmp_path / "recorded.jsonl"))
-    sample = load(EVENTS / "sqs_change_event.json")
-    result = hosts[function_id].invoke(sample)
-    # A consumer that reports batch item failures must not fail the sample's valid records.
-    assert not (result or {}).get("batchItemFailures"), result
-    if function_id == "RecorderFunction":
-        (line,) = (tmp_path / "recorded.jsonl").read_text().splitlines()
-        (record,) = json.loads(line)["records"]
-        change = decode_sqs_body(sample["Records"][0]["body"])
-        assert (record["entity_type"], record["entity_id"], record["operation"]) == (
-            change.entity_type,
-            str(change.entity_id),
-            change.operation,
-        )
+    """The samples' organization does not exist (RLS shows it nothing): acknowledged, not retried."""
+    event = load(path)
+    for record in event["Records"]:
+        organization_id = decode_change_event(record["body"]).organization_id
+        with db.organization_scope(organization_id) as session:
+            assert session.scalars(select(OutboxEvent).limit(1)).first() is None
+    result = hosts[function_id].invoke(event)
+    assert result == {"batchItemFailures": []}, result
+    assert function_env == []  # a consumer writes no CRM record
 
 
-def test_the_sqs_sample_has_the_shape_the_runner_delivers() -> None:
-    (sample,) = load(EVENTS / "sqs_change_event.json")["Records"]
-    change = decode_sqs_body(sample["body"])
-    message = QueuedMessage("id", sample["body"], sample["messageAttributes"], 0, 1)
-    delivered = sqs_record(message, "ChangeEventsQueue")
-    assert set(sample) == set(delivered)
-    assert set(sample["attributes"]) == set(delivered["attributes"])
-    assert sample["eventSourceARN"] == delivered["eventSourceARN"]
-    assert sample["messageAttributes"]["entity_type"]["stringValue"] == change.entity_type
-    assert sample["md5OfBody"] == delivered["md5OfBody"]
+def test_a_malformed_sqs_record_is_reported_for_redelivery(
+    function_env: list[ChangeEvent], hosts: dict[str, FunctionHost]
+) -> None:
+    """The other side: what cannot be decoded is not dropped silently (it ends in the DLQ)."""
+    for path in samples("sqs"):
+        event = load(path)
+        record = {**event["Records"][0], "messageId": "broken", "body": '{"detail-type": "x", "detail": {}}'}
+        for function_id in functions_for(path, TEMPLATE):
+            result = hosts[function_id].invoke({"Records": [event["Records"][0], record]})
+            assert result == {"batchItemFailures": [{"itemIdentifier": "broken"}]}, (path, function_id, result)
+
+
+def test_the_schedule_samples_run_their_jobs(
+    function_env: list[ChangeEvent], hosts: dict[str, FunctionHost], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The in-process embedder: no Ollama here, and no network probe for it.
+    monkeypatch.setenv("OLLAMA_EMBEDDING_MODEL", "local:all-minilm-l6-v2")
+    get_settings.cache_clear()
+    for path in samples("schedule"):
+        (function_id,) = functions_for(path, TEMPLATE)
+        if function_id == "OutboxRelayFunction":
+            continue  # test_the_schedule_sample_makes_the_relay_publish_pending_events
+        spec = TEMPLATE.functions[function_id]
+        if function_id == "EmbeddingsFunction":
+            # The backfill works until 20 s before its timeout: 22 s leaves it a short budget.
+            spec = dataclasses.replace(spec, timeout_s=22)
+        host = FunctionHost(spec, concurrency=1)
+        try:
+            report = host.invoke(load(path))
+        finally:
+            host.shutdown()
+        assert isinstance(report, dict) and "skipped" not in report, (path, report)
+        assert not report.get("errors"), (path, report)

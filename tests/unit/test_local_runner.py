@@ -8,14 +8,17 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from okyaku.events import decode_change_event
+from okyaku.events.envelope import CHANGE_EVENT_DETAIL_TYPE, CHANGE_EVENT_SOURCE, eventbridge_envelope
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import decode_sqs_body
 from okyaku.local.runner import (
     LocalQueue,
+    LocalRunner,
     QueuedMessage,
     Scheduler,
     build_http_event,
@@ -25,7 +28,15 @@ from okyaku.local.runner import (
     scheduled_event,
     sqs_record,
 )
-from okyaku.local.template import HttpRoute, QueueSpec, ScheduleEvent, SqsEventSource
+from okyaku.local.template import (
+    HttpRoute,
+    QueueSpec,
+    ScheduleEvent,
+    SqsEventSource,
+    TemplateError,
+    event_pattern_matches,
+    parse_template,
+)
 
 ROUTE = HttpRoute("CrmApiFunction", "ContactsProxy", "ANY", "/api/v1/contacts/{proxy+}")
 
@@ -154,7 +165,7 @@ def test_sqs_records_carry_the_change_event_like_lambda_delivers_it() -> None:
         "m-1", event.model_dump_json(), lambda_message_attributes(event), 1_700_000_000_000, 2, 1_700_000_000_100
     )
     record = sqs_record(message, "ChangeEventsQueue")
-    assert decode_sqs_body(record["body"]) == event
+    assert decode_change_event(record["body"]) == event
     assert record["eventSource"] == "aws:sqs"
     assert record["eventSourceARN"] == "arn:aws:sqs:us-east-1:123456789012:ChangeEventsQueue"
     assert record["attributes"]["ApproximateReceiveCount"] == "2"
@@ -290,3 +301,155 @@ def test_scheduled_events_look_like_eventbridge_sends_them() -> None:
     assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/Nightly"]
     assert event["detail"] == {} and event["version"] == "0"
     assert scheduled_event(rule("WithInput", "rate(1 day)", input_='{"job": "train"}'), when) == {"job": "train"}
+
+
+# --- the change-event bus: rules, patterns, per-consumer queues --------------------------------
+
+
+def envelope(entity_type: str = "contact", operation: str = "created") -> dict[str, Any]:
+    return eventbridge_envelope(change_event(entity_type, operation), account="123456789012", region="us-east-1")
+
+
+def test_the_eventbridge_envelope_carries_the_event_in_detail() -> None:
+    event = change_event("deal", "updated")
+    body = eventbridge_envelope(event, account="123456789012", region="eu-west-1", event_id="e-1")
+    assert body["source"] == CHANGE_EVENT_SOURCE and body["detail-type"] == CHANGE_EVENT_DETAIL_TYPE
+    assert (body["id"], body["region"], body["account"], body["version"]) == ("e-1", "eu-west-1", "123456789012", "0")
+    assert decode_change_event(json.dumps(body)) == event
+    assert decode_change_event(event.model_dump_json()) == event
+    sns = {"Type": "Notification", "MessageId": "m", "Message": event.model_dump_json()}
+    assert decode_change_event(json.dumps(sns)) == event
+    for not_an_event in ('{"detail-type": "x", "detail": {"not": "an event"}}', "[]", "nope"):
+        with pytest.raises(ValueError):
+            decode_change_event(not_an_event)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matches"),
+    [
+        ({"source": ["okyaku.crm"]}, True),
+        ({"source": ["other"]}, False),
+        ({"detail": {"entity_type": ["deal", "contact"]}}, True),
+        ({"detail": {"entity_type": ["deal"]}}, False),
+        ({"detail": {"entity_type": [{"anything-but": ["pipeline", "deal"]}]}}, True),
+        ({"detail": {"entity_type": [{"anything-but": "contact"}]}}, False),
+        ({"detail": {"entity_type": [{"prefix": "con"}]}}, True),
+        ({"detail": {"entity_type": [{"suffix": "act"}]}}, True),
+        ({"detail": {"entity_type": [{"equals-ignore-case": "CONTACT"}]}}, True),
+        ({"detail": {"changed_fields": ["email"]}}, True),  # an array matches when any element does
+        ({"detail": {"changed_fields": ["name"]}}, False),
+        ({"detail": {"version": [{"numeric": [">", 0, "<=", 1]}]}}, True),
+        ({"detail": {"version": [{"numeric": [">", 1]}]}}, False),
+        ({"detail": {"missing": [{"exists": False}]}}, True),
+        ({"detail": {"missing": [{"exists": True}]}}, False),
+        ({"detail": {"missing": ["x"]}}, False),
+        ({"detail": {"entity_type": {"nested": ["x"]}}}, False),  # a scalar is not an object
+        ({"source": ["okyaku.crm"], "detail-type": ["CRM Record Changed"], "detail": {"operation": ["created"]}}, True),
+    ],
+)
+def test_event_patterns_match_like_eventbridge(pattern: dict[str, Any], matches: bool) -> None:
+    event = envelope("contact", "created")
+    event["detail"]["changed_fields"] = ["email", "phone"]
+    assert event_pattern_matches(pattern, event) is matches
+
+
+BUS_TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Globals: {Function: {Runtime: python3.11, Environment: {Variables: {CHANGE_EVENTS_BUS_NAME: !GetAtt Bus.Name}}}}
+Resources:
+  Bus: {Type: AWS::Events::EventBus, Properties: {Name: changes}}
+  Deals:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn
+      Handler: app.handler
+      Events: {Changes: {Type: SQS, Properties: {Queue: !GetAtt DealsQueue.Arn}}}
+  Everything:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn
+      Handler: app.handler
+      Events: {Changes: {Type: SQS, Properties: {Queue: !GetAtt AllQueue.Arn}}}
+  DealsRule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventBusName: !GetAtt Bus.Name
+      EventPattern: {source: [okyaku.crm], detail: {entity_type: [deal]}}
+      Targets: [{Id: q, Arn: !GetAtt DealsQueue.Arn}]
+  AllRule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventBusName: !GetAtt Bus.Name
+      EventPattern: '{"source": ["okyaku.crm"]}'
+      Targets: [{Id: q, Arn: !GetAtt AllQueue.Arn}]
+  OffRule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventBusName: !GetAtt Bus.Name
+      State: DISABLED
+      EventPattern: {source: [okyaku.crm]}
+      Targets: [{Id: q, Arn: !GetAtt DealsQueue.Arn}]
+  DealsQueue: {Type: AWS::SQS::Queue}
+  AllQueue: {Type: AWS::SQS::Queue}
+"""
+
+
+def write_bus_template(tmp_path: Path, text: str = BUS_TEMPLATE) -> Path:
+    (tmp_path / "fn").mkdir(exist_ok=True)
+    (tmp_path / "fn" / "app.py").write_text("def handler(event, context):\n    return None\n")
+    path = tmp_path / "template.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_runner_routes_change_events_through_the_bus_rules_to_each_consumers_queue(tmp_path: Path) -> None:
+    runner = LocalRunner(write_bus_template(tmp_path), port=0, apply_environment=False)
+    assert runner.template.change_event_buses == frozenset({"Bus"})
+    assert [r.logical_id for r in runner.template.rules_on("Bus")] == ["DealsRule", "AllRule"]  # OffRule is off
+    deal, contact = change_event("deal"), change_event("contact")
+    runner.publish_change_events([deal, contact])
+    queues = {q.source.queue: q for q in runner.queues}
+    bodies = {
+        name: [json.loads(m.body) for m in queue.receive(now=1e9, max_messages=10)] for name, queue in queues.items()
+    }
+    assert [decode_change_event(json.dumps(b)) for b in bodies["DealsQueue"]] == [deal]
+    assert [decode_change_event(json.dumps(b)) for b in bodies["AllQueue"]] == [deal, contact]
+    assert all(b["detail-type"] == CHANGE_EVENT_DETAIL_TYPE for b in bodies["AllQueue"])
+    assert runner.routed == {"DealsRule": 1, "AllRule": 2, "OffRule": 0}
+    status = runner.status()
+    (bus,) = status["buses"]
+    assert bus["bus"] == "Bus" and [r["matched"] for r in bus["rules"]] == [1, 2]
+
+
+def test_consumers_of_one_queue_compete_for_its_messages(tmp_path: Path) -> None:
+    text = BUS_TEMPLATE.replace("!GetAtt AllQueue.Arn}}}", "!GetAtt DealsQueue.Arn}}}", 1)
+    runner = LocalRunner(write_bus_template(tmp_path, text), port=0, apply_environment=False)
+    deals = [change_event("deal") for _ in range(4)]
+    runner.publish_change_events(deals)
+    received = {q.source.function_id: len(q.receive(now=1e9, max_messages=10)) for q in runner.queues}
+    assert received == {"Deals": 2, "Everything": 2}  # each message once, to one of them
+
+
+@pytest.mark.parametrize(
+    ("rule", "error"),
+    [
+        ("EventBusName: elsewhere\n      EventPattern: {source: [x]}", "EventBusName must name a bus"),
+        ("EventBusName: !GetAtt Bus.Name\n      EventPattern: {source: x}", "non-empty arrays"),
+        ("EventBusName: !GetAtt Bus.Name\n      EventPattern: {source: [{wildcard: 'x*'}]}", "unsupported matcher"),
+        (
+            "EventBusName: !GetAtt Bus.Name\n      EventPattern: {source: [x]}\n"
+            "      Targets: [{Id: q, Arn: !GetAtt AllQueue.Arn, InputPath: $.detail}]",
+            "delivers whole events",
+        ),
+    ],
+)
+def test_rules_the_runner_cannot_run_are_refused(tmp_path: Path, rule: str, error: str) -> None:
+    text = BUS_TEMPLATE.replace(
+        "  OffRule:\n    Type: AWS::Events::Rule\n    Properties:\n      EventBusName: !GetAtt Bus.Name\n"
+        "      State: DISABLED\n      EventPattern: {source: [okyaku.crm]}\n"
+        "      Targets: [{Id: q, Arn: !GetAtt DealsQueue.Arn}]\n",
+        f"  BadRule:\n    Type: AWS::Events::Rule\n    Properties:\n      {rule}\n",
+    )
+    assert "BadRule" in text
+    with pytest.raises(TemplateError, match=error):
+        parse_template(write_bus_template(tmp_path, text))

@@ -71,15 +71,30 @@ def test_cloudformation_tags_become_their_json_form(tmp_path: Path) -> None:
     assert properties["If"] == {"Fn::If": ["Cond", 1, 2]}
 
 
+FUNCTIONS = ROOT / "functions"
+CHANGE_EVENTS_BUS = "ChangeEventsBus"
+
+
+def function_dirs() -> set[str]:
+    return {path.parent.name for path in FUNCTIONS.glob("*/app.py")}
+
+
+def test_every_function_folder_is_a_function_of_the_template() -> None:
+    """A function added under functions/ without its template.yaml entry fails here."""
+    template = parse_template(ROOT / "template.yaml")
+    assert {spec.code_dir.name for spec in template.functions.values()} == function_dirs()
+    for spec in template.functions.values():
+        assert spec.code_dir == FUNCTIONS / spec.code_dir.name
+        assert spec.module_file.is_file(), spec.module_file
+        assert spec.attribute == "handler"
+
+
 def test_the_project_template_describes_the_crm_api_and_the_relay() -> None:
     template = parse_template(ROOT / "template.yaml")
     crm = template.functions["CrmApiFunction"]
     relay = template.functions["OutboxRelayFunction"]
-    for spec in (crm, relay):
-        assert spec.module_file.is_file(), spec.module_file
-        assert spec.attribute == "handler"
-    assert crm.code_dir == ROOT / "functions" / "crm_api"
-    assert crm.timeout_s == 30 and relay.timeout_s == 60  # Globals, and the relay's own override
+    # Globals: an HTTP function stops before the HTTP API's 30 s; the relay has its own.
+    assert crm.timeout_s == 29 and relay.timeout_s == 60
 
     crm_routes = {r.route_key for r in template.routes if r.function_id == "CrmApiFunction"}
     for resource in CRM_RESOURCES:
@@ -87,18 +102,79 @@ def test_the_project_template_describes_the_crm_api_and_the_relay() -> None:
         assert f"ANY /api/v1/{resource}/{{proxy+}}" in crm_routes
     assert {"GET /api/v1/health", "GET /api/v1/openapi.json", "GET /api/v1/docs"} <= crm_routes
 
-    queue = template.queues["ChangeEventsQueue"]
-    assert queue.dead_letter_queue == "ChangeEventsDLQ" and "ChangeEventsDLQ" in template.queues
-    assert queue.max_receive_count == 5
-    assert queue.visibility_timeout_s >= 6 * crm.timeout_s
-    assert template.change_event_queues == frozenset({"ChangeEventsQueue"})
+    relay_schedules = [s for s in template.schedules if s.function_id == "OutboxRelayFunction"]
+    assert [(s.expression, s.enabled) for s in relay_schedules] == [("rate(1 minute)", True)]
 
-    (schedule,) = template.schedules
-    assert (schedule.function_id, schedule.expression, schedule.enabled) == (
-        "OutboxRelayFunction",
-        "rate(1 minute)",
-        True,
-    )
+
+def test_change_events_fan_out_from_the_bus_to_one_queue_per_consumer() -> None:
+    template = parse_template(ROOT / "template.yaml")
+    assert template.change_event_buses == frozenset({CHANGE_EVENTS_BUS})
+    assert template.change_event_queues == frozenset()  # no function sends to a queue directly
+    rules = template.rules_on(CHANGE_EVENTS_BUS)
+    targets = [queue for rule in rules for queue in rule.queue_targets]
+    assert len(targets) == len(set(targets)) == len(rules)  # one queue per rule, none shared
+    consumers: dict[str, list[str]] = {}
+    for source in template.sqs_sources:
+        consumers.setdefault(source.queue, []).append(source.function_id)
+    for rule in rules:
+        (queue_id,) = rule.queue_targets
+        assert len(consumers[queue_id]) == 1  # exactly one consumer: they never compete
+        assert rule.pattern["source"] == ["okyaku.crm"]
+        assert rule.pattern["detail-type"] == ["CRM Record Changed"]
+    # Every consumer's queue is fed by a rule: no consumer waits on a queue nobody sends to.
+    assert set(consumers) == set(targets)
+
+
+def test_every_queue_consumer_is_wired_for_partial_failures_and_redrive() -> None:
+    template = parse_template(ROOT / "template.yaml")
+    assert template.sqs_sources, "the template has queue consumers"
+    for source in template.sqs_sources:
+        function = template.functions[source.function_id]
+        queue = template.queues[source.queue]
+        assert source.report_batch_item_failures, source
+        assert 1 <= source.batch_size <= 100 and source.maximum_batching_window_s <= 10, source
+        assert queue.dead_letter_queue in template.queues, queue
+        assert queue.max_receive_count is not None and 3 <= queue.max_receive_count <= 10, queue
+        # Lambda's advice for SQS sources: visibility timeout >= 6x the function's timeout.
+        assert queue.visibility_timeout_s >= 6 * function.timeout_s, (queue, function.timeout_s)
+
+
+def test_the_rules_send_each_consumer_the_records_it_handles() -> None:
+    from okyaku.embeddings.models import EMBEDDABLE_TYPES
+
+    template = parse_template(ROOT / "template.yaml")
+    by_function = {
+        source.function_id: rule
+        for rule in template.event_rules
+        for source in template.sqs_sources
+        if source.queue in rule.queue_targets
+    }
+    assert set(by_function["EmbeddingsFunction"].pattern["detail"]["entity_type"]) == set(EMBEDDABLE_TYPES)
+    for function_id in ("ScoringFunction", "ForecastingFunction"):
+        assert {"deal", "activity", "task", "company"} <= set(by_function[function_id].pattern["detail"]["entity_type"])
+    assert "contact" in by_function["ScoringFunction"].pattern["detail"]["entity_type"]
+
+
+def _sample_path(path: str) -> str:
+    """A concrete URL for a FastAPI path: every {parameter} filled in."""
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+def test_every_route_of_every_http_function_is_routed_to_it() -> None:
+    """The template's HttpApi events cover each function's API (its OpenAPI paths), method included."""
+    from okyaku.local.runner import load_handler_module
+
+    template = parse_template(ROOT / "template.yaml")
+    http_functions = sorted({route.function_id for route in template.routes})
+    assert {"CrmApiFunction", "ContentFunction", "EmbeddingsFunction", "ScoringFunction"} <= set(http_functions)
+    for function_id in http_functions:
+        paths = load_handler_module(template.functions[function_id]).app.openapi()["paths"]
+        assert paths, function_id
+        for path, operations in paths.items():
+            for method in operations:
+                found = template.match_route(method.upper(), _sample_path(path))
+                assert found is not None, f"{method.upper()} {path} of {function_id} has no HttpApi event"
+                assert found[0].function_id == function_id, (method, path, found[0])
 
 
 def test_environment_comes_from_parameters_and_globals() -> None:
@@ -107,10 +183,23 @@ def test_environment_comes_from_parameters_and_globals() -> None:
     assert template.resolve(environment["OLLAMA_MODEL"]) == "llama3.1"
     assert template.resolve(environment["OLLAMA_BASE_URL"]) == "http://localhost:11434/v1"
     assert template.resolve(environment["DATABASE_URL"]) == ""
-    # A resource reference has no local value: the runner's publisher stands for the queue.
-    assert template.resolve(environment["CHANGE_EVENTS_QUEUE_URL"]) is None
+    assert template.resolve(environment["AI_PREDICTIONS_ENABLED"]) == "true"
+    # A resource reference has no local value: the runner's publisher stands for the bus.
+    assert template.resolve(environment["CHANGE_EVENTS_BUS_NAME"]) is None
     assert template.resolve({"Fn::Sub": "${AWS::Region}-${OllamaModel}"}) == "us-east-1-llama3.1"
-    assert template.resolve({"Fn::Sub": "${ChangeEventsQueue}"}) is None
+    assert template.resolve({"Fn::Sub": "${ChangeEventsBus}"}) is None
+    content = template.functions["ContentFunction"].environment
+    assert (content["LLM_TIMEOUT_S"], content["LLM_MAX_RETRIES"]) == ("12", "1")
+
+
+def test_every_environment_variable_is_a_setting() -> None:
+    """A typo in a variable name would be ignored silently by pydantic-settings."""
+    from okyaku.config import Settings
+
+    known = {name.upper() for name in Settings.model_fields} | {"AWS_REGION"}
+    template = parse_template(ROOT / "template.yaml")
+    for spec in template.functions.values():
+        assert set(spec.environment) <= known, (spec.logical_id, set(spec.environment) - known)
 
 
 def test_functions_are_found_by_logical_id_or_code_directory() -> None:
@@ -122,23 +211,36 @@ def test_functions_are_found_by_logical_id_or_code_directory() -> None:
         template.function("NoSuchFunction")
 
 
+def requirement_names(path: Path) -> set[str]:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return {_name(line) for line in lines if line and not line.startswith("#")}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
 def test_layer_requirements_match_the_package_dependencies() -> None:
-    """The layer ships what pyproject.toml declares: the two lists must not drift apart."""
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    listed = [
-        line.strip()
-        for line in (ROOT / "shared" / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert sorted(listed) == sorted(declared)
+    """Each layer ships what pyproject.toml declares for it: the lists must not drift apart."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_name(r) for r in project["dependencies"]}
+    # boto3 comes with Lambda's Python runtime (see shared/requirements.txt).
+    assert requirement_names(ROOT / "shared" / "requirements.txt") == declared - {"boto3"}
+    extras = project["optional-dependencies"]
+    layers = ROOT / "infrastructure" / "layers"
+    assert requirement_names(layers / "requirements-ml.txt") == {_name(r) for r in extras["ml"]}
+    assert requirement_names(layers / "requirements-embeddings.txt") == {_name(r) for r in extras["embeddings-local"]}
 
 
-def test_the_runner_test_template_has_an_sqs_consumer_with_batch_item_failures() -> None:
+def test_the_runner_test_template_has_a_bus_rule_and_a_consumer_with_batch_item_failures() -> None:
     template = parse_template(ROOT / "tests" / "data" / "runner" / "template.yaml")
     (source,) = template.sqs_sources
-    assert (source.function_id, source.queue, source.batch_size) == ("RecorderFunction", "ChangeEventsQueue", 10)
+    assert (source.function_id, source.queue, source.batch_size) == ("RecorderFunction", "RecorderQueue", 10)
     assert source.report_batch_item_failures
-    assert template.queues["ChangeEventsQueue"].max_receive_count == 3
+    assert template.queues["RecorderQueue"].max_receive_count == 3
+    assert template.change_event_buses == frozenset({"ChangeEventsBus"})
+    (rule,) = template.rules_on("ChangeEventsBus")
+    assert rule.queue_targets == ("RecorderQueue",)
     assert template.functions["CrmApiFunction"].code_dir == ROOT / "functions" / "crm_api"
 
 

@@ -8,7 +8,6 @@ loses its embeddings.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -23,6 +22,7 @@ from okyaku.embeddings.documents import EntityDocument, dependent_ids, document_
 from okyaku.embeddings.models import EMBEDDABLE_TYPES
 from okyaku.embeddings.protocol import Embedder
 from okyaku.embeddings.store import EntityKey, delete_embeddings, delete_orphans, stored_states, upsert_embeddings
+from okyaku.events import decode_change_event
 from okyaku.events.model import ChangeEvent
 from okyaku.tenancy import list_organization_ids
 
@@ -34,17 +34,6 @@ WorkKey = tuple[uuid.UUID, EntityKey]
 
 class InvalidChangeEvent(ValueError):
     """The message is not a change event: retrying cannot help (it ends in the DLQ)."""
-
-
-def decode_change_event(body: str) -> ChangeEvent:
-    """The event as the publisher sent it, or wrapped by a fan-out on the way to this queue
-    (an EventBridge rule's SQS target, or SNS without raw message delivery)."""
-    data = json.loads(body)
-    if isinstance(data, dict) and "detail" in data and "detail-type" in data:
-        data = data["detail"]
-    elif isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
-        data = json.loads(data["Message"])
-    return ChangeEvent.model_validate(data)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
-"""Where change events go after commit: SQS when configured, the local runner's queue
-in the embedded default, nowhere (left pending for the relay) otherwise."""
+"""Where change events go after commit: an EventBridge bus (fanned out by rules to one queue
+per consumer) or one SQS queue when configured, the local runner's queues in the embedded
+default, nowhere (left pending for the relay) otherwise."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from okyaku.config import Settings
+from okyaku.events.envelope import decode_change_event, eventbridge_entry
 from okyaku.events.model import ChangeEvent
 
 if TYPE_CHECKING:
@@ -66,6 +67,49 @@ def sqs_entry(index: int, event: ChangeEvent) -> Any:
     }
 
 
+class PutEventsClient(Protocol):
+    def put_events(self, *, Entries: Sequence[Any]) -> Any: ...  # boto3 names it Entries
+
+
+class EventBridgePublisher:
+    """Puts events on an EventBridge bus in batches of 10 (the PutEvents limit); raises if any
+    entry fails, so the outbox keeps them all (at least once: consumers are idempotent)."""
+
+    def __init__(
+        self,
+        bus_name: str,
+        client: PutEventsClient | None = None,
+        *,
+        endpoint_url: str = "",
+        region: str = "us-east-1",
+    ) -> None:
+        self.bus_name = bus_name
+        self._client = client
+        self._endpoint_url = endpoint_url
+        self._region = region
+
+    @property
+    def client(self) -> PutEventsClient:
+        if self._client is None:
+            import boto3  # lazy: boto3 costs ~0.3 s of cold start
+
+            self._client = boto3.client("events", endpoint_url=self._endpoint_url or None, region_name=self._region)
+        return self._client
+
+    def publish(self, events: Sequence[ChangeEvent]) -> None:
+        for start in range(0, len(events), 10):
+            batch = events[start : start + 10]
+            response = self.client.put_events(Entries=[eventbridge_entry(event, self.bus_name) for event in batch])
+            failed = int(response.get("FailedEntryCount") or 0)
+            if failed:
+                errors = [e for e in response.get("Entries", []) if e.get("ErrorCode")]
+                first = errors[0] if errors else {}
+                raise RuntimeError(
+                    f"EventBridge rejected {failed} of {len(batch)} events: "
+                    f"{first.get('ErrorCode')}: {first.get('ErrorMessage')}"
+                )
+
+
 class CallbackPublisher:
     """Hands events to a callable (the local runner's in-process queue)."""
 
@@ -88,6 +132,12 @@ def use_local_publisher(publisher: EventPublisher | None) -> None:
 def publisher_from_settings(settings: Settings) -> EventPublisher | None:
     if _local_override is not None:
         return _local_override
+    if settings.change_events_bus_name:
+        return EventBridgePublisher(
+            settings.change_events_bus_name,
+            endpoint_url=settings.aws_endpoint_url,
+            region=settings.aws_region,
+        )
     if settings.change_events_queue_url:
         return SqsPublisher(
             settings.change_events_queue_url,
@@ -98,4 +148,5 @@ def publisher_from_settings(settings: Settings) -> EventPublisher | None:
 
 
 def decode_sqs_body(body: str) -> ChangeEvent:
-    return ChangeEvent.model_validate(json.loads(body))
+    """Kept for existing callers: ``okyaku.events.decode_change_event`` (every envelope)."""
+    return decode_change_event(body)

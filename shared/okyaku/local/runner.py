@@ -2,10 +2,14 @@
 
 - Every HttpApi route is served by a stdlib ``ThreadingHTTPServer`` that builds an API Gateway
   HTTP API payload 2.0 event per request and writes back the handler's response.
-- Change events go to an in-memory queue per SQS event source that consumes the change-event
-  queue; a consumer thread delivers them as SQS events in batches of ``BatchSize``, honours
+- Change events are routed as the template wires them: put on the bus that
+  ``CHANGE_EVENTS_BUS_NAME`` names, each rule whose event pattern matches sends EventBridge's
+  envelope to its target queues (one per consumer); or sent raw to the queue that
+  ``CHANGE_EVENTS_QUEUE_URL`` names. Each SQS event source has an in-memory queue; a consumer
+  thread delivers its messages as SQS events in batches of ``BatchSize``, honours
   ``batchItemFailures`` (only failed records come back, after a backoff) and moves a record to
-  the queue's dead-letter list after the RedrivePolicy's ``maxReceiveCount``.
+  the queue's dead-letter list after the RedrivePolicy's ``maxReceiveCount``. Event sources that
+  share one queue compete for its messages, as on AWS.
 - Every ``Schedule`` rule fires on its rate/cron with an EventBridge scheduled event.
 
 Local differences from AWS, on purpose: queues live in memory (undelivered messages are gone
@@ -42,10 +46,12 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
+from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
 from okyaku.events.publishers import CallbackPublisher, sqs_entry, use_local_publisher
 from okyaku.local.template import (
     PSEUDO_PARAMETERS,
+    EventRule,
     FunctionSpec,
     HttpRoute,
     QueueSpec,
@@ -596,6 +602,12 @@ class LocalRunner:
             for source in self.template.sqs_sources
             if source.enabled
         ]
+        self._consumers: dict[str, list[LocalQueue]] = {}
+        for queue in self.queues:
+            self._consumers.setdefault(queue.source.queue, []).append(queue)
+        self._turns = {queue_id: itertools.cycle(queues) for queue_id, queues in self._consumers.items()}
+        self.routed: dict[str, int] = {rule.logical_id: 0 for rule in self.template.event_rules}
+        self.unconsumed: dict[str, int] = {}  # messages sent to a queue no enabled function polls
         self.scheduler = Scheduler(self.template.schedules, datetime.now(UTC))
         self._running_rules: dict[str, Future[Any]] = {}
         self._stop = threading.Event()  # ends the runner's threads
@@ -689,12 +701,41 @@ class LocalRunner:
     # --- change events ---
 
     def publish_change_events(self, events: Sequence[ChangeEvent]) -> None:
-        """The local publisher: one copy of each event for every consumer of a change-event queue."""
-        bodies = [(event.model_dump_json(), lambda_message_attributes(event)) for event in events]
+        """The local publisher: events go where the template's wiring sends them."""
         now = time.monotonic()
-        for queue in self.queues:
-            if queue.source.queue in self.template.change_event_queues:
-                queue.send(bodies, now)
+        raw = [(event.model_dump_json(), lambda_message_attributes(event)) for event in events]
+        for queue_id in sorted(self.template.change_event_queues):
+            self.send_to_queue(queue_id, raw, now)
+        for bus in sorted(self.template.change_event_buses):
+            self.put_events(bus, events, now)
+
+    def put_events(self, bus: str, events: Sequence[ChangeEvent], now: float | None = None) -> None:
+        """EventBridge's part: each rule on ``bus`` whose pattern matches gets the envelope."""
+        now = time.monotonic() if now is None else now
+        by_queue: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for event in events:
+            envelope = eventbridge_envelope(event, account=ACCOUNT_ID, region=REGION)
+            body = json.dumps(envelope)
+            for rule in self.template.rules_on(bus):
+                if rule.matches(envelope):
+                    self.routed[rule.logical_id] += 1
+                    for queue_id in rule.queue_targets:
+                        by_queue.setdefault(queue_id, []).append((body, {}))
+        for queue_id, bodies in by_queue.items():
+            self.send_to_queue(queue_id, bodies, now)
+
+    def send_to_queue(self, queue_id: str, bodies: Sequence[tuple[str, dict[str, Any]]], now: float) -> None:
+        """SQS's part: each message goes to one of the event sources that poll the queue."""
+        turns = self._turns.get(queue_id)
+        if turns is None:
+            self.unconsumed[queue_id] = self.unconsumed.get(queue_id, 0) + len(bodies)
+            logger.debug("%d messages for %s, which no function consumes", len(bodies), queue_id)
+            return
+        if len(self._consumers[queue_id]) == 1:
+            self._consumers[queue_id][0].send(bodies, now)
+            return
+        for body in bodies:
+            next(turns).send([body], now)
 
     def _consume(self, queue: LocalQueue) -> None:
         function = self.functions[queue.source.function_id]
@@ -786,6 +827,17 @@ class LocalRunner:
                 }
                 for q in self.queues
             ],
+            "buses": [
+                {
+                    "bus": bus,
+                    "change_events": bus in self.template.change_event_buses,
+                    "rules": [
+                        _rule_status(rule, self.routed.get(rule.logical_id, 0)) for rule in self.template.rules_on(bus)
+                    ],
+                }
+                for bus in sorted({*self.template.buses, *(r.bus for r in self.template.event_rules)})
+            ],
+            "unconsumed": dict(self.unconsumed),
             "dead_letters": [asdict(d) for d in self.dead_letters],
             "schedules": [
                 {
@@ -798,6 +850,10 @@ class LocalRunner:
                 for rule in self.template.schedules
             ],
         }
+
+
+def _rule_status(rule: EventRule, routed: int) -> dict[str, Any]:
+    return {"rule": rule.logical_id, "pattern": rule.pattern, "targets": list(rule.queue_targets), "matched": routed}
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -1,5 +1,6 @@
 """Reading ``template.yaml`` (SAM) into what the local runner needs: functions, HTTP routes,
-queues, SQS event sources and schedules; plus EventBridge ``rate()``/``cron()`` expressions.
+queues, SQS event sources, schedules, event buses with their rules and queue targets; plus
+EventBridge ``rate()``/``cron()`` expressions and event patterns.
 
 Only the template drives the runner, so a function added to the template is served without
 touching the runner. Parsing is permissive about CloudFormation tags (``!Ref``, ``!GetAtt``,
@@ -9,6 +10,7 @@ touching the runner. Parsing is permissive about CloudFormation tags (``!Ref``, 
 from __future__ import annotations
 
 import calendar
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -166,6 +168,20 @@ class QueueSpec:
 
 
 @dataclass(frozen=True)
+class EventRule:
+    """An ``AWS::Events::Rule`` on a bus of the template that sends matching events to queues."""
+
+    logical_id: str
+    bus: str  # the bus's logical id, or "default"
+    pattern: Mapping[str, Any]
+    queue_targets: tuple[str, ...]  # logical ids of the template's queues
+    enabled: bool = True
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        return event_pattern_matches(self.pattern, event)
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     logical_id: str
     code_dir: Path
@@ -198,6 +214,14 @@ class Template:
     parameters: Mapping[str, str | None]
     # Queues that change events are published to (the target of CHANGE_EVENTS_QUEUE_URL).
     change_event_queues: frozenset[str]
+    # Event buses (logical ids), their rules, and the buses change events are put on
+    # (the target of CHANGE_EVENTS_BUS_NAME).
+    buses: frozenset[str] = frozenset()
+    event_rules: tuple[EventRule, ...] = ()
+    change_event_buses: frozenset[str] = frozenset()
+
+    def rules_on(self, bus: str) -> tuple[EventRule, ...]:
+        return tuple(rule for rule in self.event_rules if rule.bus == bus and rule.enabled)
 
     def function(self, name: str) -> FunctionSpec:
         """By logical id, or by code directory (``functions/crm_api`` or ``crm_api``)."""
@@ -283,12 +307,18 @@ def parse_template(path: Path | str) -> Template:
     sqs_sources: list[SqsEventSource] = []
     schedules: list[ScheduleEvent] = []
     queues: dict[str, QueueSpec] = {}
+    buses = frozenset(i for i, r in resources.items() if r.get("Type") == "AWS::Events::EventBus")
+    event_rules: list[EventRule] = []
 
     for logical_id, resource in resources.items():
         kind = resource.get("Type")
         properties: dict[str, Any] = resource.get("Properties") or {}
         if kind == "AWS::SQS::Queue":
             queues[logical_id] = _queue_spec(logical_id, properties)
+        elif kind == "AWS::Events::Rule":
+            rule = _event_rule(logical_id, properties, buses, resources)
+            if rule is not None:
+                event_rules.append(rule)
         elif kind == "AWS::Serverless::Function":
             merged = {**globals_function, **properties}
             merged["Environment"] = {
@@ -313,6 +343,11 @@ def parse_template(path: Path | str) -> Template:
         for spec in functions.values()
         if (queue_id := logical_id_of(spec.environment.get("CHANGE_EVENTS_QUEUE_URL"))) in queues
     )
+    change_event_buses = frozenset(
+        bus_id
+        for spec in functions.values()
+        if (bus_id := logical_id_of(spec.environment.get("CHANGE_EVENTS_BUS_NAME"))) in buses
+    )
     routes.sort(key=lambda r: r.specificity(), reverse=True)
     template = Template(
         path=path,
@@ -323,6 +358,9 @@ def parse_template(path: Path | str) -> Template:
         schedules=tuple(schedules),
         parameters=parameters,
         change_event_queues=change_event_queues,
+        buses=buses,
+        event_rules=tuple(event_rules),
+        change_event_buses=change_event_buses,
     )
     _check_unique_routes(template)
     return template
@@ -339,6 +377,36 @@ def _queue_spec(logical_id: str, properties: Mapping[str, Any]) -> QueueSpec:
         max_receive_count=None if max_receive is None else int(max_receive),
         fifo=_as_bool(properties.get("FifoQueue"), default=False),
     )
+
+
+def _event_rule(
+    logical_id: str, properties: Mapping[str, Any], buses: frozenset[str], resources: Mapping[str, Any]
+) -> EventRule | None:
+    """A pattern rule with SQS targets; schedule rules written as plain resources are not run."""
+    pattern = properties.get("EventPattern")
+    if pattern is None:
+        logger.warning("%s has no EventPattern; the local runner does not run it", logical_id)
+        return None
+    if isinstance(pattern, str):  # CloudFormation accepts the pattern as a JSON string too
+        pattern = json.loads(pattern)
+    check_event_pattern(pattern, logical_id)
+    bus_value = properties.get("EventBusName", "default")
+    bus = logical_id_of(bus_value) or (bus_value if isinstance(bus_value, str) else None)
+    if bus is None or (bus != "default" and bus not in buses):
+        raise TemplateError(f"{logical_id}: EventBusName must name a bus of the template (!GetAtt <Bus>.Name)")
+    queue_targets = []
+    for target in properties.get("Targets") or []:
+        target_id = logical_id_of(target.get("Arn"))
+        target_type = (resources.get(target_id) or {}).get("Type") if target_id else None
+        if target_type != "AWS::SQS::Queue":
+            logger.warning("%s: target %s is not a queue of the template; not run locally", logical_id, target_id)
+            continue
+        changed = sorted(key for key in ("Input", "InputPath", "InputTransformer") if key in target)
+        if changed:
+            raise TemplateError(f"{logical_id}: the local runner delivers whole events; {changed} is not supported")
+        queue_targets.append(str(target_id))
+    state = str(properties.get("State", "ENABLED")).upper()
+    return EventRule(logical_id, bus, pattern, tuple(queue_targets), enabled=state == "ENABLED")
 
 
 def _function_spec(logical_id: str, properties: Mapping[str, Any], base: Path) -> FunctionSpec | None:
@@ -431,6 +499,84 @@ def _check_unique_routes(template: Template) -> None:
         if route.route_key in seen:
             raise TemplateError(f"route {route.route_key!r} is declared more than once")
         seen.add(route.route_key)
+
+
+# --- EventBridge event patterns ----------------------------------------------------------------
+
+_PATTERN_OPERATORS = frozenset({"prefix", "suffix", "anything-but", "exists", "equals-ignore-case", "numeric"})
+_NUMERIC_OPERATORS: Mapping[str, Any] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    "=": lambda a, b: a == b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def check_event_pattern(pattern: Any, where: str) -> None:
+    """Refuse what EventBridge would refuse (and what ``event_pattern_matches`` cannot run)."""
+    if not isinstance(pattern, dict) or not pattern:
+        raise TemplateError(f"{where}: an event pattern is a non-empty object")
+    for key, condition in pattern.items():
+        if isinstance(condition, dict):
+            check_event_pattern(condition, f"{where}.{key}")
+        elif isinstance(condition, list) and condition:
+            for matcher in condition:
+                if isinstance(matcher, dict):
+                    unknown = set(matcher) - _PATTERN_OPERATORS
+                    if len(matcher) != 1 or unknown:
+                        raise TemplateError(f"{where}.{key}: unsupported matcher {matcher!r}")
+        else:
+            raise TemplateError(f"{where}.{key}: a pattern's leaves are non-empty arrays")
+
+
+def event_pattern_matches(pattern: Mapping[str, Any], event: Any) -> bool:
+    """EventBridge content filtering: every field of the pattern must match the event."""
+    for key, condition in pattern.items():
+        present = isinstance(event, dict) and key in event
+        value = event[key] if present else None
+        if isinstance(condition, dict):
+            if not (present and isinstance(value, dict) and event_pattern_matches(condition, value)):
+                return False
+        elif not _field_matches(condition, present, value):
+            return False
+    return True
+
+
+def _field_matches(matchers: list[Any], present: bool, value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    for matcher in matchers:
+        if isinstance(matcher, dict) and "exists" in matcher:
+            if bool(matcher["exists"]) == present:
+                return True
+        elif present and any(_value_matches(matcher, v) for v in values):
+            return True
+    return False
+
+
+def _value_matches(matcher: Any, value: Any) -> bool:
+    if not isinstance(matcher, dict):
+        return bool(matcher == value and type(matcher) is type(value)) or (
+            isinstance(matcher, int | float) and isinstance(value, int | float) and matcher == value
+        )
+    (operator, argument), *_ = matcher.items()
+    if operator == "prefix":
+        return isinstance(value, str) and value.startswith(argument)
+    if operator == "suffix":
+        return isinstance(value, str) and value.endswith(argument)
+    if operator == "equals-ignore-case":
+        return isinstance(value, str) and value.lower() == str(argument).lower()
+    if operator == "anything-but":
+        excluded = argument if isinstance(argument, list) else [argument]
+        if isinstance(argument, dict):
+            return not _value_matches(argument, value)
+        return not any(_value_matches(item, value) for item in excluded)
+    if operator == "numeric":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        pairs = list(zip(argument[::2], argument[1::2], strict=True))
+        return all(_NUMERIC_OPERATORS[op](value, bound) for op, bound in pairs)
+    return False
 
 
 # --- EventBridge schedule expressions ---------------------------------------------------------

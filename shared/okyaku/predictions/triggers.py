@@ -3,14 +3,13 @@ that tells the three event shapes apart (API Gateway HTTP API v2, SQS batch, sch
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI
 
-from okyaku.events.model import ChangeEvent
+from okyaku.events import decode_change_event
 from okyaku.predictions.service import ModelTarget, PredictionService
 
 logger = logging.getLogger(__name__)
@@ -26,14 +25,6 @@ def event_kind(event: Mapping[str, Any]) -> EventKind:
     if event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events" or "job" in event:
         return "schedule"
     return "http"
-
-
-def decode_change_event(body: str) -> ChangeEvent:
-    """A change event as the outbox publishes it, or wrapped by EventBridge (``detail``)."""
-    data = json.loads(body)
-    if isinstance(data, dict) and "detail" in data and "detail-type" in data:
-        data = data["detail"]
-    return ChangeEvent.model_validate(data)
 
 
 def handle_change_batch(

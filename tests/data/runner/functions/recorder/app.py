@@ -10,7 +10,7 @@ import os
 import threading
 from typing import Any
 
-from okyaku.events.publishers import decode_sqs_body
+from okyaku.events import decode_change_event
 
 _write_lock = threading.Lock()
 
@@ -29,7 +29,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
     records = []
     failures = []
     for record in event["Records"]:
-        change = decode_sqs_body(record["body"])
+        change = decode_change_event(record["body"])
         key = f"{change.entity_type}:{change.operation}"
         receive_count = int(record["attributes"]["ApproximateReceiveCount"])
         if key == fail_always or (key == fail_once and receive_count == 1):
@@ -43,6 +43,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
                 "entity_type": change.entity_type,
                 "entity_id": str(change.entity_id),
                 "operation": change.operation,
+                "enveloped": "detail-type" in json.loads(record["body"]),
             }
         )
     _append({"kind": "sqs", "records": records, "failed": [f["itemIdentifier"] for f in failures]})
