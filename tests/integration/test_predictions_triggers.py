@@ -24,7 +24,7 @@ from okyaku.events.model import ChangeEvent
 from okyaku.events.publishers import SqsPublisher
 from okyaku.predictions.api import create_forecasting_app, create_scoring_app
 from okyaku.predictions.models import CurrentPrediction, Prediction, PredictionModel
-from okyaku.predictions.service import FORECASTING_TARGETS, SCORING_TARGETS
+from okyaku.predictions.service import FORECASTING_TARGETS, SCORING_TARGETS, PredictionService
 from okyaku.predictions.triggers import make_handler
 from okyaku.runtime import Runtime
 from okyaku.tenancy import NewOrganization, create_organization
@@ -139,6 +139,14 @@ def test_a_change_event_rescores_once_and_redelivery_changes_nothing(env, db):
     assert len(scores) == 2
     assert "had a meeting in the last 90 days" in [f["label"] for f in scores[1].payload["factors"]]
     assert scores[1].score > scores[0].score
+    # Queue-scored rows keep their factors; the templated words are rendered when read.
+    assert scores[1].payload["explanation"] is None
+    (read, _) = PredictionService(env.runtime).history(org.organization_id, "contact", lead, target=None, limit=5)[
+        "data"
+    ]
+    assert read["prediction_id"] == str(scores[1].id)
+    assert f"{scores[1].score:.0f}/100" in read["payload"]["explanation"]
+    assert "had a meeting in the last 90 days = 1 (+12.0 pts)" in read["payload"]["explanation"]
 
     # A burst of edits delivered together: scored once, from the state after all of them.
     for title in ("VP Sales", "Chief Revenue Officer"):

@@ -182,5 +182,36 @@ def write_explanation(request: ExplanationRequest, writer: ExplanationWriter | N
     return written, False
 
 
-def describe_factors(factors: Sequence[Factor]) -> list[dict[str, Any]]:
-    return [f.as_dict() for f in factors]
+def request_from_payload(payload: dict[str, Any]) -> ExplanationRequest:
+    """The explanation request a stored score was made from (its factors are stored verbatim)."""
+    factors = [
+        Factor(
+            f["feature"],
+            f["label"],
+            f["group"],
+            f.get("value"),
+            f.get("typical"),
+            float(f["impact"]),
+            f.get("log_odds"),
+        )
+        for f in payload.get("factors", [])
+    ]
+    return ExplanationRequest(
+        target=payload["target"],
+        score=float(payload["score"]),
+        method=payload["method"],
+        typical_score=float(payload.get("typical_score", 0.0)),
+        factors=factors,
+        level=payload.get("level"),
+        algorithm=payload.get("algorithm", ""),
+        prior_reason=payload.get("basis", ""),
+    )
+
+
+def with_explanation(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored payload with its words: batch scores store only the factors, and the template
+    renders the same text from them whenever they are read."""
+    if payload.get("explanation") is not None or "factors" not in payload:
+        return payload
+    written = TemplateWriter().write(request_from_payload(payload))
+    return {**payload, "explanation": written.text, "recommendations": written.recommendations}

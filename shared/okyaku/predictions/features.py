@@ -238,24 +238,28 @@ DEAL_SPECS = [
 
 _TARGETS_CTE = "WITH t AS (SELECT * FROM unnest(:ids, :cutoffs) AS t(id, cutoff))"
 
+# One pass over the targets' activities, grouped (rather than a lateral subquery per target): the
+# plan stays a single join whatever the statistics say right after a bulk import.
 _ACTIVITY_AGGREGATES = """
-    SELECT count(*) AS total,
-           count(*) FILTER (WHERE a.occurred_at >= t.cutoff - interval '30 days') AS n30,
-           count(*) FILTER (WHERE a.occurred_at >= t.cutoff - interval '90 days') AS n90,
-           count(*) FILTER (WHERE a.occurred_at <  t.cutoff - interval '30 days'
-                              AND a.occurred_at >= t.cutoff - interval '60 days') AS prev30,
-           count(*) FILTER (WHERE a.type = 'call' AND a.occurred_at >= t.cutoff - interval '30 days') AS calls30,
-           count(*) FILTER (WHERE a.type = 'call' AND a.occurred_at >= t.cutoff - interval '90 days') AS calls90,
-           count(*) FILTER (WHERE a.type = 'meeting' AND a.occurred_at >= t.cutoff - interval '30 days') AS meetings30,
-           count(*) FILTER (WHERE a.type = 'meeting' AND a.occurred_at >= t.cutoff - interval '90 days') AS meetings90,
-           count(*) FILTER (WHERE a.type = 'email' AND a.occurred_at >= t.cutoff - interval '30 days') AS emails30,
-           count(*) FILTER (WHERE a.type = 'email' AND a.occurred_at >= t.cutoff - interval '90 days') AS emails90,
-           count(*) FILTER (WHERE a.direction = 'inbound' AND a.occurred_at >= t.cutoff - interval '90 days') AS in90,
+    SELECT t2.id AS activity_target, t2.cutoff AS activity_cutoff,
+           count(*) AS total,
+           count(*) FILTER (WHERE a.occurred_at >= t2.cutoff - interval '30 days') AS n30,
+           count(*) FILTER (WHERE a.occurred_at >= t2.cutoff - interval '90 days') AS n90,
+           count(*) FILTER (WHERE a.occurred_at <  t2.cutoff - interval '30 days'
+                              AND a.occurred_at >= t2.cutoff - interval '60 days') AS prev30,
+           count(*) FILTER (WHERE a.type = 'call' AND a.occurred_at >= t2.cutoff - interval '30 days') AS calls30,
+           count(*) FILTER (WHERE a.type = 'call' AND a.occurred_at >= t2.cutoff - interval '90 days') AS calls90,
+           count(*) FILTER (WHERE a.type = 'meeting' AND a.occurred_at >= t2.cutoff - interval '30 days') AS meetings30,
+           count(*) FILTER (WHERE a.type = 'meeting' AND a.occurred_at >= t2.cutoff - interval '90 days') AS meetings90,
+           count(*) FILTER (WHERE a.type = 'email' AND a.occurred_at >= t2.cutoff - interval '30 days') AS emails30,
+           count(*) FILTER (WHERE a.type = 'email' AND a.occurred_at >= t2.cutoff - interval '90 days') AS emails90,
+           count(*) FILTER (WHERE a.direction = 'inbound' AND a.occurred_at >= t2.cutoff - interval '90 days') AS in90,
            count(*) FILTER (WHERE a.direction IN ('inbound', 'outbound')
-                              AND a.occurred_at >= t.cutoff - interval '90 days') AS directed90,
+                              AND a.occurred_at >= t2.cutoff - interval '90 days') AS directed90,
            max(a.occurred_at) AS last_at
-      FROM activities a
-     WHERE a.{key} = t.id AND a.occurred_at < t.cutoff AND a.type <> 'note'
+      FROM t t2 JOIN activities a ON a.{key} = t2.id
+     WHERE a.occurred_at < t2.cutoff AND a.type <> 'note'
+     GROUP BY t2.id, t2.cutoff
 """
 
 _CONTACT_SQL = f"""
@@ -268,7 +272,8 @@ SELECT t.id, t.cutoff, c.created_at, c.email, c.phone, c.job_title, c.source,
   FROM t
   JOIN contacts c ON c.id = t.id
   LEFT JOIN companies co ON co.id = c.company_id
-  LEFT JOIN LATERAL ({_ACTIVITY_AGGREGATES.format(key="contact_id")}) a ON true
+  LEFT JOIN ({_ACTIVITY_AGGREGATES.format(key="contact_id")}) a
+         ON a.activity_target = t.id AND a.activity_cutoff = t.cutoff
   LEFT JOIN LATERAL (
         SELECT count(*) FILTER (WHERE k.due_date < t.cutoff) AS overdue, count(*) AS open
           FROM tasks k
@@ -287,7 +292,8 @@ SELECT t.id, t.cutoff, d.created_at, d.amount, d.expected_close_date, d.contact_
   JOIN deals d ON d.id = t.id
   LEFT JOIN contacts ct ON ct.id = d.contact_id
   LEFT JOIN companies co ON co.id = coalesce(d.company_id, ct.company_id)
-  LEFT JOIN LATERAL ({_ACTIVITY_AGGREGATES.format(key="deal_id")}) a ON true
+  LEFT JOIN ({_ACTIVITY_AGGREGATES.format(key="deal_id")}) a
+         ON a.activity_target = t.id AND a.activity_cutoff = t.cutoff
   LEFT JOIN LATERAL (
         SELECT (array_agg(h.to_stage_id ORDER BY h.changed_at DESC, h.id DESC))[1] AS stage_id,
                max(h.changed_at) AS entered_at, count(*) AS changes
@@ -297,12 +303,28 @@ SELECT t.id, t.cutoff, d.created_at, d.amount, d.expected_close_date, d.contact_
 """
 
 
-def _execute(session: Session, sql: str, pairs: Sequence[tuple[uuid.UUID, datetime]]) -> list[Any]:
+def _execute(
+    session: Session, sql: str, pairs: Sequence[tuple[uuid.UUID, datetime]], definitions: list[PropertyDefinition]
+) -> list[Any]:
+    # Custom properties are fetched only when the organization has any (decoding JSON per row costs).
+    if not any(d.prefix != "company" for d in definitions):
+        sql = sql.replace("c.custom_properties AS props", "NULL AS props").replace(
+            "d.custom_properties AS props", "NULL AS props"
+        )
+    if not any(d.prefix == "company" for d in definitions):
+        sql = sql.replace("co.custom_properties AS company_props", "NULL AS company_props")
     statement = text(sql).bindparams(
         bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
         bindparam("cutoffs", type_=ARRAY(DateTime(timezone=True))),
     )
+    batch = len(pairs) > 200
+    if batch:
+        # Right after a bulk import the statistics lag behind and the planner may pick nested
+        # loops over thousands of rows (quadratic); a batch is always better served by hashing.
+        session.execute(text("SET LOCAL enable_nestloop = off"))
     rows = session.execute(statement, {"ids": [p[0] for p in pairs], "cutoffs": [p[1] for p in pairs]}).all()
+    if batch:
+        session.execute(text("SET LOCAL enable_nestloop TO DEFAULT"))
     order = {entity_id: i for i, (entity_id, _) in enumerate(pairs)}
     return sorted(rows, key=lambda r: order[r.id])  # deleted records simply drop out
 
@@ -341,17 +363,17 @@ def corporate_email(email: str | None) -> bool | None:
 
 
 def _activity_values(row: Any, cutoff: datetime) -> dict[str, Any]:
-    directed = row.directed90 or 0
+    directed = row.directed90 or 0  # no activity at all: the outer join gives NULLs, meaning 0
     return {
-        "calls_30d": row.calls30,
-        "meetings_30d": row.meetings30,
-        "emails_30d": row.emails30,
-        "calls_90d": row.calls90,
-        "meetings_90d": row.meetings90,
-        "emails_90d": row.emails90,
-        "activities_30d": row.n30,
-        "activities_90d": row.n90,
-        "activities_total": row.total,
+        "calls_30d": row.calls30 or 0,
+        "meetings_30d": row.meetings30 or 0,
+        "emails_30d": row.emails30 or 0,
+        "calls_90d": row.calls90 or 0,
+        "meetings_90d": row.meetings90 or 0,
+        "emails_90d": row.emails90 or 0,
+        "activities_30d": row.n30 or 0,
+        "activities_90d": row.n90 or 0,
+        "activities_total": row.total or 0,
         "activity_trend": (row.n30 or 0) - (row.prev30 or 0),
         "inbound_share_90d": round(row.in90 / directed, 3) if directed else None,
         "days_since_last_activity": _days(cutoff, row.last_at),
@@ -438,7 +460,7 @@ def contact_features(session: Session, pairs: Sequence[tuple[uuid.UUID, datetime
     """One row per (contact, cutoff) that still exists, in the given order."""
     definitions = property_definitions(session, {"contact": "custom", "company": "company"})
     records, ids, times = [], [], []
-    for row in _execute(session, _CONTACT_SQL, pairs) if pairs else []:
+    for row in _execute(session, _CONTACT_SQL, pairs, definitions) if pairs else []:
         values = _activity_values(row, row.cutoff)
         values.update(_company_values(row))
         values.update(
@@ -463,7 +485,7 @@ def contact_features(session: Session, pairs: Sequence[tuple[uuid.UUID, datetime
 def deal_features(session: Session, pairs: Sequence[tuple[uuid.UUID, datetime]]) -> Dataset:
     definitions = property_definitions(session, {"deal": "deal", "company": "company"})
     records, ids, times = [], [], []
-    for row in _execute(session, _DEAL_SQL, pairs) if pairs else []:
+    for row in _execute(session, _DEAL_SQL, pairs, definitions) if pairs else []:
         values = _activity_values(row, row.cutoff)
         values.update(_company_values(row))
         closed_stage = bool(row.is_won or row.is_lost)  # the outcome itself: never a feature

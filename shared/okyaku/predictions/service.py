@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import uuid
@@ -29,7 +28,7 @@ from okyaku.predictions.explain import (
     ExplanationRequest,
     ExplanationWriter,
     PredictionTarget,
-    TemplateWriter,
+    with_explanation,
     write_explanation,
 )
 from okyaku.predictions.factors import ScoredRow
@@ -65,6 +64,7 @@ ENTITY_OF = {"lead": "contact", "churn": "contact", "deal": "deal"}
 SCORING_TARGETS: tuple[ModelTarget, ...] = ("lead", "churn")
 FORECASTING_TARGETS: tuple[ModelTarget, ...] = ("deal",)
 BATCH_CHUNK = 5000
+BATCH_FACTORS = 5
 CYCLE_DEFAULT_DAYS = (30.0, 7.0, 90.0)  # median, P10, P90 when no deal has ever been won
 
 
@@ -238,8 +238,8 @@ def load_regressor(session: Session, target: str) -> tuple[RegressorModel | None
 
 def input_hash(dataset: Dataset, row: int, loaded: LoadedModel) -> str:
     """What the score was computed from: the features (whole days for times) and the model."""
-    values = [dataset.columns[s.name][row] for s in sorted(dataset.specs, key=lambda s: s.name)]
-    material = json.dumps([loaded.target, loaded.version, loaded.method, values], default=str, separators=(",", ":"))
+    values = [(s.name, dataset.columns[s.name][row]) for s in dataset.specs]
+    material = repr((loaded.target, loaded.version, loaded.method, sorted(values)))
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -326,8 +326,8 @@ def _payload(
     entity_id: uuid.UUID,
     scored: ScoredRow,
     loaded: LoadedModel,
-    explanation_text: str,
-    recommendations: list[str],
+    explanation_text: str | None,
+    recommendations: list[str] | None,
     explanation_source: str,
     degraded: bool,
     scored_at: datetime,
@@ -421,13 +421,13 @@ def score_and_store(
             ids = [ids[i] for i in keep]
         if not ids:
             return []
-    scored_rows = score_dataset(loaded.scorer, dataset)
+    single = len(ids) == 1 and writer is not None
+    # A request's answer lists up to eight factors; a stored batch score keeps the top five.
+    scored_rows = score_dataset(loaded.scorer, dataset, max_factors=8 if single else BATCH_FACTORS)
     today = now.date()
     outlooks = deal_outlooks(session, dataset, today) if target == "deal" else []
-    single = len(ids) == 1 and writer is not None
     names = _subject_names(session, target, ids) if single else {}
     records, payloads = [], []
-    template = TemplateWriter()
     for i, (entity_id, scored) in enumerate(zip(ids, scored_rows, strict=True)):
         level = churn_level(scored.score) if target == "churn" else None
         request = ExplanationRequest(
@@ -441,20 +441,19 @@ def score_and_store(
             algorithm=loaded.algorithm,
             prior_reason=str(loaded.metrics.get("reason", "")) if loaded.method == "prior" else "",
         )
-        explanation, degraded = write_explanation(request, writer if single else template)
+        if single:
+            explanation, degraded = write_explanation(request, writer)
+            text, recommendations, source = explanation.text, explanation.recommendations, explanation.source
+        else:
+            # Batches keep the factors; their templated words are rendered when read (the same
+            # template, deterministic), which keeps 10,000 stored scores small and fast to write.
+            text, recommendations, source, degraded = None, None, "template", False
         prediction_id = uuid.uuid4()
         payload = _payload(
-            target,
-            entity_id,
-            scored,
-            loaded,
-            explanation.text,
-            explanation.recommendations,
-            explanation.source,
-            degraded,
-            now,
-            prediction_id,
+            target, entity_id, scored, loaded, text, recommendations, source, degraded, now, prediction_id
         )
+        if loaded.method == "prior":
+            payload["basis"] = request.prior_reason
         if target == "deal":
             payload.update(_deal_fields(scored, outlooks[i], loaded, today))
         records.append(
@@ -653,7 +652,7 @@ class PredictionService:
                         "method": r.method,
                         "model_version": r.model_version,
                         "created_at": r.created_at.isoformat(),
-                        "payload": r.payload,
+                        "payload": with_explanation(r.payload),
                     }
                     for r in rows
                 ],

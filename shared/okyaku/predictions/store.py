@@ -124,22 +124,16 @@ class PredictionRecord:
     input_hash: str
 
 
+# One JSON document of rows: quoting thousands of JSON payloads as elements of a text array
+# costs the client seconds, and a second set-returning function would need joining by ordinal.
 _INSERT_PREDICTIONS = text(
     """
     INSERT INTO predictions (id, entity_type, entity_id, target, score, method, model_version, payload)
-    SELECT id, entity_type, entity_id, target, score, method, model_version, payload::jsonb
-      FROM unnest(:ids, :entity_types, :entity_ids, :targets, :scores, :methods, :versions, :payloads)
-           AS p(id, entity_type, entity_id, target, score, method, model_version, payload)
+    SELECT id, entity_type, entity_id, target, score, method, model_version, payload
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+           AS r(id uuid, entity_type text, entity_id uuid, target text, score float8, method text,
+                model_version int, payload jsonb)
     """
-).bindparams(
-    bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
-    bindparam("entity_types", type_=ARRAY(Text())),
-    bindparam("entity_ids", type_=ARRAY(UUID(as_uuid=True))),
-    bindparam("targets", type_=ARRAY(Text())),
-    bindparam("scores", type_=ARRAY(Float())),
-    bindparam("methods", type_=ARRAY(Text())),
-    bindparam("versions", type_=ARRAY(Integer())),
-    bindparam("payloads", type_=ARRAY(Text())),
 )
 
 _UPSERT_CURRENT = text(
@@ -172,19 +166,20 @@ def store_predictions(
     whatever the number of records (array parameters rather than one row per statement)."""
     if not records:
         return
-    session.execute(
-        _INSERT_PREDICTIONS,
+    rows = [
         {
-            "ids": [r.prediction_id for r in records],
-            "entity_types": [r.entity_type for r in records],
-            "entity_ids": [r.entity_id for r in records],
-            "targets": [r.target for r in records],
-            "scores": [r.score for r in records],
-            "methods": [r.method for r in records],
-            "versions": [r.model_version for r in records],
-            "payloads": [json.dumps(r.payload, default=str) for r in records],
-        },
-    )
+            "id": str(r.prediction_id),
+            "entity_type": r.entity_type,
+            "entity_id": str(r.entity_id),
+            "target": r.target,
+            "score": r.score,
+            "method": r.method,
+            "model_version": r.model_version,
+            "payload": r.payload,
+        }
+        for r in records
+    ]
+    session.execute(_INSERT_PREDICTIONS, {"rows": json.dumps(rows, default=str)})
     session.execute(
         _UPSERT_CURRENT,
         {

@@ -207,13 +207,15 @@ def _as_floats(values: Sequence[Any]) -> FloatArray:
 
 def display_value(spec: FeatureSpec, value: Any) -> Any:
     """A JSON-friendly, readable form of a raw value."""
-    if _is_missing(value):
+    if value is None:
         return None
-    if spec.kind == "boolean":
-        return bool(value)
     if spec.kind == "numeric":
         number = float(value)
+        if number != number:  # NaN
+            return None
         return int(number) if number.is_integer() else round(number, 2)
+    if spec.kind == "boolean":
+        return bool(value)
     return str(value)
 
 
