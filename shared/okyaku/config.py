@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     llm_embedding_batch_size: int = 32
     llm_embedding_fallback_local: bool = True
 
+    # AI agents (okyaku.agents): runs go to AGENT_RUNS_QUEUE_URL when set, else a local thread.
+    agent_runs_queue_url: str = ""
+    ai_agent_max_iterations: int = 10
+    ai_agent_token_budget: int = 60_000
+    ai_agent_time_budget_s: float = 300.0
+    ai_agent_max_proposals: int = 10
+    ai_approval_ttl_hours: float = 72.0
+
     # HTTP
     api_max_page_size: int = 200
     import_max_bytes: int = 50 * 1024 * 1024

@@ -1,0 +1,168 @@
+"""The agents feature wired together: start runs, read their logs, and work the queue worker."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from okyaku.agents.approvals import ApprovalService
+from okyaku.agents.definitions import AGENTS, rules
+from okyaku.agents.dispatch import AgentRunMessage, RunDispatcher, dispatcher_from_settings, handle_sqs_event
+from okyaku.agents.framework import AgentDefinition, AgentLimits, AgentRunner, RunOutcome, steps_of, utc_now
+from okyaku.agents.models import AgentExecution, AgentStep, PendingAction
+from okyaku.agents.schemas import RunRequest
+from okyaku.agents.tools.records import SERVICES
+from okyaku.agents.tools.services import ToolServices
+from okyaku.errors import DependencyUnavailable, NotFound
+from okyaku.runtime import Runtime
+from okyaku.tenancy import Principal
+
+if TYPE_CHECKING:
+    from okyaku.llm.gateway import LLMGateway
+
+logger = logging.getLogger(__name__)
+
+# context key -> the entity it names; checked to exist before a run is queued
+FOCUS_KEYS = {"contact_id": "contact", "deal_id": "deal", "company_id": "company"}
+
+
+@dataclass
+class ExecutionView:
+    execution: AgentExecution
+    steps: list[AgentStep]
+    pending_actions: list[PendingAction]
+
+
+class AgentsService:
+    def __init__(
+        self,
+        runtime: Runtime,
+        llm: LLMGateway,
+        *,
+        dispatcher: RunDispatcher | None = None,
+        agents: Mapping[str, AgentDefinition] = AGENTS,
+        services: ToolServices | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runtime = runtime
+        self.llm = llm
+        self.agents = agents
+        self.clock = clock
+        self.approvals = ApprovalService(runtime, clock=clock)
+        self.runner = AgentRunner(
+            runtime,
+            llm,
+            agents,
+            self.approvals,
+            services or ToolServices(runtime),
+            rules=rules(),
+            clock=clock,
+            monotonic=monotonic,
+        )
+        self.dispatcher = dispatcher or dispatcher_from_settings(runtime.settings, self.run)
+
+    @property
+    def limits(self) -> AgentLimits:
+        return AgentLimits.from_settings(self.runtime.settings)
+
+    def require_enabled(self) -> None:
+        self.llm.features.require("agents")
+
+    def agent(self, name: str) -> AgentDefinition:
+        definition = self.agents.get(name)
+        if definition is None:
+            raise NotFound(f"no agent named {name!r}", details={"agents": sorted(self.agents)})
+        return definition
+
+    # --- runs ------------------------------------------------------------------------------------
+
+    def start_run(self, principal: Principal, agent_name: str, request: RunRequest) -> AgentExecution:
+        """Queue a run and hand it to a worker; returns at once with the execution (status queued)."""
+        self.require_enabled()
+        definition = self.agent(agent_name)
+        context = definition.validate_context(request.context)
+        organization_id = principal.organization_id
+        with self.runtime.db.organization_scope(organization_id) as session:
+            for key, entity_type in FOCUS_KEYS.items():
+                value = getattr(context, key, None)
+                if isinstance(value, uuid.UUID):
+                    SERVICES[entity_type].get(session, value)  # 404 for a record not in this organization
+            execution = AgentExecution(
+                agent=definition.name,
+                task=request.task or definition.default_task,
+                context=context.model_dump(mode="json"),
+                status="queued",
+                limits=self.limits.as_dict(),
+                prompt_version=definition.prompt_version,
+                requested_by=principal.user_id,
+                created_at=self.clock(),
+                updated_at=self.clock(),
+            )
+            session.add(execution)
+            session.flush()
+            session.expunge(execution)
+        try:
+            self.dispatcher.dispatch(AgentRunMessage(organization_id=organization_id, execution_id=execution.id))
+        except Exception as error:
+            logger.exception("could not dispatch agent run %s", execution.id)
+            self._mark_undispatched(organization_id, execution.id, error)
+            raise DependencyUnavailable(
+                "the agent run could not be queued; try again later",
+                code="agent_queue_unavailable",
+                details={"execution_id": str(execution.id)},
+            ) from error
+        return execution
+
+    def run(self, organization_id: uuid.UUID, execution_id: uuid.UUID) -> RunOutcome | None:
+        """The worker's entry point (queue message or local thread)."""
+        return self.runner.run_blocking(organization_id, execution_id)
+
+    def consume(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return handle_sqs_event(event, context, self.run)
+
+    def _mark_undispatched(self, organization_id: uuid.UUID, execution_id: uuid.UUID, error: Exception) -> None:
+        now = self.clock()
+        with self.runtime.db.organization_scope(organization_id) as session:
+            execution = session.get(AgentExecution, execution_id)
+            if execution is not None and execution.status == "queued":
+                execution.status = "failed"
+                execution.stop_reason = "dispatch_failed"
+                execution.error = {"code": "dispatch_failed", "message": f"{type(error).__name__}: {error}"}
+                execution.finished_at = now
+                execution.updated_at = now
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def execution(self, organization_id: uuid.UUID, execution_id: uuid.UUID) -> ExecutionView:
+        self.require_enabled()
+        with self.runtime.db.organization_scope(organization_id) as session:
+            execution = session.get(AgentExecution, execution_id)
+            if execution is None:
+                raise NotFound(f"agent execution {execution_id} not found", details={"id": str(execution_id)})
+            actions = session.scalars(
+                select(PendingAction)
+                .where(PendingAction.execution_id == execution_id)
+                .order_by(PendingAction.created_at, PendingAction.id)
+            )
+            return ExecutionView(execution, list(steps_of(session, execution_id)), list(actions))
+
+    def executions(
+        self, organization_id: uuid.UUID, *, agent: str | None, status: str | None, limit: int
+    ) -> list[AgentExecution]:
+        self.require_enabled()
+        with self.runtime.db.organization_scope(organization_id) as session:
+            statement = select(AgentExecution)
+            if agent is not None:
+                statement = statement.where(AgentExecution.agent == agent)
+            if status is not None:
+                statement = statement.where(AgentExecution.status == status)
+            statement = statement.order_by(AgentExecution.created_at.desc(), AgentExecution.id.desc()).limit(limit)
+            return list(session.scalars(statement))
