@@ -3,8 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# SAM CLI lives in its own venv (it pins exact boto3/click versions); installed once per checkout.
+SAM_VENV ?= .venv-sam
+SAM_CLI_VERSION ?= 1.170.0
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test lint typecheck unit bench clean
+.PHONY: setup run test lint typecheck unit bench clean sam-setup
 
 setup: $(VENV)/.installed
 
@@ -13,6 +17,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# If it cannot be installed (no registry), .unavailable says why and the SAM tests skip with it.
+sam-setup: $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
+
+$(SAM_VENV)/.installed-$(SAM_CLI_VERSION):
+	rm -rf $(SAM_VENV)
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q 'aws-sam-cli==$(SAM_CLI_VERSION)' 2>$(SAM_VENV)/.pip-errors \
+		&& touch $@ \
+		|| { echo "pip install aws-sam-cli==$(SAM_CLI_VERSION) failed: $$(tail -n 3 $(SAM_VENV)/.pip-errors)" \
+			> $(SAM_VENV)/.unavailable; rm -f $(SAM_VENV)/bin/sam; }
 
 run: setup
 	$(BIN)/okyaku dev
@@ -24,11 +39,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy shared/okyaku
 
-test: lint typecheck
+test: lint typecheck sam-setup
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .okyaku .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .okyaku .pytest_cache .mypy_cache .ruff_cache

@@ -180,7 +180,7 @@ def test_every_function_is_deployed_as_declared(deployed: Deployment) -> None:
 
 def test_every_layer_version_is_published_and_attached_where_declared(deployed: Deployment) -> None:
     layers = deployed.resources("AWS::Serverless::LayerVersion")
-    assert {"OkyakuLayer", "OkyakuMlLayer", "OkyakuEmbeddingsLayer"} <= set(layers)
+    assert {"OkyakuLayer", "OkyakuMlLayer"} <= set(layers)
     translated = deployed.translated["Resources"]
     # SAM names a layer version's resource after the layer and a hash of its content.
     layer_of = {

@@ -229,7 +229,6 @@ def test_layer_requirements_match_the_package_dependencies() -> None:
     extras = project["optional-dependencies"]
     layers = ROOT / "infrastructure" / "layers"
     assert requirement_names(layers / "requirements-ml.txt") == {_name(r) for r in extras["ml"]}
-    assert requirement_names(layers / "requirements-embeddings.txt") == {_name(r) for r in extras["embeddings-local"]}
 
 
 def test_the_runner_test_template_has_a_bus_rule_and_a_consumer_with_batch_item_failures() -> None:
