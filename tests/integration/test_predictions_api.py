@@ -235,9 +235,13 @@ def test_deal_forecast_and_the_pipeline_forecast(world):
     assert total["p10"] <= total["p50"] <= total["p90"]
     forecasts = [world.forecasting.post(f"/api/v1/ai/predictions/deal-forecast/{d}").json() for d in world.open_deals]
     expected = sum(f["expected_value"] for f in forecasts)
-    assert total["expected"] + pipeline["later"]["expected"] == pytest.approx(expected, rel=1e-6)
+    # Each figure is rounded to cents, so sums may differ by half a cent per rounded term.
+    assert total["expected"] + pipeline["later"]["expected"] == pytest.approx(
+        expected, abs=0.005 * (len(forecasts) + 2)
+    )
     assert {s["stage"] for s in pipeline["by_stage"]} == {"Qualification", "Proposal", "Negotiation"}
-    assert sum(m["expected"] for m in pipeline["by_month"]) == pytest.approx(total["expected"], rel=1e-6)
+    by_month = [m["expected"] for m in pipeline["by_month"]]
+    assert sum(by_month) == pytest.approx(total["expected"], abs=0.005 * (len(by_month) + 1))
 
 
 def test_turned_off_predictions_answer_503(world):
