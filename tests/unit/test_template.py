@@ -14,6 +14,7 @@ from okyaku.local.template import (
     ScheduleExpressionError,
     TemplateError,
     load_template_dict,
+    logical_id_of,
     parse_cron,
     parse_rate,
     parse_schedule_expression,
@@ -121,8 +122,16 @@ def test_change_events_fan_out_from_the_bus_to_one_queue_per_consumer() -> None:
         assert len(consumers[queue_id]) == 1  # exactly one consumer: they never compete
         assert rule.pattern["source"] == ["okyaku.crm"]
         assert rule.pattern["detail-type"] == ["CRM Record Changed"]
-    # Every consumer's queue is fed by a rule: no consumer waits on a queue nobody sends to.
-    assert set(consumers) == set(targets)
+    # Every consumer's queue is fed, by a rule or by a function that may send to it (its own
+    # work queue): no consumer waits on a queue nobody sends to.
+    senders = {
+        queue_id
+        for function in template.functions.values()
+        for value in function.environment.values()
+        if (queue_id := logical_id_of(value)) in template.queues
+    }
+    assert set(consumers) == set(targets) | senders
+    assert set(targets).isdisjoint(senders)
 
 
 def test_every_queue_consumer_is_wired_for_partial_failures_and_redrive() -> None:
