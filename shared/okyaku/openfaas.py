@@ -1,0 +1,210 @@
+"""OpenFaaS adapters: an OpenFaaS request (the ``python3-http-debian`` template's ``event``) turned
+into the event the same Lambda handler takes, and its result turned back. No logic of its own.
+
+What reaches a function, and what it becomes:
+
+- a request through the gateway (``/function/<name>/api/v1/...``, the path as the app sees it)
+  -> an API Gateway HTTP API payload 2.0 event (route ``$default``);
+- the cron-connector (``X-Topic: cron-function``) -> an EventBridge scheduled event;
+- a queue connector (SQS, NATS, Kafka... ``X-Topic: <queue or subject>``, the message as body)
+  -> an SQS event of one record; a record the handler reports in ``batchItemFailures`` answers
+  500, so the connector leaves the message for redelivery.
+
+A function folder built for OpenFaaS holds ``app.py`` (from ``functions/<dir>``), the ``okyaku``
+package and a ``handler.py`` that is ``handle = adapt(app.handler)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from okyaku.local.runner import (
+    LambdaContext,
+    QueuedMessage,
+    build_http_event,
+    http_response_from_result,
+    scheduled_event,
+    sqs_record,
+)
+from okyaku.local.template import HttpRoute, ScheduleEvent
+
+CRON_TOPIC = "cron-function"  # what the cron-connector sends in X-Topic
+DEFAULT_ROUTE = HttpRoute("openfaas", "$default", "ANY", "/{proxy+}")
+LambdaHandler = Callable[[Any, Any], Any]
+
+
+class OpenFaaSEvent(Protocol):
+    """What the python3-http(-debian) template passes as ``event``."""
+
+    body: bytes
+    headers: Any  # a case-insensitive mapping (werkzeug Headers)
+    method: str
+    query: Any  # a multi-dict of the query string (werkzeug MultiDict)
+    path: str
+
+
+@dataclass
+class Request:
+    """An OpenFaaS-shaped request, for tests and for callers outside the template."""
+
+    method: str = "GET"
+    path: str = "/"
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    if getter is None:
+        return None
+    value = getter(name)
+    if value is None and isinstance(headers, Mapping):
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return None if value is None else str(value)
+
+
+def _header_items(headers: Any) -> Iterable[tuple[str, str]]:
+    # werkzeug's Headers yields a repeated header once per value, as a dict of str cannot.
+    return [(str(k), str(v)) for k, v in headers.items()]
+
+
+def _query_string(query: Any) -> str:
+    from urllib.parse import urlencode
+
+    if hasattr(query, "items") and hasattr(query, "getlist"):
+        return urlencode(list(query.items(multi=True)))
+    return urlencode(list(dict(query or {}).items()))
+
+
+def _context(function_name: str, timeout_s: int) -> LambdaContext:
+    return LambdaContext(function_name, memory_limit_in_mb=0, timeout_s=timeout_s)
+
+
+def _json_response(status: int, value: Any) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "body": json.dumps(value, default=str),
+        "headers": {"content-type": "application/json"},
+    }
+
+
+def http_response(result: Any) -> dict[str, Any]:
+    """The handler's HTTP API result as the template answers it (headers as pairs: cookies kept)."""
+    response = http_response_from_result(result)
+    # The template sends the body through str(): text is kept, bytes would not be.
+    body = response.body.decode("utf-8", errors="replace")
+    return {"statusCode": response.status, "body": body, "headers": response.headers}
+
+
+def adapt(
+    lambda_handler: LambdaHandler,
+    *,
+    function_name: str | None = None,
+    timeout_s: int | None = None,
+    schedule_rule: str | None = None,
+) -> Callable[[OpenFaaSEvent, Any], dict[str, Any]]:
+    """The OpenFaaS ``handle(event, context)`` for a Lambda handler.
+
+    ``function_name``, ``timeout_s`` and ``schedule_rule`` default to the variables stack.yml
+    sets: OKYAKU_FUNCTION, OKYAKU_TIMEOUT_S, OKYAKU_SCHEDULE_RULE.
+    """
+
+    def handle(event: OpenFaaSEvent, context: Any = None) -> dict[str, Any]:
+        name = function_name or os.environ.get("OKYAKU_FUNCTION", "okyaku")
+        timeout = timeout_s or int(os.environ.get("OKYAKU_TIMEOUT_S", "30"))
+        topic = _header(event.headers, "X-Topic")
+        if topic == CRON_TOPIC:
+            rule = schedule_rule or os.environ.get("OKYAKU_SCHEDULE_RULE") or f"{name}-cron"
+            result = lambda_handler(scheduled(rule), _context(name, timeout))
+            return _json_response(200, result)
+        if topic:
+            return _consume(lambda_handler, topic, event, _context(name, timeout))
+        lambda_event = http_event(event)
+        return http_response(lambda_handler(lambda_event, _context(name, timeout)))
+
+    return handle
+
+
+def http_event(event: OpenFaaSEvent, *, now: datetime | None = None) -> dict[str, Any]:
+    """The HTTP API payload 2.0 event for a request the gateway forwarded."""
+    path = event.path or "/"
+    source_ip = (_header(event.headers, "X-Forwarded-For") or "127.0.0.1").split(",")[0].strip()
+    lambda_event = build_http_event(
+        DEFAULT_ROUTE,
+        {"proxy": path.lstrip("/")} if path.strip("/") else {},
+        method=event.method,
+        raw_path=path,
+        raw_query=_query_string(event.query),
+        headers=_header_items(event.headers),
+        body=event.body or b"",
+        source_ip=source_ip,
+        now=now,
+    )
+    lambda_event["routeKey"] = lambda_event["requestContext"]["routeKey"] = "$default"
+    return lambda_event
+
+
+def scheduled(rule_name: str, now: datetime | None = None) -> Any:
+    """The scheduled event EventBridge would send for the rule (the cron-connector fired it)."""
+    return scheduled_event(ScheduleEvent("openfaas", rule_name, rule_name, "rate(1 minute)"), now or datetime.now(UTC))
+
+
+def _consume(lambda_handler: LambdaHandler, topic: str, event: OpenFaaSEvent, context: LambdaContext) -> dict[str, Any]:
+    body = event.body or b""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = base64.b64encode(body).decode("ascii")
+    message_id = _header(event.headers, "X-Message-Id") or _header(event.headers, "X-Call-Id") or str(uuid.uuid4())
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    message = QueuedMessage(message_id, text, {}, now_ms, receive_count=1, first_received_at_ms=now_ms)
+    result = lambda_handler({"Records": [sqs_record(message, topic)]}, context)
+    failures = (result or {}).get("batchItemFailures") if isinstance(result, dict) else None
+    if failures:
+        return _json_response(500, {"failed": [f.get("itemIdentifier") for f in failures], "topic": topic})
+    return _json_response(200, result)
+
+
+def unix_cron(expression: str) -> str:
+    """An EventBridge ``rate()``/``cron()`` as the cron-connector's 5-field cron (UTC).
+
+    Raises ValueError for what 5-field cron cannot say (a year, L, W, #, or a rate that does not
+    divide the hour or the day).
+    """
+    text = expression.strip()
+    if text.startswith("rate("):
+        value, unit = text[5:-1].split()
+        count, unit = int(value), unit.rstrip("s")
+        if unit == "minute" and 60 % count == 0:
+            return "* * * * *" if count == 1 else f"*/{count} * * * *"
+        if unit == "hour" and 24 % count == 0:
+            return "0 * * * *" if count == 1 else f"0 */{count} * * *"
+        if unit == "day" and count == 1:
+            return "0 0 * * *"
+        raise ValueError(f"{expression}: no 5-field cron fires at that rate")
+    if not (text.startswith("cron(") and text.endswith(")")):
+        raise ValueError(f"{expression}: expected rate(...) or cron(...)")
+    minutes, hours, day_of_month, month, day_of_week, year = text[5:-1].split()
+    if year != "*":
+        raise ValueError(f"{expression}: 5-field cron has no year")
+    if any(mark in field_ for field_ in (day_of_month, day_of_week) for mark in ("L", "W", "#")):
+        raise ValueError(f"{expression}: L, W and # have no 5-field equivalent")
+
+    def weekday(token: str) -> str:  # EventBridge counts SUN=1..SAT=7, cron SUN=0..SAT=6
+        return str(int(token) - 1) if token.isdigit() else token
+
+    if day_of_week == "?":
+        day_of_week = "*"
+    else:
+        day_of_week = ",".join(
+            part if "/" in part else "-".join(weekday(t) for t in part.split("-")) for part in day_of_week.split(",")
+        )
+    return " ".join([minutes, hours, "*" if day_of_month == "?" else day_of_month, month, day_of_week])
