@@ -7,7 +7,8 @@ import sys
 # The okyaku package and app.py sit next to this file, in the template's function/ folder.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import app  # noqa: E402
-from okyaku.openfaas import adapt  # noqa: E402
+import app
+
+from okyaku.openfaas import adapt
 
 handle = adapt(app.handler)
