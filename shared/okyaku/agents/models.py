@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Identit
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from okyaku.db.models import Base
+from okyaku.db.models import Base, org_fk
 
 EXECUTION_STATUSES = ("queued", "running", "completed", "stopped", "failed")
 FINISHED_STATUSES = ("completed", "stopped", "failed")
@@ -20,20 +20,6 @@ STEP_KINDS = ("model", "tool", "limit", "error")
 _NOW = text("clock_timestamp()")
 
 
-def _uuid_pk() -> Mapped[uuid.UUID]:
-    return mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
-
-
-def _org_fk() -> Mapped[uuid.UUID]:
-    # Same pattern as okyaku.db.models: defaults to the transaction's organization (RLS agrees).
-    return mapped_column(
-        UUID(as_uuid=True),
-        ForeignKey("organizations.id", ondelete="CASCADE"),
-        nullable=False,
-        server_default=text("(current_setting('app.organization_id'))::uuid"),
-    )
-
-
 class AgentExecution(Base):
     """One run of one agent: what it was asked, how far it got, what it used, how it ended."""
 
@@ -41,7 +27,7 @@ class AgentExecution(Base):
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    organization_id: Mapped[uuid.UUID] = org_fk(index=False)
     agent: Mapped[str] = mapped_column(String(50), nullable=False)
     task: Mapped[str] = mapped_column(Text, nullable=False)
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
@@ -68,7 +54,7 @@ class AgentStep(Base):
 
     __tablename__ = "agent_steps"
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    organization_id: Mapped[uuid.UUID] = org_fk(index=False)
     execution_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("agent_executions.id", ondelete="CASCADE"), nullable=False
     )
@@ -96,7 +82,7 @@ class PendingAction(Base):
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    organization_id: Mapped[uuid.UUID] = org_fk(index=False)
     agent: Mapped[str] = mapped_column(String(50), nullable=False)
     execution_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agent_executions.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(60), nullable=False)

@@ -66,12 +66,6 @@ class RecordService:
             raise NotFound(f"{self.spec.label} {record_id} not found", details={"id": str(record_id)})
         return record
 
-    def get_for_update(self, session: Session, record_id: uuid.UUID) -> Record:
-        record = session.get(self.spec.model, record_id, with_for_update=True, populate_existing=True)
-        if record is None:
-            raise NotFound(f"{self.spec.label} {record_id} not found", details={"id": str(record_id)})
-        return record
-
     def list_page(self, session: Session, params: ListParams, filters: Mapping[str, Any]) -> PageResult:
         model: Any = self.spec.model
         statement: Select[Any] = select(model)

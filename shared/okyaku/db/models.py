@@ -49,17 +49,17 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
 
 
-def _uuid_pk() -> Mapped[uuid.UUID]:
+def uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
 
 
-def _org_fk() -> Mapped[uuid.UUID]:
-    # Defaults to the transaction's organization so that RLS and inserts agree.
+def org_fk(*, index: bool = True) -> Mapped[uuid.UUID]:
+    """The owning organization; defaults to the transaction's, so that RLS and inserts agree."""
     return mapped_column(
         UUID(as_uuid=True),
         ForeignKey("organizations.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
+        index=index,
         server_default=text("(current_setting('app.organization_id'))::uuid"),
     )
 
@@ -70,7 +70,7 @@ def _created() -> Mapped[datetime]:
 
 class Organization(Base):
     __tablename__ = "organizations"
-    id: Mapped[uuid.UUID] = _uuid_pk()
+    id: Mapped[uuid.UUID] = uuid_pk()
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = _created()
 
@@ -78,8 +78,8 @@ class Organization(Base):
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (UniqueConstraint("organization_id", "email"),)
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     email: Mapped[str] = mapped_column(String(320), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     role: Mapped[str] = mapped_column(String(20), nullable=False, server_default="member")
@@ -90,8 +90,8 @@ class ApiKey(Base):
     """Only a SHA-256 of the key is stored; the key itself is shown once."""
 
     __tablename__ = "api_keys"
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     key_prefix: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -123,8 +123,8 @@ class Company(RecordMixin, Base):
         Index("ix_companies_search", "search_vector", postgresql_using="gin"),
         Index("ix_companies_org_name", "organization_id", "name"),
     )
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     name: Mapped[str] = mapped_column(String(300), nullable=False)
     domain: Mapped[str | None] = mapped_column(String(255))
     industry: Mapped[str | None] = mapped_column(String(100))
@@ -152,8 +152,8 @@ class Contact(RecordMixin, Base):
         Index("ix_contacts_org_created", "organization_id", "created_at", "id"),
         CheckConstraint(f"lifecycle_stage IN {LIFECYCLE_STAGES}", name="lifecycle_stage_valid"),
     )
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
     email: Mapped[str | None] = mapped_column(String(320), index=True)
@@ -177,8 +177,8 @@ class Contact(RecordMixin, Base):
 class Pipeline(RecordMixin, Base):
     __tablename__ = "pipelines"
     __table_args__ = (UniqueConstraint("organization_id", "external_id"),)
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     stages: Mapped[list[PipelineStage]] = relationship(
@@ -193,8 +193,8 @@ class PipelineStage(Base):
         CheckConstraint("probability >= 0 AND probability <= 1", name="probability_range"),
         CheckConstraint("NOT (is_won AND is_lost)", name="won_xor_lost"),
     )
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     pipeline_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("pipelines.id", ondelete="CASCADE"), nullable=False, index=True
     )
@@ -212,8 +212,8 @@ class Deal(RecordMixin, Base):
         Index("ix_deals_search", "search_vector", postgresql_using="gin"),
         CheckConstraint("amount IS NULL OR amount >= 0", name="amount_non_negative"),
     )
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     name: Mapped[str] = mapped_column(String(300), nullable=False)
     pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id"), nullable=False, index=True)
     stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"), nullable=False, index=True)
@@ -245,7 +245,7 @@ class Deal(RecordMixin, Base):
 class DealStageHistory(Base):
     __tablename__ = "deal_stage_history"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), nullable=False, index=True)
     from_stage_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pipeline_stages.id"))
     to_stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"), nullable=False)
@@ -261,8 +261,8 @@ class Activity(RecordMixin, Base):
         Index("ix_activities_search", "search_vector", postgresql_using="gin"),
         Index("ix_activities_org_occurred", "organization_id", "occurred_at"),
     )
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     type: Mapped[str] = mapped_column(String(20), nullable=False)
     subject: Mapped[str | None] = mapped_column(String(500))
     body: Mapped[str | None] = mapped_column(Text)
@@ -287,8 +287,8 @@ class Task(RecordMixin, Base):
         CheckConstraint(f"priority IN {TASK_PRIORITIES}", name="task_priority_valid"),
         Index("ix_tasks_search", "search_vector", postgresql_using="gin"),
     )
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     title: Mapped[str] = mapped_column(String(500), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     due_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -313,8 +313,8 @@ class CustomPropertyDefinition(Base):
         UniqueConstraint("organization_id", "entity_type", "name"),
         CheckConstraint("data_type IN ('number','boolean','date','string','category')", name="data_type_valid"),
     )
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     entity_type: Mapped[str] = mapped_column(String(20), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     data_type: Mapped[str] = mapped_column(String(20), nullable=False)
@@ -323,8 +323,8 @@ class CustomPropertyDefinition(Base):
 
 class ImportJob(Base):
     __tablename__ = "import_jobs"
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     entity_type: Mapped[str] = mapped_column(String(20), nullable=False)
     filename: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="running")
@@ -350,7 +350,7 @@ class OutboxEvent(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), nullable=False, unique=True, server_default=text("gen_random_uuid()")
     )
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    organization_id: Mapped[uuid.UUID] = org_fk()
     entity_type: Mapped[str] = mapped_column(String(30), nullable=False)
     entity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     operation: Mapped[str] = mapped_column(String(10), nullable=False)

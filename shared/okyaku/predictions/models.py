@@ -22,21 +22,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
-from okyaku.db.models import Base
+from okyaku.db.models import Base, org_fk
 
 MODEL_TARGETS = ("lead", "churn", "deal", "deal_amount", "deal_cycle")
 PREDICTION_TARGETS = ("lead_score", "churn_risk", "deal_forecast")
 METHODS = ("model", "prior")
-
-
-def _org_fk() -> Mapped[uuid.UUID]:
-    # Same pattern as okyaku.db.models: defaults to the transaction's organization (RLS agrees).
-    return mapped_column(
-        UUID(as_uuid=True),
-        ForeignKey("organizations.id", ondelete="CASCADE"),
-        nullable=False,
-        server_default=text("(current_setting('app.organization_id'))::uuid"),
-    )
 
 
 class PredictionModel(Base):
@@ -51,7 +41,7 @@ class PredictionModel(Base):
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    organization_id: Mapped[uuid.UUID] = org_fk(index=False)
     target: Mapped[str] = mapped_column(String(20), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     method: Mapped[str] = mapped_column(String(10), nullable=False)
@@ -80,7 +70,7 @@ class Prediction(Base):
         CheckConstraint(f"method IN {METHODS}", name="prediction_method_valid"),
     )
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    organization_id: Mapped[uuid.UUID] = _org_fk()
+    organization_id: Mapped[uuid.UUID] = org_fk(index=False)
     entity_type: Mapped[str] = mapped_column(String(20), nullable=False)
     entity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     target: Mapped[str] = mapped_column(String(20), nullable=False)
