@@ -133,7 +133,7 @@ def _analyze(owner_url: str) -> None:
 def scoring_rows(runtime: Runtime, organization_id: uuid.UUID, leads: int) -> list[Row]:
     from okyaku.predictions import features as feats
     from okyaku.predictions.scoring import score_dataset
-    from okyaku.predictions.service import load_model, score_and_store, train_target
+    from okyaku.predictions.service import cyclic_gc_paused, load_model, score_and_store, train_target
 
     rows: list[Row] = []
     with runtime.transaction(organization_id) as session:
@@ -154,8 +154,9 @@ def scoring_rows(runtime: Runtime, organization_id: uuid.UUID, leads: int) -> li
     with runtime.transaction(organization_id) as session:
         ids = feats.scoring_population(session, "lead")
         loaded = load_model(session, "lead")
-        features, dataset = _timed(lambda: feats.contact_features(session, [(i, now) for i in ids]), 3)
-        scoring, _ = _timed(lambda: score_dataset(loaded.scorer, dataset), 3)
+        with cyclic_gc_paused():  # as score_and_store runs them
+            features, dataset = _timed(lambda: feats.contact_features(session, [(i, now) for i in ids]), 3)
+            scoring, _ = _timed(lambda: score_dataset(loaded.scorer, dataset), 3)
     rows.append(("  features from SQL", f"{len(ids)} leads", *_stats(features), ""))
     rows.append(("  model + factors + sub-scores", f"{len(ids)} leads", *_stats(scoring), ""))
 

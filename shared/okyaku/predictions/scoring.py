@@ -21,7 +21,7 @@ import numpy as np
 
 from okyaku.predictions.factors import Factor, ScoredRow, SubScore
 from okyaku.predictions.priors import PriorModel
-from okyaku.predictions.tabular import GROUPS, Dataset, FeatureSpec, FloatArray, display_value
+from okyaku.predictions.tabular import GROUPS, Dataset, FloatArray, display_value
 from okyaku.predictions.training import ClassifierModel, logit, sigmoid
 
 MIN_FACTOR_POINTS = 0.5
@@ -110,26 +110,37 @@ def _score_with_model(model: ClassifierModel, dataset: Dataset, max_factors: int
     impacts, probabilities, log_odds = _impacts(model, matrix)
     typical_probability, groups = _group_scores(model, matrix, probabilities, log_odds)
     specs = model.specs
-    typical_display = {s.name: display_value(s, model.encoder.baseline_values.get(s.name)) for s in specs}
+    typical_display = [display_value(s, model.encoder.baseline_values.get(s.name)) for s in specs]
     raw_columns = [dataset.columns.get(s.name) for s in specs]
+    # Plain Python lists of each row's largest impacts: indexing numpy scalars one at a time is slow.
     orders = np.argsort(-np.abs(impacts), axis=1, kind="stable")[:, :max_factors]
-    group_rows = {g: (alone.tolist(), impact.tolist()) for g, (alone, impact) in groups.items()}
+    top_impacts = np.take_along_axis(impacts, orders, axis=1).tolist()
+    top_log_odds = None if log_odds is None else np.take_along_axis(log_odds, orders, axis=1).tolist()
+    group_rows = [(g, alone.tolist(), impact.tolist()) for g, (alone, impact) in groups.items()]
     typical_score = round(100.0 * typical_probability, 1)
+    shown: dict[tuple[int, type, Any], Any] = {}  # values repeat (counts, categories): display each once
     rows: list[ScoredRow] = []
-    for r, entity_id in enumerate(dataset.ids):
+    for r, (entity_id, order) in enumerate(zip(dataset.ids, orders.tolist(), strict=True)):
         factors = []
-        for i in orders[r]:
-            impact = float(impacts[r, i])
+        for k, i in enumerate(order):
+            impact = top_impacts[r][k]
             if abs(impact) < min_points:
                 break  # ordered by size: the rest are smaller still
             column = raw_columns[i]
+            value = None if column is None else column[r]
+            key = (i, type(value), value)
+            if key not in shown:
+                shown[key] = display_value(specs[i], value)
+            spec = specs[i]
             factors.append(
-                _factor(
-                    specs[i],
-                    None if column is None else column[r],
-                    typical_display[specs[i].name],
-                    impact,
-                    None if log_odds is None else float(log_odds[r, i]),
+                Factor(
+                    feature=spec.name,
+                    label=spec.text,
+                    group=spec.group,
+                    value=shown[key],
+                    typical=typical_display[i],
+                    impact=impact,
+                    log_odds=None if top_log_odds is None else top_log_odds[r][k],
                 )
             )
         rows.append(
@@ -138,19 +149,7 @@ def _score_with_model(model: ClassifierModel, dataset: Dataset, max_factors: int
                 probability=float(probabilities[r]),
                 typical_score=typical_score,
                 factors=factors,
-                sub_scores={g: SubScore(alone[r], impact[r]) for g, (alone, impact) in group_rows.items()},
+                sub_scores={g: SubScore(alone[r], impact[r]) for g, alone, impact in group_rows},
             )
         )
     return rows
-
-
-def _factor(spec: FeatureSpec, value: Any, typical: Any, impact: float, log_odds: float | None) -> Factor:
-    return Factor(
-        feature=spec.name,
-        label=spec.text,
-        group=spec.group,
-        value=display_value(spec, value),
-        typical=typical,
-        impact=impact,
-        log_odds=log_odds,
-    )

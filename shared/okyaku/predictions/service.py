@@ -5,11 +5,13 @@ entry points (nightly job, record-change events)."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import logging
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -243,6 +245,34 @@ def input_hash(dataset: Dataset, row: int, loaded: LoadedModel) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def input_hashes(dataset: Dataset, loaded: LoadedModel) -> list[str]:
+    """``input_hash`` of every row (the same strings), a column at a time rather than a row."""
+    names = sorted(s.name for s in dataset.specs)
+    columns = [dataset.columns[name] for name in names]
+    model = (loaded.target, loaded.version, loaded.method)
+    if not columns:
+        return [input_hash(dataset, i, loaded) for i in range(len(dataset))]
+    sha256 = hashlib.sha256
+    return [
+        sha256(repr((*model, list(zip(names, row, strict=True)))).encode()).hexdigest()
+        for row in zip(*columns, strict=True)
+    ]
+
+
+@contextmanager
+def cyclic_gc_paused(pause: bool = True) -> Iterator[None]:
+    """Scoring a batch allocates hundreds of thousands of small acyclic objects, each wave of
+    which would trigger a full collection walking the whole heap; the collector resumes after."""
+    paused = pause and gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def _subject_names(session: Session, target: ModelTarget, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     if target == "deal":
         return {r.id: r.name for r in session.execute(select(Deal.id, Deal.name).where(Deal.id.in_(ids)))}
@@ -401,76 +431,79 @@ def score_and_store(
     payloads of what was scored (entities already scored from identical inputs are skipped when
     ``skip_unchanged``). ``writer`` (one entity at a time) may be an LLM; batches use the template."""
     loaded = loaded or load_model(session, target, now=now)
-    dataset = feats.features_for(session, target, [(entity_id, now) for entity_id in entity_ids])
-    if not len(dataset):
-        return []
-    hashes = [input_hash(dataset, i, loaded) for i in range(len(dataset))]
-    ids = [uuid.UUID(i) for i in dataset.ids]
-    if skip_unchanged:
-        current = dict(
-            session.execute(
-                select(CurrentPrediction.entity_id, CurrentPrediction.input_hash).where(
-                    CurrentPrediction.target == PREDICTION_OF[target], CurrentPrediction.entity_id.in_(ids)
-                )
-            ).all()
-        )
-        keep = [i for i, entity_id in enumerate(ids) if current.get(entity_id) != hashes[i]]
-        if len(keep) < len(ids):
-            dataset = dataset.subset(keep)
-            hashes = [hashes[i] for i in keep]
-            ids = [ids[i] for i in keep]
-        if not ids:
+    with cyclic_gc_paused(len(entity_ids) > 1):
+        dataset = feats.features_for(session, target, [(entity_id, now) for entity_id in entity_ids])
+        if not len(dataset):
             return []
-    single = len(ids) == 1 and writer is not None
-    # A request's answer lists up to eight factors; a stored batch score keeps the top five.
-    scored_rows = score_dataset(loaded.scorer, dataset, max_factors=8 if single else BATCH_FACTORS)
-    today = now.date()
-    outlooks = deal_outlooks(session, dataset, today) if target == "deal" else []
-    names = _subject_names(session, target, ids) if single else {}
-    records, payloads = [], []
-    for i, (entity_id, scored) in enumerate(zip(ids, scored_rows, strict=True)):
-        level = churn_level(scored.score) if target == "churn" else None
-        request = ExplanationRequest(
-            target=PREDICTION_OF[target],
-            score=scored.score,
-            method=loaded.method,
-            typical_score=scored.typical_score,
-            factors=scored.factors,
-            subject=names.get(entity_id, ""),
-            level=level,
-            algorithm=loaded.algorithm,
-            prior_reason=str(loaded.metrics.get("reason", "")) if loaded.method == "prior" else "",
-        )
-        if single:
-            explanation, degraded = write_explanation(request, writer)
-            text, recommendations, source = explanation.text, explanation.recommendations, explanation.source
-        else:
-            # Batches keep the factors; their templated words are rendered when read (the same
-            # template, deterministic), which keeps 10,000 stored scores small and fast to write.
-            text, recommendations, source, degraded = None, None, "template", False
-        prediction_id = uuid.uuid4()
-        payload = _payload(
-            target, entity_id, scored, loaded, text, recommendations, source, degraded, now, prediction_id
-        )
-        if loaded.method == "prior":
-            payload["basis"] = request.prior_reason
-        if target == "deal":
-            payload.update(_deal_fields(scored, outlooks[i], loaded, today))
-        records.append(
-            PredictionRecord(
-                prediction_id=prediction_id,
-                entity_type=ENTITY_OF[target],
-                entity_id=entity_id,
-                target=PREDICTION_OF[target],
-                score=scored.score,
-                method=loaded.method,
-                model_version=loaded.version,
-                payload=payload,
-                input_hash=hashes[i],
+        hashes = input_hashes(dataset, loaded)
+        ids = [uuid.UUID(i) for i in dataset.ids]
+        if skip_unchanged:
+            current = dict(
+                session.execute(
+                    select(CurrentPrediction.entity_id, CurrentPrediction.input_hash).where(
+                        CurrentPrediction.target == PREDICTION_OF[target], CurrentPrediction.entity_id.in_(ids)
+                    )
+                ).all()
             )
-        )
-        payloads.append(payload)
-    store_predictions(session, records, scored_at=now, event_id=event_id)
+            keep = [i for i, entity_id in enumerate(ids) if current.get(entity_id) != hashes[i]]
+            if len(keep) < len(ids):
+                dataset = dataset.subset(keep)
+                hashes = [hashes[i] for i in keep]
+                ids = [ids[i] for i in keep]
+            if not ids:
+                return []
+        single = len(ids) == 1 and writer is not None
+        # A request's answer lists up to eight factors; a stored batch score keeps the top five.
+        scored_rows = score_dataset(loaded.scorer, dataset, max_factors=8 if single else BATCH_FACTORS)
+        today = now.date()
+        outlooks = deal_outlooks(session, dataset, today) if target == "deal" else []
+        names = _subject_names(session, target, ids) if single else {}
+        prior_reason = str(loaded.metrics.get("reason", "")) if loaded.method == "prior" else ""
+        payloads: list[dict[str, Any]] = []
+
+        def records() -> Iterator[PredictionRecord]:
+            for i, (entity_id, scored) in enumerate(zip(ids, scored_rows, strict=True)):
+                if single:
+                    request = ExplanationRequest(
+                        target=PREDICTION_OF[target],
+                        score=scored.score,
+                        method=loaded.method,
+                        typical_score=scored.typical_score,
+                        factors=scored.factors,
+                        subject=names.get(entity_id, ""),
+                        level=churn_level(scored.score) if target == "churn" else None,
+                        algorithm=loaded.algorithm,
+                        prior_reason=prior_reason,
+                    )
+                    explanation, degraded = write_explanation(request, writer)
+                    text, recommendations, source = explanation.text, explanation.recommendations, explanation.source
+                else:
+                    # Batches keep the factors; their templated words are rendered when read (the same
+                    # template, deterministic), which keeps 10,000 stored scores small and fast to write.
+                    text, recommendations, source, degraded = None, None, "template", False
+                prediction_id = uuid.uuid4()
+                payload = _payload(
+                    target, entity_id, scored, loaded, text, recommendations, source, degraded, now, prediction_id
+                )
+                if loaded.method == "prior":
+                    payload["basis"] = prior_reason
+                if target == "deal":
+                    payload.update(_deal_fields(scored, outlooks[i], loaded, today))
+                payloads.append(payload)
+                yield PredictionRecord(
+                    prediction_id=prediction_id,
+                    entity_type=ENTITY_OF[target],
+                    entity_id=entity_id,
+                    target=PREDICTION_OF[target],
+                    score=scored.score,
+                    method=loaded.method,
+                    model_version=loaded.version,
+                    payload=payload,
+                    input_hash=hashes[i],
+                )
+
+        # Streamed: the database parses the first rows while later ones are still being built.
+        store_predictions(session, records(), scored_at=now, event_id=event_id, count=len(ids))
     return payloads
 
 

@@ -6,6 +6,7 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -159,13 +160,92 @@ _UPSERT_CURRENT = text(
 )
 
 
+# Batches at least this large are staged with COPY (one round of parsing, streamed while the
+# client still serialises) rather than sent as one JSON document.
+COPY_THRESHOLD = 200
+
+# COPY cannot write into a table under row-level security, so rows are copied into a temporary
+# table and moved by one INSERT ... SELECT, which RLS checks like any other insert.
+_CREATE_STAGE = text(
+    """
+    CREATE TEMPORARY TABLE prediction_stage (
+        id uuid, entity_type text, entity_id uuid, target text, score float8, method text,
+        model_version int, payload jsonb, input_hash text
+    ) ON COMMIT DROP
+    """
+)
+_COPY_STAGE = (
+    "COPY prediction_stage (id, entity_type, entity_id, target, score, method, model_version, payload, input_hash) "
+    "FROM STDIN"
+)
+_MOVE_STAGE = text(
+    """
+    WITH history AS (
+        INSERT INTO predictions (id, entity_type, entity_id, target, score, method, model_version, payload)
+        SELECT id, entity_type, entity_id, target, score, method, model_version, payload FROM prediction_stage
+    )
+    INSERT INTO current_predictions (target, entity_id, prediction_id, score, input_hash, model_version,
+                                     last_event_id, scored_at)
+    SELECT target, entity_id, id, score, input_hash, model_version, :event_id, :scored_at FROM prediction_stage
+    ON CONFLICT (organization_id, target, entity_id) DO UPDATE
+       SET prediction_id = EXCLUDED.prediction_id, score = EXCLUDED.score, input_hash = EXCLUDED.input_hash,
+           model_version = EXCLUDED.model_version, last_event_id = EXCLUDED.last_event_id,
+           scored_at = EXCLUDED.scored_at
+    """
+).bindparams(bindparam("event_id", type_=UUID(as_uuid=True)))
+
+
 def store_predictions(
+    session: Session,
+    records: Iterable[PredictionRecord],
+    *,
+    scored_at: datetime,
+    event_id: uuid.UUID | None = None,
+    count: int | None = None,
+) -> None:
+    """Insert every record into the history and make it the current score, in a fixed number of
+    statements whatever the number of records. ``count`` (when ``records`` is a generator) picks
+    the way without consuming it: large batches are streamed into COPY as they are produced."""
+    if count is None or count < COPY_THRESHOLD:
+        records = list(records)
+        count = len(records)
+    if count >= COPY_THRESHOLD:
+        store_by_copy(session, records, scored_at=scored_at, event_id=event_id)
+    elif count:
+        store_by_statements(session, list(records), scored_at=scored_at, event_id=event_id)
+
+
+def store_by_copy(
+    session: Session, records: Iterable[PredictionRecord], *, scored_at: datetime, event_id: uuid.UUID | None = None
+) -> None:
+    """COPY into a temporary table, then one statement appends the history and upserts the
+    current scores from it."""
+    session.execute(_CREATE_STAGE)
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    encode = json.JSONEncoder(default=str).encode
+    with cursor, cursor.copy(_COPY_STAGE) as copy:
+        for r in records:
+            copy.write_row(
+                (
+                    str(r.prediction_id),
+                    r.entity_type,
+                    str(r.entity_id),
+                    r.target,
+                    r.score,
+                    r.method,
+                    r.model_version,
+                    encode(r.payload),
+                    r.input_hash,
+                )
+            )
+    session.execute(_MOVE_STAGE, {"event_id": event_id, "scored_at": scored_at})
+    session.execute(text("DROP TABLE prediction_stage"))  # a second batch in this transaction stages anew
+
+
+def store_by_statements(
     session: Session, records: list[PredictionRecord], *, scored_at: datetime, event_id: uuid.UUID | None = None
 ) -> None:
-    """Insert every record into the history and make it the current score: two statements
-    whatever the number of records (array parameters rather than one row per statement)."""
-    if not records:
-        return
+    """Two statements with array parameters (no temporary table: cheaper for a few records)."""
     rows = [
         {
             "id": str(r.prediction_id),
