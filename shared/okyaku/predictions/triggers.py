@@ -42,7 +42,8 @@ def handle_change_batch(
             if not enabled:
                 continue
             outcome = service.on_change(change, targets)
-            logger.info("change %s (%s %s): %s", change.event_id, change.entity_type, change.operation, outcome)
+            # Every CRM write lands here: per-event detail is debug-level, failures are logged below.
+            logger.debug("change %s (%s %s): %s", change.event_id, change.entity_type, change.operation, outcome)
         except Exception:
             logger.exception("rescoring failed for message %s", message_id)
             failures.append({"itemIdentifier": message_id})
