@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -41,6 +41,12 @@ from sqlalchemy.orm import Session
 
 from okyaku.crm import schemas as s
 from okyaku.crm.custom_properties import register_custom_properties
+from okyaku.crm.import_report import IMPORT_ENTITY_TYPES as IMPORT_ENTITY_TYPES
+from okyaku.crm.import_report import ImportEntity as ImportEntity
+from okyaku.crm.import_report import ImportOptions as ImportOptions
+from okyaku.crm.import_report import ImportReport as ImportReport
+from okyaku.crm.import_report import ImportRowError as ImportRowError
+from okyaku.crm.import_report import ImportStatus as ImportStatus
 from okyaku.db import Database
 from okyaku.db.models import (
     Activity,
@@ -60,10 +66,6 @@ from okyaku.events.model import ChangeEvent, Operation
 from okyaku.events.outbox import publish_events
 from okyaku.events.publishers import EventPublisher
 
-ImportEntity = Literal["contact", "company", "deal", "activity"]
-IMPORT_ENTITY_TYPES: tuple[str, ...] = get_args(ImportEntity)
-ImportStatus = Literal["running", "completed", "dry_run", "failed"]
-
 BATCH_SIZE = 2000
 LOOKUP_CHUNK = 5000  # values per "IN (...)" lookup, well under Postgres' 65535 parameters
 MAX_STORED_ERRORS = 1000
@@ -75,47 +77,6 @@ IGNORE = ("", "-", "ignore")
 CUSTOM_PREFIXES = ("custom_properties.", "custom.")
 
 Progress = Callable[[int, int], None]  # (rows done, rows in total)
-
-
-# --- the report --------------------------------------------------------------------------------
-
-
-class ImportRowError(BaseModel):
-    row: int = Field(description="Row in the file, counting the header as row 1")
-    column: str | None = Field(description="The CSV column, when the error is about one")
-    field: str = Field(description="The record field (or custom_properties.<name>)")
-    message: str
-
-
-class ImportReport(BaseModel):
-    id: uuid.UUID = Field(description="The import job's id: GET /api/v1/imports/{id}")
-    entity_type: str
-    filename: str | None
-    status: ImportStatus
-    dry_run: bool
-    total_rows: int
-    created: int
-    updated: int
-    unchanged: int
-    failed: int = Field(description="Rows rejected; every other row was imported")
-    error_count: int = Field(description="Errors found, of which the first ones are listed")
-    errors: list[ImportRowError]
-    columns: dict[str, str] = Field(description="CSV column -> field it was imported into")
-    custom_properties: dict[str, str] = Field(description="Custom property -> its type")
-    delimiter: str | None
-    warnings: list[str]
-    failure: str | None = Field(default=None, description="Why the whole import failed, if it did")
-    created_at: datetime
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    entity_type: str
-    mapping: Mapping[str, str | None] = field(default_factory=dict)
-    dry_run: bool = False
-    filename: str | None = None
-    actor: uuid.UUID | None = None  # owner of deals and activities that name none
 
 
 # --- what can be imported ----------------------------------------------------------------------

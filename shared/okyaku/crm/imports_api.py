@@ -11,14 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from okyaku.crm.imports import (
-    IMPORT_ENTITY_TYPES,
-    ImportEntity,
-    ImportOptions,
-    ImportReport,
-    get_import,
-    run_import,
-)
+from okyaku.crm.import_report import IMPORT_ENTITY_TYPES, ImportEntity, ImportOptions, ImportReport
 from okyaku.errors import OkyakuError, ValidationFailed, field_error
 from okyaku.http import PrincipalDep, RuntimeDep, validation_details
 
@@ -90,6 +83,8 @@ async def create_import(
         data = await _read_limited(upload, limit)
         options = _parse_form({k: v for k, v in form.items() if isinstance(v, str)})
         filename = upload.filename
+    from okyaku.crm.imports import run_import  # the importer is loaded by the requests that use it
+
     report = await run_in_threadpool(
         run_import,
         runtime.db,
@@ -115,6 +110,8 @@ def get_import_report(
     principal: PrincipalDep,
     errors_limit: Annotated[int, Query(ge=0, le=1000, description="How many row errors to list")] = 100,
 ) -> ImportReport:
+    from okyaku.crm.imports import get_import
+
     return get_import(runtime.db, principal.organization_id, import_id, errors_limit=errors_limit)
 
 
