@@ -1,6 +1,7 @@
-"""What every HTTP function shares: the app factory, the error shape, authentication."""
+"""What every HTTP function shares: the app factory, the error shape, authentication.
 
-from __future__ import annotations
+No ``from __future__ import annotations``: FastAPI reads the dependencies' signatures once per
+route, and string annotations would be evaluated again each time (≈ 60 evals for the CRM API)."""
 
 import logging
 import re
