@@ -1,22 +1,17 @@
 """embeddings: change events → embeddings (SQS), scheduled backfill (EventBridge), /api/v1/ai/search (HTTP)."""
 
-import gc
+from typing import Any
 
-# Cold start: what is built below lives as long as the process, so the cyclic collector only burns
-# time scanning it while it is being built (≈ 10% of the import); pause it, then freeze the result.
-gc.disable()
+from okyaku.coldstart import built_once
 
-from typing import Any  # noqa: E402
+with built_once():
+    from mangum import Mangum
 
-from mangum import Mangum  # noqa: E402
+    from okyaku.embeddings.function import EmbeddingsFunction, is_scheduled_event, is_sqs_event
 
-from okyaku.embeddings.function import EmbeddingsFunction, is_scheduled_event, is_sqs_event  # noqa: E402
-
-function = EmbeddingsFunction()
-app = function.app
-http_handler = Mangum(app, lifespan="off")
-gc.freeze()
-gc.enable()
+    function = EmbeddingsFunction()
+    app = function.app
+    http_handler = Mangum(app, lifespan="off")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

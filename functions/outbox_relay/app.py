@@ -15,7 +15,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     publisher = runtime.publisher
     if publisher is None:
         # No queue configured: the events stay pending until one is.
-        logger.warning("no change-event publisher configured (CHANGE_EVENTS_QUEUE_URL); nothing relayed")
+        logger.warning("no change-event publisher configured (CHANGE_EVENTS_BUS_NAME or CHANGE_EVENTS_QUEUE_URL)")
         return {"published": 0, "failed": 0, "organizations": 0, "errors": [], "skipped": "no publisher"}
     report = relay_pending(runtime.db, publisher)
     if report.failed:
