@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
+from okyaku.aws import boto3_client
 from okyaku.config import Settings
 
 if TYPE_CHECKING:
@@ -47,9 +48,7 @@ class SqsRunDispatcher:
     @property
     def client(self) -> SQSClient:
         if self._client is None:
-            import boto3  # lazy: only the AWS path needs it
-
-            self._client = boto3.client("sqs", endpoint_url=self._endpoint_url or None, region_name=self._region)
+            self._client = boto3_client("sqs", endpoint_url=self._endpoint_url, region=self._region)
         return self._client
 
     def dispatch(self, message: AgentRunMessage) -> None:

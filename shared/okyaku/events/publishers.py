@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from okyaku.aws import boto3_client
 from okyaku.config import Settings
 from okyaku.events.envelope import decode_change_event, eventbridge_entry
 from okyaku.events.model import ChangeEvent
@@ -39,9 +40,7 @@ class SqsPublisher:
     @property
     def client(self) -> SQSClient:
         if self._client is None:
-            import boto3  # lazy: boto3 costs ~0.3 s of cold start
-
-            self._client = boto3.client("sqs", endpoint_url=self._endpoint_url or None, region_name=self._region)
+            self._client = boto3_client("sqs", endpoint_url=self._endpoint_url, region=self._region)
         return self._client
 
     def publish(self, events: Sequence[ChangeEvent]) -> None:
@@ -91,9 +90,7 @@ class EventBridgePublisher:
     @property
     def client(self) -> PutEventsClient:
         if self._client is None:
-            import boto3  # lazy: boto3 costs ~0.3 s of cold start
-
-            self._client = boto3.client("events", endpoint_url=self._endpoint_url or None, region_name=self._region)
+            self._client = boto3_client("events", endpoint_url=self._endpoint_url, region=self._region)
         return self._client
 
     def publish(self, events: Sequence[ChangeEvent]) -> None:
