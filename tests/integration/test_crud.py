@@ -200,3 +200,44 @@ def test_validation_messages_read_well(tenant):
     assert response.json()["error"]["details"] == [
         {"field": "email", "message": "not a valid email address", "type": "value_error"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("path", "create", "field"),
+    [
+        ("companies", {"name": "Nully"}, "name"),
+        ("tasks", {"title": "T"}, "status"),
+        ("contacts", {"email": "n@x.io"}, "lifecycle_stage"),
+    ],
+)
+def test_clearing_a_required_field_is_a_422_on_that_field(tenant, path, create, field):
+    record = tenant.client.post(f"/api/v1/{path}", json=create).json()
+    response = tenant.client.patch(f"/api/v1/{path}/{record['id']}", json={field: None})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [{"field": field, "message": "cannot be null", "type": "missing"}]
+
+
+def test_a_tampered_cursor_is_a_422_not_a_crash(tenant):
+    import base64
+    import json
+
+    tenant.client.post("/api/v1/contacts", json={"email": "c1@x.io"})
+    raw = json.dumps(["-created_at", "not-a-date", str(uuid.uuid4())]).encode()
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    response = tenant.client.get("/api/v1/contacts", params={"cursor": cursor})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_value"
+
+
+def test_deleting_a_company_detaches_its_contacts_and_deals_with_events(tenant, pipeline, publisher):
+    client = tenant.client
+    company = client.post("/api/v1/companies", json={"name": "Gone Inc"}).json()
+    contact = client.post("/api/v1/contacts", json={"email": "stay@x.io", "company_id": company["id"]}).json()
+    deal = client.post("/api/v1/deals", json={"name": "Stays", "company_id": company["id"]}).json()
+    assert client.delete(f"/api/v1/companies/{company['id']}").status_code == 204
+    after_contact = client.get(f"/api/v1/contacts/{contact['id']}").json()
+    after_deal = client.get(f"/api/v1/deals/{deal['id']}").json()
+    assert after_contact["company_id"] is None and after_contact["version"] == contact["version"] + 1
+    assert after_deal["company_id"] is None and after_deal["version"] == deal["version"] + 1
+    updates = {(str(e.entity_id), tuple(e.changed_fields)) for e in publisher.events if e.operation == "updated"}
+    assert {(contact["id"], ("company_id",)), (deal["id"], ("company_id",))} <= updates

@@ -100,3 +100,28 @@ def test_relay_keeps_events_when_sqs_is_unreachable(tenant, publisher, db):
     assert report.published == 0 and report.failed >= 1
     pending = [r for r in outbox_rows(db, tenant.id) if r.published_at is None]
     assert len(pending) == 1 and pending[0].attempts == 2
+
+
+def test_a_failure_after_publishing_does_not_fail_the_committed_write(tenant, db, publisher, monkeypatch):
+    """The database blips between publishing and marking: the write stays a success."""
+    from okyaku.events import outbox
+
+    calls = {"n": 0}
+    real_scope = db.organization_scope
+
+    def flaky_scope(org_id):
+        calls["n"] += 1
+        if calls["n"] == 2:  # 1: the write itself; 2: marking its events published
+            raise ConnectionError("database blip")
+        return real_scope(org_id)
+
+    monkeypatch.setattr(db, "organization_scope", flaky_scope)
+    with outbox.write_transaction(db, tenant.id, publisher) as session:
+        from okyaku.crm.api import companies
+        from okyaku.crm.schemas import CompanyCreate
+
+        companies.create(session, CompanyCreate(name="Committed"))
+    monkeypatch.undo()
+    assert len(publisher.events) == 1
+    pending = [r for r in outbox_rows(db, tenant.id) if r.published_at is None]
+    assert [r.event_id for r in pending] == [publisher.events[0].event_id]  # the relay will resend it

@@ -35,6 +35,8 @@ class EntitySpec:
     filters: Mapping[str, tuple[InstrumentedAttribute[Any], str]] = field(default_factory=dict)
     # child records deleted with this one (their own change events are emitted)
     cascades: Sequence[InstrumentedAttribute[Any]] = ()
+    # links in other records cleared when this one is deleted (their updates are emitted)
+    detaches: Sequence[InstrumentedAttribute[Any]] = ()
 
     @property
     def label(self) -> str:
@@ -147,6 +149,7 @@ class RecordService:
             changes["custom_properties"] = merge_custom_properties(
                 record.custom_properties, changes["custom_properties"] or {}
             )
+        self._refuse_nulls(changes)
         changes = self.prepare_update(session, record, changes, actor)
         changed = {k: v for k, v in changes.items() if getattr(record, k) != v}
         if not changed:
@@ -189,6 +192,20 @@ class RecordService:
                     operation="deleted",
                     version=child.version,
                 )
+        for fk_column in self.spec.detaches:
+            linked_model: Any = fk_column.class_
+            for linked in session.scalars(select(linked_model).where(fk_column == record_id)):
+                setattr(linked, fk_column.key, None)
+                linked.updated_at = _now()
+                session.flush()
+                record_change(
+                    session,
+                    entity_type=ENTITY_OF_MODEL[linked_model],
+                    entity_id=linked.id,
+                    operation="updated",
+                    version=linked.version,
+                    changed_fields=[fk_column.key],
+                )
         session.delete(record)
         try:
             session.flush()
@@ -220,6 +237,17 @@ class RecordService:
 
     def before_delete(self, session: Session, record: Record) -> None:
         return None
+
+    def _refuse_nulls(self, changes: Mapping[str, Any]) -> None:
+        """A required field cannot be cleared: say so on the field, rather than let Postgres refuse."""
+        columns = self.spec.model.__table__.columns
+        errors = [
+            field_error(name, "cannot be null", "missing")
+            for name, value in changes.items()
+            if value is None and name in columns and not columns[name].nullable
+        ]
+        if errors:
+            raise ValidationFailed("required fields cannot be cleared", details=errors)
 
     def _check_references(self, session: Session, values: Mapping[str, Any]) -> None:
         """Foreign keys are checked by Postgres without RLS, so check visibility here."""
@@ -265,6 +293,7 @@ COMPANY_SPEC = EntitySpec(
         "updated_after": (Company.updated_at, "ge"),
     },
     cascades=(Activity.company_id, Task.company_id),
+    detaches=(Contact.company_id, Deal.company_id),
 )
 
 CONTACT_SPEC = EntitySpec(
@@ -289,6 +318,7 @@ CONTACT_SPEC = EntitySpec(
         "updated_after": (Contact.updated_at, "ge"),
     },
     cascades=(Activity.contact_id, Task.contact_id),
+    detaches=(Deal.contact_id,),
 )
 
 PIPELINE_SPEC = EntitySpec(

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from okyaku.errors import Conflict, DependencyUnavailable
+from okyaku.errors import Conflict, DependencyUnavailable, ValidationFailed
 
 
 def normalize_url(url: str) -> str:
@@ -46,6 +46,11 @@ class Database:
                 yield session
         except exc.OperationalError as error:
             raise DependencyUnavailable("the database is unavailable", details=str(error.orig)) from error
+        except exc.DataError as error:
+            # A value Postgres cannot read (e.g. a tampered cursor): the caller's input, not a crash.
+            raise ValidationFailed(
+                "a value in the request could not be read", details=str(error.orig), code="invalid_value"
+            ) from error
         except exc.IntegrityError as error:
             constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
             raise Conflict(

@@ -85,12 +85,17 @@ def publish_events(
         logger.warning("publishing %d change events failed; the relay will retry: %s", len(events), error)
         _record_failure(db, organization_id, [e.event_id for e in events], str(error))
         return 0
-    with db.organization_scope(organization_id) as session:
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.event_id.in_([e.event_id for e in events]))
-            .values(published_at=datetime.now(UTC))
-        )
+    try:
+        with db.organization_scope(organization_id) as session:
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.event_id.in_([e.event_id for e in events]))
+                .values(published_at=datetime.now(UTC))
+            )
+    except Exception:
+        # The write is committed and the events are out; failing the request now would invite a
+        # retry that duplicates the write. The relay re-sends them (at least once, by design).
+        logger.exception("could not mark %d published change events; the relay will send them again", len(events))
     return len(events)
 
 
