@@ -88,3 +88,20 @@ def test_guessing_ids_across_entities_always_404(two_tenants, pipeline):
     del pipeline  # belongs to yet another tenant; ids of every kind stay invisible
     for path in ("contacts", "deals", "activities", "tasks", "pipelines"):
         assert beta.client.get(f"/api/v1/{path}/{uuid.uuid4()}").status_code == 404
+
+
+def test_every_table_with_an_organization_has_forced_rls_and_a_tenant_policy(owner_db):
+    """Feature migrations add tables too: none may hold organization rows without isolation."""
+    with owner_db.session() as session:
+        rows = session.execute(
+            text(
+                "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+                "EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid) "
+                "FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE a.attname = 'organization_id' AND c.relkind = 'r' AND n.nspname = 'public'"
+            )
+        ).all()
+    assert len(rows) > len(TENANT_TABLES)  # the feature tables are there too
+    unprotected = [name for name, enabled, forced, has_policy in rows if not (enabled and forced and has_policy)]
+    assert unprotected == []

@@ -12,6 +12,7 @@ from alembic import context, op
 from sqlalchemy.dialects import postgresql
 
 from okyaku.db.models import TENANT_TABLES
+from okyaku.db.rls import CURRENT_ORGANIZATION, tenant_isolation_sql
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -524,7 +525,7 @@ def _enable_row_level_security() -> None:
             END IF;
         END $$"""
     )
-    current_org = "NULLIF(current_setting('app.organization_id', true), '')::uuid"
+    current_org = CURRENT_ORGANIZATION
     op.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
     op.execute("ALTER TABLE organizations ENABLE ROW LEVEL SECURITY")
     op.execute("ALTER TABLE organizations FORCE ROW LEVEL SECURITY")
@@ -536,13 +537,8 @@ def _enable_row_level_security() -> None:
     )
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON organizations TO {role}")
     for table in TENANT_TABLES:
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY {table}_tenant ON {table} FOR ALL "
-            f"USING (organization_id = {current_org}) WITH CHECK (organization_id = {current_org})"
-        )
-        op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}")
+        for statement in tenant_isolation_sql(table, role):
+            op.execute(statement)
     op.execute(
         "CREATE POLICY api_keys_by_hash ON api_keys FOR SELECT "
         "USING (key_hash = current_setting('app.api_key_hash', true))"

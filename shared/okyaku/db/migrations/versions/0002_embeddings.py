@@ -12,6 +12,7 @@ from alembic import context, op
 from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects import postgresql
 
+from okyaku.db.rls import tenant_isolation_sql
 from okyaku.embeddings.indexes import hnsw_index_name, hnsw_index_sql
 
 revision: str = "0002"
@@ -65,14 +66,8 @@ def upgrade() -> None:
     op.execute(hnsw_index_sql(LOCAL_MODEL, LOCAL_DIMENSION))
 
     role = context.config.attributes.get("app_role", "okyaku_app")
-    current_org = "NULLIF(current_setting('app.organization_id', true), '')::uuid"
-    op.execute("ALTER TABLE embeddings ENABLE ROW LEVEL SECURITY")
-    op.execute("ALTER TABLE embeddings FORCE ROW LEVEL SECURITY")
-    op.execute(
-        "CREATE POLICY embeddings_tenant ON embeddings FOR ALL "
-        f"USING (organization_id = {current_org}) WITH CHECK (organization_id = {current_org})"
-    )
-    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON embeddings TO {role}")
+    for statement in tenant_isolation_sql("embeddings", role):  # same isolation as the core tables
+        op.execute(statement)
 
 
 def downgrade() -> None:

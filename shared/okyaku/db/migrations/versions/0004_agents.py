@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy.dialects import postgresql
 
+from okyaku.db.rls import tenant_isolation_sql
+
 revision: str = "0004"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -132,15 +134,9 @@ def upgrade() -> None:
 def _enable_row_level_security() -> None:
     """Same isolation as the core tables (see 0001): FORCE RLS, one organization per transaction."""
     role = context.config.attributes.get("app_role", "okyaku_app")
-    current_org = "NULLIF(current_setting('app.organization_id', true), '')::uuid"
     for table in TABLES:
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY {table}_tenant ON {table} FOR ALL "
-            f"USING (organization_id = {current_org}) WITH CHECK (organization_id = {current_org})"
-        )
-        op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}")
+        for statement in tenant_isolation_sql(table, role):
+            op.execute(statement)
     op.execute(f"GRANT USAGE, SELECT ON SEQUENCE agent_steps_id_seq TO {role}")
 
 
