@@ -105,3 +105,21 @@ def test_deal_without_pipeline_is_explained(tenant):
     response = tenant.client.post("/api/v1/deals", json={"name": "Orphan"})
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == "pipeline_id"
+
+
+def test_the_database_allows_one_default_pipeline(db, tenant, pipeline):
+    """Even a writer that skips the service's bookkeeping cannot make a second default."""
+    import pytest
+    from sqlalchemy import text
+
+    from okyaku.errors import Conflict
+
+    other = tenant.client.post(
+        "/api/v1/pipelines", json={"name": "Second", "stages": [{"name": "Only", "probability": 0.5}]}
+    ).json()
+    assert other["is_default"] is False
+    with pytest.raises(Conflict), db.organization_scope(tenant.id) as session:
+        session.execute(text("UPDATE pipelines SET is_default = true WHERE id = :id"), {"id": other["id"]})
+    switched = tenant.client.patch(f"/api/v1/pipelines/{other['id']}", json={"is_default": True})
+    assert switched.status_code == 200 and switched.json()["is_default"] is True
+    assert tenant.client.get(f"/api/v1/pipelines/{pipeline['id']}").json()["is_default"] is False

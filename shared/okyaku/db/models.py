@@ -176,7 +176,11 @@ class Contact(RecordMixin, Base):
 
 class Pipeline(RecordMixin, Base):
     __tablename__ = "pipelines"
-    __table_args__ = (UniqueConstraint("organization_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "external_id"),
+        # 0005: at most one default pipeline per organization
+        Index("uq_pipelines_one_default", "organization_id", unique=True, postgresql_where=text("is_default")),
+    )
     id: Mapped[uuid.UUID] = uuid_pk()
     organization_id: Mapped[uuid.UUID] = org_fk()
     name: Mapped[str] = mapped_column(String(200), nullable=False)
