@@ -16,9 +16,9 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from bench._database import bench_organization
 from okyaku.agents.definitions import AGENTS
 from okyaku.agents.dispatch import AgentRunMessage
 from okyaku.agents.framework import ExecutionLog, ToolContext
@@ -29,15 +29,11 @@ from okyaku.agents.tools.services import ToolServices
 from okyaku.config import Settings
 from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.schemas import DealCreate, PipelineCreate, StageIn
-from okyaku.db import Database
 from okyaku.llm import LLMGateway, system, user
-from okyaku.local.postgres import prepare_database, start_embedded_postgres
 from okyaku.runtime import Runtime
-from okyaku.tenancy import Principal, create_organization
+from okyaku.tenancy import Principal
 from tests.support.openai_server import Reply, ScriptedOpenAIServer
 
-ROOT = Path(__file__).resolve().parents[1]
-DATADIR = ROOT / ".okyaku" / "bench-pg"
 STEPS = 8  # tool-calling turns per run, then a final answer
 RUNS = 15
 REPEATS = 200
@@ -67,10 +63,8 @@ def _ms(seconds: float) -> str:
 
 
 def main() -> None:
-    local = prepare_database(start_embedded_postgres(DATADIR))
-    db = Database(local.app_url)
-    org = create_organization(db, f"Agents bench {uuid.uuid4().hex[:6]}", "bench@agents.example")
-    with ScriptedOpenAIServer() as server:
+    with bench_organization("Agents bench", "bench@agents.example") as bench, ScriptedOpenAIServer() as server:
+        local, db, org = bench.local, bench.db, bench.org
         settings = Settings(
             database_url=local.app_url,
             ollama_base_url=server.base_url,
@@ -84,7 +78,6 @@ def main() -> None:
             rows = _measure(server, runtime, llm, service, org.organization_id, org.user_id)
         finally:
             llm.close()
-            db.dispose()
     print(f"scripted LLM with zero latency; runs of {STEPS} get_record steps + a final answer; {RUNS} runs")
     print(f"{'what':<44}{'size':>12}{'median':>12}{'p95':>12}{'ratio':>8}")
     baseline = rows[0][2]

@@ -12,19 +12,15 @@ import io
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy import text
 
+from bench._database import bench_organization
 from okyaku.crm.imports import ImportOptions, ImportReport, run_import
 from okyaku.db import Database
-from okyaku.local.postgres import prepare_database, start_embedded_postgres
-from okyaku.tenancy import create_organization
+from okyaku.tenancy import NewOrganization
 
-ROOT = Path(__file__).resolve().parents[1]
-DATADIR = ROOT / ".okyaku" / "bench-pg"
 COMPANIES = 500
 REGIONS = ("north", "south", "east", "west", "central")
 STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer")
@@ -91,49 +87,36 @@ def timed(step: Callable[[], ImportReport]) -> tuple[ImportReport, float]:
 
 def main() -> None:
     rows = int(os.environ.get("BENCH_IMPORT_ROWS", "50000"))
-    local = prepare_database(start_embedded_postgres(DATADIR))
-    db = Database(local.app_url)
-    org = create_organization(db, f"Import bench {uuid.uuid4().hex[:6]}", "bench@example.com")
+    with bench_organization("Import bench", "bench@example.com") as bench:
+        measure(bench.db, bench.org, rows)
+
+
+def measure(db: Database, org: NewOrganization, rows: int) -> None:
+    """Import the same 50k-row file three ways and print each step."""
 
     def load(data: bytes, entity: str = "contact", dry_run: bool = False) -> Callable[[], ImportReport]:
         options = ImportOptions(entity_type=entity, dry_run=dry_run, filename="bench.csv", actor=org.user_id)
         return lambda: run_import(db, org.organization_id, data, options)
 
-    try:
-        run_import(db, org.organization_id, companies_csv(COMPANIES), ImportOptions(entity_type="company"))
-        original = contacts_csv(rows)
-        modified = contacts_csv(rows, changed_every=10)
-        results = [
-            ("first import", *timed(load(original))),
-            ("same file again", *timed(load(original))),
-            ("a tenth changed", *timed(load(modified))),
-            ("dry run (original)", *timed(load(original, dry_run=True))),
-        ]
-        print(f"{rows} contact rows, {len(original) / 1e6:.1f} MB, linked to {COMPANIES} companies")
-        print(f"{'step':<18}{'seconds':>9}{'rows/s':>10}{'created':>9}{'updated':>9}{'unchanged':>11}{'failed':>8}")
-        for name, report, seconds in results:
-            print(
-                f"{name:<18}{seconds:>9.2f}{rows / seconds:>10.0f}{report.created:>9}{report.updated:>9}"
-                f"{report.unchanged:>11}{report.failed:>8}"
-            )
-        with db.organization_scope(org.organization_id) as session:
-            events = session.execute(text("SELECT count(*) FROM outbox WHERE entity_type = 'contact'")).scalar()
-        print(f"outbox events for contacts: {events} (created + updated)")
-    finally:
-        db.dispose()
-        owner = Database(local.owner_url)
-        with owner.session() as session:  # the bench leaves no organization behind
-            session.execute(text("DELETE FROM organizations WHERE id = :id"), {"id": org.organization_id})
-        owner.dispose()
-        _stop_server()
-
-
-def _stop_server() -> None:
-    import pgserver
-
-    server = pgserver.get_server(str(DATADIR))
-    server.cleanup_mode = "stop"
-    server.cleanup()
+    run_import(db, org.organization_id, companies_csv(COMPANIES), ImportOptions(entity_type="company"))
+    original = contacts_csv(rows)
+    modified = contacts_csv(rows, changed_every=10)
+    results = [
+        ("first import", *timed(load(original))),
+        ("same file again", *timed(load(original))),
+        ("a tenth changed", *timed(load(modified))),
+        ("dry run (original)", *timed(load(original, dry_run=True))),
+    ]
+    print(f"{rows} contact rows, {len(original) / 1e6:.1f} MB, linked to {COMPANIES} companies")
+    print(f"{'step':<18}{'seconds':>9}{'rows/s':>10}{'created':>9}{'updated':>9}{'unchanged':>11}{'failed':>8}")
+    for name, report, seconds in results:
+        print(
+            f"{name:<18}{seconds:>9.2f}{rows / seconds:>10.0f}{report.created:>9}{report.updated:>9}"
+            f"{report.unchanged:>11}{report.failed:>8}"
+        )
+    with db.organization_scope(org.organization_id) as session:
+        events = session.execute(text("SELECT count(*) FROM outbox WHERE entity_type = 'contact'")).scalar()
+    print(f"outbox events for contacts: {events} (created + updated)")
 
 
 if __name__ == "__main__":

@@ -22,15 +22,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 
+from bench._database import bench_organization
 from okyaku.config import Settings
 from okyaku.db import Database
-from okyaku.local.postgres import prepare_database, start_embedded_postgres
 from okyaku.predictions.synthetic import INDUSTRIES, TITLES, crm_lead_logit, generate_leads
 from okyaku.runtime import Runtime
-from okyaku.tenancy import create_organization
 
 ROOT = Path(__file__).resolve().parents[1]
-DATADIR = ROOT / ".okyaku" / "bench-pg"
 LEADFORGE_DIR = ROOT / ".okyaku" / "leadforge"
 Row = tuple[str, str, float, float, str]
 
@@ -341,11 +339,9 @@ def leadforge_rows(seed: int = 7) -> list[Row]:
 def main() -> None:
     leads = int(os.environ.get("BENCH_PREDICTIONS_LEADS", "10000"))
     train_rows = int(os.environ.get("BENCH_PREDICTIONS_TRAIN_ROWS", "50000"))
-    local = prepare_database(start_embedded_postgres(DATADIR))
-    db = Database(local.app_url)
-    runtime = Runtime(Settings(database_url=local.app_url), db=db, publisher=None)
-    org = create_organization(db, f"Predictions bench {uuid.uuid4().hex[:6]}", "bench@example.com")
-    try:
+    with bench_organization("Predictions bench", "bench@example.com") as bench:
+        local, org = bench.local, bench.org
+        runtime = Runtime(Settings(database_url=local.app_url), db=bench.db, publisher=None)
         _bulk_history(runtime, org.organization_id, open_leads=leads, labelled=5000)
         _analyze(local.owner_url)
         rows = scoring_rows(runtime, org.organization_id, leads)
@@ -354,21 +350,6 @@ def main() -> None:
         print(f"{'measured':<40}{'size':>16}{'median s':>10}{'p95 s':>8}  note")
         for name, size, median, p95, note in rows:
             print(f"{name:<40}{size:>16}{median:>10.3f}{p95:>8.3f}  {note}")
-    finally:
-        db.dispose()
-        owner = Database(local.owner_url)
-        with owner.session() as session:  # the bench leaves no organization behind
-            session.execute(text("DELETE FROM organizations WHERE id = :id"), {"id": org.organization_id})
-        owner.dispose()
-        _stop_server()
-
-
-def _stop_server() -> None:
-    import pgserver
-
-    server = pgserver.get_server(str(DATADIR))
-    server.cleanup_mode = "stop"
-    server.cleanup()
 
 
 if __name__ == "__main__":
