@@ -3,9 +3,8 @@
 from okyaku.coldstart import built_once
 
 with built_once():
-    from mangum import Mangum
-
     from okyaku.crm.api import create_crm_app
+    from okyaku.entry import function_handler
 
     app = create_crm_app()
-    handler = Mangum(app, lifespan="off")
+    handler = function_handler(name="crm_api", http=app)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     ai_rag_enabled: bool = True
     ai_require_approval_for_writes: bool = True
     ai_content_enabled: bool = True
+    ai_conversation_enabled: bool = True
+    ai_recommendations_enabled: bool = True
+    ai_anomalies_enabled: bool = True
     # LLM gateway hardening (okyaku.llm); OLLAMA_EMBEDDING_MODEL=local:all-minilm-l6-v2 uses the
     # in-process embedder, which is also the fallback while Ollama is unreachable.
     ollama_api_key: str = "ollama"
@@ -69,6 +72,7 @@ class Settings(BaseSettings):
 
     # Logging
     log_level: str = "INFO"
+    log_format: str = "auto"  # json | text | auto (JSON inside Lambda/OpenFaaS)
 
     @property
     def migration_url(self) -> str:

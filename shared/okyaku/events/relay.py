@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -13,6 +14,9 @@ from okyaku.db.models import OutboxEvent
 from okyaku.events.outbox import backoff, to_change_event
 from okyaku.events.publishers import EventPublisher
 from okyaku.tenancy import list_organization_ids
+
+if TYPE_CHECKING:
+    from okyaku.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +73,17 @@ def relay_pending(db: Database, publisher: EventPublisher, *, batch_size: int = 
             if len(rows) < batch_size:
                 break
     return report
+
+
+def relay_scheduled(runtime: Runtime) -> dict[str, Any]:
+    """The ``outbox_relay`` schedule: publish what is pending, or say why nothing can be."""
+    publisher = runtime.publisher
+    if publisher is None:
+        # No queue configured: the events stay pending until one is.
+        logger.warning("no change-event publisher configured (CHANGE_EVENTS_BUS_NAME or CHANGE_EVENTS_QUEUE_URL)")
+        return {"published": 0, "failed": 0, "organizations": 0, "errors": [], "skipped": "no publisher"}
+    report = relay_pending(runtime.db, publisher)
+    if report.failed:
+        logger.warning("relay: %d events could not be published: %s", report.failed, report.errors[:3])
+    logger.info("relay: published %d events across %d organizations", report.published, report.organizations)
+    return asdict(report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from okyaku.config import Settings, get_settings
-from okyaku.errors import FeatureDisabled
+from okyaku.features import FEATURE_SETTINGS, feature_disabled_error
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,8 @@ class LLMConfig:
         )
 
 
-# feature name -> the Settings field that switches it
-FEATURE_SETTINGS = {
-    "content": "ai_content_enabled",
-    "chat": "ai_chat_enabled",
-    "agents": "ai_agents_enabled",
-    "predictions": "ai_predictions_enabled",
-    "rag": "ai_rag_enabled",
-}
+# The switches a gateway carries (tests and health reports override them per gateway).
+GATEWAY_FEATURES = ("content", "chat", "agents", "predictions", "rag")
 
 
 @dataclass(frozen=True)
@@ -74,22 +68,18 @@ class FeatureFlags:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> FeatureFlags:
         s = settings or get_settings()
-        values = {name: bool(getattr(s, field)) for name, field in FEATURE_SETTINGS.items()}
+        values = {name: bool(getattr(s, FEATURE_SETTINGS[name])) for name in GATEWAY_FEATURES}
         return cls(**values, require_approval_for_writes=s.ai_require_approval_for_writes)
 
     def enabled(self, feature: str) -> bool:
-        if feature not in FEATURE_SETTINGS:
+        if feature not in GATEWAY_FEATURES:
             raise KeyError(feature)
         return bool(getattr(self, feature))
 
     def require(self, feature: str) -> None:
         """Raise a clear 503 when ``feature`` is switched off."""
         if not self.enabled(feature):
-            variable = FEATURE_SETTINGS[feature].upper()
-            raise FeatureDisabled(
-                f"the AI feature '{feature}' is disabled; set {variable}=true to enable it",
-                details={"feature": feature, "setting": variable},
-            )
+            raise feature_disabled_error(feature)
 
     def as_dict(self) -> dict[str, bool]:
         return {f.name: bool(getattr(self, f.name)) for f in fields(self)}
