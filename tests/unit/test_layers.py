@@ -2,24 +2,31 @@
 
 The graph is read from the source (tests/support/layers.py). The layers, lowest first:
 
-    base      okyaku, errors, config, features, logs, coldstart
+    base      okyaku, errors, config, features, logs, coldstart, clock, validation
     db        okyaku.db (the migrations may import okyaku.db.rls and nothing else of okyaku)
-    platform  events, tenancy, runtime, aws, lambda_events
+    platform  events, tenancy, runtime, aws, lambda_events, queue
     domain    the domain packages, in DOMAIN_ORDER (a package imports only those before it)
-    http      okyaku.http and the domain packages' HTTP adapters (their ``api``/``web`` modules)
+    http      okyaku.http, the domain packages' HTTP adapters (their ``api``/``web`` modules), console
     entry     okyaku.entry and the domain packages' function wiring (their ``function`` modules)
     top       local (the dev runner), cli, openfaas (which imports neither local nor cli)
 
 A module may import its own layer (acyclically) and those below it. Run
-``python -m tests.unit.test_layers`` to print the cycles and the upward imports.
+``python -m tests.unit.test_layers [--root shared/okyaku]`` to print the cycles and the imports
+against the order.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import textwrap
+from pathlib import Path
+
+import pytest
 
 from tests.support.layers import (
     ALL_KINDS,
+    PACKAGE_ROOT,
     Import,
     all_imports,
     cycle_text,
@@ -30,11 +37,14 @@ from tests.support.layers import (
 )
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("base", frozenset({"", "errors", "config", "features", "logs", "coldstart"})),
+    # clock and validation: refactor-b's one helper per idea (utc_now; pydantic errors -> details).
+    ("base", frozenset({"", "errors", "config", "features", "logs", "coldstart", "clock", "validation"})),
     ("db", frozenset({"db"})),
-    ("platform", frozenset({"events", "tenancy", "runtime", "aws", "lambda_events"})),
+    # queue: the one SQS batch consumer (Powertools partial batches), under entry and the domains.
+    ("platform", frozenset({"events", "tenancy", "runtime", "aws", "lambda_events", "queue"})),
     ("domain", frozenset()),  # DOMAIN_ORDER
-    ("http", frozenset({"http"})),
+    # console: the web console, which composes the domains' routes and services.
+    ("http", frozenset({"http", "console"})),
     ("entry", frozenset({"entry"})),
     ("top", frozenset({"local", "cli", "openfaas"})),
 )
@@ -141,24 +151,119 @@ def test_the_import_graph_has_no_cycles_but_the_known_ones() -> None:
     assert fixed == [], "cycles gone, remove them from KNOWN_CYCLES:\n" + "\n".join(f"  {cycle_text(c)}" for c in fixed)
 
 
-def test_the_graph_reader_sees_deferred_and_type_checking_imports() -> None:
-    # The two known cycles are closed by a deferred and a TYPE_CHECKING import: if the reader
-    # missed those kinds, the cycle test above could not fail.
-    imports = all_imports()
-    kinds = {edge.kind for edge in imports}
-    assert kinds == {"module", "deferred", "type_checking"}
-    assert any(e.source == "okyaku.cli.dev" and e.target.startswith("okyaku.local") for e in imports)
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    package = root / "okyaku"
+    for name, source in files.items():
+        path = package / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    return package
 
 
-def main() -> int:
-    imports = all_imports()
+def test_the_reader_sees_every_kind_of_import_and_resolves_names_to_modules(tmp_path: Path) -> None:
+    package = write_package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "errors.py": "",
+            "crm/__init__.py": "from okyaku.crm.schemas import Contact\n",
+            "crm/schemas.py": "",
+            "crm/api.py": """
+                from typing import TYPE_CHECKING
+                import okyaku.errors
+                from okyaku.crm import schemas
+                from . import schemas as again
+                from .schemas import Contact
+                import json
+
+                if TYPE_CHECKING:
+                    from okyaku.llm.gateway import Gateway
+
+                def handler():
+                    from okyaku.llm import gateway
+                    return gateway
+            """,
+            "llm/__init__.py": "",
+            "llm/gateway.py": "",
+        },
+    )
+    edges = {(e.source, e.target, e.kind) for e in all_imports(package)}
+    assert edges == {
+        ("okyaku.crm", "okyaku.crm.schemas", "module"),
+        ("okyaku.crm.api", "okyaku.errors", "module"),
+        ("okyaku.crm.api", "okyaku.crm.schemas", "module"),
+        ("okyaku.crm.api", "okyaku.llm.gateway", "type_checking"),
+        ("okyaku.crm.api", "okyaku.llm.gateway", "deferred"),
+    }
+
+
+def test_cycles_are_found_through_deferred_and_type_checking_imports(tmp_path: Path) -> None:
+    package = write_package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "a.py": "import okyaku.b\n",
+            "b.py": "def later():\n    import okyaku.c\n",
+            "c.py": "import okyaku.a\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import okyaku.d\n",
+            "d.py": "from okyaku import c\n",
+            "e.py": "import okyaku.a\n",
+        },
+    )
+    imports = all_imports(package)
+    assert elementary_cycles(import_graph(imports)) == [("okyaku.a", "okyaku.b", "okyaku.c")]
+    assert elementary_cycles(import_graph(imports, ALL_KINDS)) == [
+        ("okyaku.c", "okyaku.d"),
+        ("okyaku.a", "okyaku.b", "okyaku.c"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "reason"),
+    [
+        ("okyaku.db.models", "okyaku.crm.schemas", "db imports domain"),
+        ("okyaku.crm.records", "okyaku.http", "domain imports http"),  # services know nothing of HTTP
+        ("okyaku.http", "okyaku.entry", "http imports entry"),
+        ("okyaku.agents.api", "okyaku.agents.function", "http imports entry"),
+        ("okyaku.llm.gateway", "okyaku.agents.framework", "domain llm imports agents"),
+        ("okyaku.openfaas", "okyaku.local.runner", "openfaas may not import local"),
+        ("okyaku.db.migrations.versions.0009_x", "okyaku.db.models", "a migration is frozen"),
+        ("okyaku.widgets.core", "okyaku.errors", "'widgets' is in no layer"),
+    ],
+)
+def test_imports_against_the_order_are_refused(source: str, target: str, reason: str) -> None:
+    ((_edge, why),) = upward_imports([Import(source, target, 1, "module")])
+    assert why.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("okyaku.crm.api", "okyaku.http"),  # a domain's routes sit on okyaku.http
+        ("okyaku.agents.function", "okyaku.agents.api"),
+        ("okyaku.agents.tools.records", "okyaku.crm.records"),
+        ("okyaku.rag.context", "okyaku.embeddings.search"),
+        ("okyaku.entry", "okyaku.logs"),
+        ("okyaku.openfaas", "okyaku.lambda_events"),
+        ("okyaku.local.runner", "okyaku.crm.records"),
+        ("okyaku.db.migrations.versions.0009_x", "okyaku.db.rls"),
+    ],
+)
+def test_imports_along_the_order_are_allowed(source: str, target: str) -> None:
+    assert upward_imports([Import(source, target, 1, "module")]) == []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prints the cycles and the upward imports of this checkout (or of ``--root``)."""
+    parser = argparse.ArgumentParser(description="Import cycles and upward imports of the okyaku package")
+    parser.add_argument("--root", type=Path, default=PACKAGE_ROOT, help="the okyaku package folder to read")
+    imports = all_imports(parser.parse_args(argv).root)
     runtime, type_only = print_cycles(imports)
     upward = upward_imports(imports)
-    print(f"{len(upward)} upward imports")
+    print(f"{len(upward)} imports against the layer order")
     for edge, why in upward:
         print(f"  {edge}: {why}")
     return 1 if runtime or type_only or upward else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
