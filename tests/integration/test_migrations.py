@@ -20,21 +20,9 @@ from okyaku.db.migrate import MIGRATIONS_DIR, all_models_metadata, include_in_au
 from okyaku.embeddings.indexes import hnsw_index_name, hnsw_index_sql
 from okyaku.local.postgres import LocalDatabase
 
-# Differences between okyaku/agents/models.py and migration 0004, in the database's favour (the
-# migration is right; the model omits them). They are fixed in the model, not by a migration:
-# AgentStep.result is ``Mapped[Any]`` (read as NOT NULL; the column is nullable), and the model
-# declares none of 0004's indexes nor agent_steps' UNIQUE (execution_id, seq). This list may only
-# shrink: the test fails when one of them is fixed, so that it is removed here.
-KNOWN_DRIFT = frozenset(
-    {
-        ("remove_index", "agent_executions", "ix_agent_executions_org_created"),
-        ("remove_index", "pending_actions", "ix_pending_actions_entity"),
-        ("remove_index", "pending_actions", "ix_pending_actions_execution"),
-        ("remove_index", "pending_actions", "ix_pending_actions_queue"),
-        ("remove_constraint", "agent_steps", "agent_steps_execution_id_seq_key"),  # UNIQUE (execution_id, seq)
-        ("modify_nullable", "agent_steps", "result"),
-    }
-)
+# Differences autogenerate may find between the models and the migrations: none. A new one
+# means a model and its migration disagree; fix whichever is wrong.
+KNOWN_DRIFT: frozenset[tuple[str, ...]] = frozenset()
 
 
 def describe(difference: Any) -> tuple[str, ...]:
