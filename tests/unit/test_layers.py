@@ -65,7 +65,7 @@ DOMAIN_ORDER = (
 )
 # A domain package's modules with these names are its adapters: routes above okyaku.http, and
 # the wiring of a function above okyaku.entry.
-HTTP_ADAPTERS = frozenset({"api", "web", "imports_api"})
+HTTP_ADAPTERS = frozenset({"api", "web", "imports_api", "access_api"})
 FUNCTION_WIRING = frozenset({"function"})
 # Within a layer: the OpenFaaS adapters ship in every OpenFaaS function, the dev tools do not.
 MAY_NOT_IMPORT: dict[str, frozenset[str]] = {"openfaas": frozenset({"local", "cli"})}
