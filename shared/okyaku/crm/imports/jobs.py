@@ -4,6 +4,7 @@ failed; and the job read back as a report."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +19,11 @@ from okyaku.crm.imports.csv_reader import parse_csv
 from okyaku.crm.imports.importer import Importer, ImportOutcome, Progress
 from okyaku.db import Database
 from okyaku.db.models import ImportJob
-from okyaku.errors import NotFound
+from okyaku.errors import NotFound, OkyakuError, public_error
 from okyaku.events.outbox import publish_events
 from okyaku.events.publishers import EventPublisher
+
+logger = logging.getLogger(__name__)
 
 # Above this many events, publishing is left to the scheduled relay (SQS takes 10 per call).
 PUBLISH_INLINE_LIMIT = 1000
@@ -99,17 +102,20 @@ def _finish_job(
 
 
 def _record_failure(db: Database, organization_id: uuid.UUID, job_id: uuid.UUID, error: Exception) -> None:
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    """Mark the job failed with what a client may read; an unexpected error's text goes to the log."""
+    if not isinstance(error, OkyakuError):
+        logger.error("import %s failed", job_id, exc_info=error)
+    failure = public_error(error)
+    details = _jsonable(error.details) if isinstance(error, OkyakuError) else None
     with db.organization_scope(organization_id) as session:
         job = session.get(ImportJob, job_id)
         if job is not None:
             job.status = "failed"
-            job.options = job.options | {"failure": message[:2000], "failure_details": _jsonable(error)}
+            job.options = job.options | {"failure": failure["message"][:2000], "failure_details": details}
             job.finished_at = datetime.now(UTC)
 
 
-def _jsonable(error: Exception) -> Any:
-    details = getattr(error, "details", None)
+def _jsonable(details: Any) -> Any:
     try:
         json.dumps(details)
     except (TypeError, ValueError):
