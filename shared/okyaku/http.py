@@ -19,6 +19,7 @@ from okyaku.tenancy import Principal, authenticate
 
 logger = logging.getLogger(__name__)
 
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable, machine-readable")
     message: str

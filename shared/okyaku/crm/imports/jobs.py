@@ -20,13 +20,10 @@ from okyaku.crm.imports.importer import Importer, ImportOutcome, Progress
 from okyaku.db import Database
 from okyaku.db.models import ImportJob
 from okyaku.errors import NotFound, OkyakuError, public_error
-from okyaku.events.outbox import publish_events
+from okyaku.events.outbox import PUBLISH_INLINE_LIMIT, publish_events
 from okyaku.events.publishers import EventPublisher
 
 logger = logging.getLogger(__name__)
-
-# Above this many events, publishing is left to the scheduled relay (SQS takes 10 per call).
-PUBLISH_INLINE_LIMIT = 1000
 
 
 def run_import(
