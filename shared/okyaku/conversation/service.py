@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -130,11 +130,17 @@ class ConversationService:
 
     # --- analysing one activity --------------------------------------------------------------------
 
-    def _context(self, organization_id: uuid.UUID, activity_id: uuid.UUID) -> _Context | None:
+    def _context(
+        self, organization_id: uuid.UUID, activity_id: uuid.UUID, *, unless_analysed: bool = False
+    ) -> _Context | Literal["unchanged"] | None:
+        """What analysing the activity needs, in one transaction; "unchanged" (with
+        ``unless_analysed``) when its current text already has an analysis."""
         with self.runtime.db.organization_scope(organization_id) as session:
             activity = load_activity(session, activity_id)
             if activity is None:
                 return None
+            if unless_analysed and latest_for_hash(session, activity_id, activity.content_hash) is not None:
+                return "unchanged"
             stage_names: tuple[str, ...] = ()
             if activity.deal_id is not None:
                 pipeline_id = session.scalar(select(Deal.pipeline_id).where(Deal.id == activity.deal_id))
@@ -157,16 +163,14 @@ class ConversationService:
     def analyse_activity(
         self, organization_id: uuid.UUID, activity_id: uuid.UUID, *, trigger: Trigger, force: bool = False
     ) -> Outcome:
-        context = self._context(organization_id, activity_id)
+        context = self._context(organization_id, activity_id, unless_analysed=not force)
         if context is None:
             return "not_found"
+        if context == "unchanged":
+            return "unchanged"
         activity = context.activity
         if not activity.text.strip():
             return "no_text"
-        if not force:
-            with self.runtime.db.organization_scope(organization_id) as session:
-                if latest_for_hash(session, activity_id, activity.content_hash) is not None:
-                    return "unchanged"
         result = self.analyzer.analyse(
             TextToAnalyse(
                 text=activity.text,
@@ -230,12 +234,17 @@ class ConversationService:
 
     # --- the sweep ---------------------------------------------------------------------------------
 
-    def sweep(self, *, deadline: float | None = None) -> SweepReport:
-        """Analyse what is still unanalysed, organization by organization, until ``deadline``
-        (a ``time.monotonic()`` value) or the LLM is found unavailable."""
+    def sweep(
+        self, *, deadline: float | None = None, organization_ids: Sequence[uuid.UUID] | None = None
+    ) -> SweepReport:
+        """Analyse what is still unanalysed, organization by organization (all of them unless
+        ``organization_ids``), until ``deadline`` (a ``time.monotonic()`` value) or the LLM is found
+        unavailable."""
         report = SweepReport()
         batch = self.runtime.settings.conversation_sweep_batch
-        organizations = list_organization_ids(self.runtime.db)
+        organizations = (
+            list(organization_ids) if organization_ids is not None else list_organization_ids(self.runtime.db)
+        )
         for position, organization_id in enumerate(organizations):
             report.organizations += 1
             after: uuid.UUID | None = None
@@ -289,7 +298,7 @@ class ConversationService:
     def activity_analysis(self, organization_id: uuid.UUID, activity_id: uuid.UUID) -> ActivityAnalysisOut:
         require_feature(self.runtime.settings, "conversation")
         context = self._context(organization_id, activity_id)
-        if context is None:
+        if not isinstance(context, _Context):
             raise NotFound(f"activity {activity_id} not found", details={"id": str(activity_id)})
         activity = context.activity
         with self.runtime.db.organization_scope(organization_id) as session:
