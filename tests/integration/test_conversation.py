@@ -32,6 +32,7 @@ CALL_NOTE = (
     "Call with Priya Raman. She has been promoted to VP Operations. Budget is $45,000 for year one and "
     "they also looked at Salesforce.\n"
     "I'll send the revised proposal by Friday. Priya will book a security review with IT next Tuesday.\n"
+    "Her direct line is +1 415 555 0199.\n"
     "We agreed to move this to Negotiation; she expects to sign by December 18."
 )
 
@@ -85,7 +86,10 @@ def good_analysis(**overrides: Any) -> dict[str, Any]:
                 "value": "VP Operations",
                 "person_name": "Priya",
                 "quote": "promoted to VP Operations",
-            }
+            },
+            {"field": "phone", "value": "+1 415 555 0199", "quote": "Her direct line is +1 415 555 0199"},
+            # Someone else's title is not written on this contact.
+            {"field": "job_title", "value": "CIO", "person_name": "Greg Hale", "quote": "security review with IT"},
         ],
     }
     analysis.update(overrides)
@@ -235,7 +239,10 @@ def test_an_activity_is_analysed_on_arrival_with_quotes_checked_and_proposals_qu
     assert deal_change.changes["expected_close_date"]["after"] == "2026-12-18"
     assert deal_change.changes["amount"] == {"before": "30000.00", "after": "45000.00"}
     assert "\u201cWe agreed to move this to Negotiation\u201d" in deal_change.reasoning
-    assert actions["update_contact"].changes["job_title"] == {"before": "Ops Manager", "after": "VP Operations"}
+    assert actions["update_contact"].changes == {
+        "job_title": {"before": "Ops Manager", "after": "VP Operations"},
+        "phone": {"before": None, "after": "+1 415 555 0199"},
+    }
     assert "promoted to VP Operations" in actions["update_contact"].reasoning
     assert sorted(row.proposal_ids) == sorted(str(a.id) for a in rows(runtime, tenant.id, PendingAction))
 
@@ -500,3 +507,21 @@ def test_the_deal_is_left_alone_when_the_text_names_no_known_stage(
     assert {a.action for a in actions} == {"create_task"}
     with runtime.db.organization_scope(tenant.id) as session:
         assert session.get(Deal, uuid.UUID(crm["deal"]["id"])).version == 1  # type: ignore[union-attr]
+
+
+def test_with_the_feature_switched_off_nothing_is_analysed_until_it_is_on(
+    tenant, crm, publisher, make_service, openai_server, runtime, settings, db, make_client
+) -> None:
+    off = Runtime(settings.model_copy(update={"ai_conversation_enabled": False}), db=db, publisher=publisher)
+    service = make_service(runtime_=off)
+    activity = create_activity(tenant, crm)
+    assert deliver(service, activity_events(publisher, activity["id"])) == {"batchItemFailures": []}  # acknowledged
+    assert service.on_schedule({"job": "sweep"}, None) == {"disabled": "AI_CONVERSATION_ENABLED is false"}
+    response = make_client(service).get(f"/api/v1/ai/conversation/activities/{activity['id']}")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "feature_disabled"
+    assert openai_server.requests_to("chat") == []
+
+    openai_server.script(Reply.json_object(good_analysis()))
+    report = make_service().sweep(organization_ids=[tenant.id])  # switched on: the sweep catches up
+    assert (report.analysed, report.llm_available) == (1, True)
+    assert len(rows(runtime, tenant.id, ConversationAnalysisRow)) == 1
