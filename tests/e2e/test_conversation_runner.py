@@ -1,0 +1,99 @@
+"""The project's template.yaml served by the local runner: a call note written through the CRM API
+reaches the conversation function through the bus rule and its queue, and one delivery yields the
+analysis and its pending proposals (the scripted OpenAI-compatible server stands in for Ollama)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from okyaku.config import get_settings
+from okyaku.db import Database
+from okyaku.local.postgres import LocalDatabase
+from okyaku.local.runner import LocalRunner
+from okyaku.tenancy import create_organization
+from tests.support.fixtures import FAST
+from tests.support.openai_server import Reply, ScriptedOpenAIServer
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+NOTE = "Spoke with Raj. I'll send the order form by Friday. He confirmed we are in Negotiation now."
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    """Poll until ``check`` returns something truthy (a deadline against hangs, not a timing test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_a_call_note_is_analysed_within_one_queue_delivery(
+    pg: LocalDatabase, db: Database, openai_server: ScriptedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "DATABASE_URL": pg.app_url,
+        "DATABASE_MIGRATION_URL": pg.owner_url,
+        "OLLAMA_BASE_URL": openai_server.base_url,
+        "OLLAMA_EMBEDDING_MODEL": "local:all-minilm-l6-v2",
+        **{k.upper(): str(v) for k, v in FAST.items()},
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CHANGE_EVENTS_QUEUE_URL", raising=False)
+    get_settings.cache_clear()
+    analysis: dict[str, Any] = {
+        "summary": "Raj is in negotiation; we send the order form by Friday.",
+        "action_items": [
+            {
+                "description": "Send the order form",
+                "owner": "us",
+                "due_date": "2026-11-20",
+                "quote": "I'll send the order form by Friday.",
+            }
+        ],
+        "sentiment": {"score": 0.5, "label": "positive"},
+        "deal": {"stage": {"stage": "Negotiation", "quote": "He confirmed we are in Negotiation now"}},
+    }
+    openai_server.responder = lambda request: Reply.json_object(analysis)
+    org = create_organization(db, "Runner conversation", "admin@runner-conversation.example")
+    headers = {"Authorization": f"Bearer {org.api_key}"}
+    try:
+        with (
+            LocalRunner(ROOT / "template.yaml", port=0, apply_environment=False) as runner,
+            httpx.Client(base_url=runner.url, headers=headers, timeout=60) as client,
+        ):
+            stages = [
+                {"name": "Qualification", "probability": 0.2},
+                {"name": "Negotiation", "probability": 0.7},
+            ]
+            pipeline = client.post("/api/v1/pipelines", json={"name": "Sales", "stages": stages}).json()
+            deal = client.post("/api/v1/deals", json={"name": "Quantia", "pipeline_id": pipeline["id"]}).json()
+            activity = client.post(
+                "/api/v1/activities",
+                json={"type": "call", "body": NOTE, "occurred_at": "2026-11-18T10:00:00Z", "deal_id": deal["id"]},
+            )
+            assert activity.status_code == 201, activity.text
+            path = f"/api/v1/ai/conversation/activities/{activity.json()['id']}"
+
+            def analysed() -> dict[str, Any] | None:
+                answer = client.get(path).json()
+                return answer if answer.get("status") == "analysed" else None
+
+            answer = wait_for(analysed, "the analysis")
+            assert answer["history"][0]["trigger"] == "event"
+            assert {p["action"] for p in answer["proposals"]} == {"create_task", "update_deal"}
+            assert all(p["status"] == "pending" for p in answer["proposals"])
+            approvals = client.get("/api/v1/ai/approvals", params={"agent": "conversation"}).json()
+            assert {a["action"] for a in approvals["data"]} == {"create_task", "update_deal"}
+            assert client.get(f"/api/v1/deals/{deal['id']}").json()["stage_id"] == deal["stage_id"]
+    finally:
+        get_settings.cache_clear()
