@@ -28,6 +28,7 @@ from sqlalchemy import select
 from okyaku.agents.models import PendingAction
 from okyaku.conversation.analyzer import AnalysisResult, ConversationAnalyzer, TextToAnalyse
 from okyaku.conversation.models import ConversationAnalysisRow
+from okyaku.conversation.prompts import ANALYZE
 from okyaku.conversation.proposals import propose_updates, store_proposals
 from okyaku.conversation.responses import (
     NO_TEXT,
@@ -381,7 +382,7 @@ class ConversationService:
                 analysis=None,
                 dropped=[],
                 rules=rules,
-                prompt=self.analyzer_prompt,
+                prompt=ANALYZE.id,
             )
         return TextAnalysisOut(
             status="analysed",
@@ -392,12 +393,6 @@ class ConversationService:
             model=result.model,
             prompt=result.prompt,
         )
-
-    @property
-    def analyzer_prompt(self) -> str:
-        from okyaku.conversation.prompts import ANALYZE
-
-        return ANALYZE.id
 
     # --- the competitor list -----------------------------------------------------------------------
 
