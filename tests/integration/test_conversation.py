@@ -525,3 +525,19 @@ def test_with_the_feature_switched_off_nothing_is_analysed_until_it_is_on(
     report = make_service().sweep(organization_ids=[tenant.id])  # switched on: the sweep catches up
     assert (report.analysed, report.llm_available) == (1, True)
     assert len(rows(runtime, tenant.id, ConversationAnalysisRow)) == 1
+
+
+def test_two_deliveries_at_once_store_one_analysis_and_one_set_of_proposals(
+    tenant, crm, publisher, service, openai_server, runtime
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    activity = create_activity(tenant, crm)
+    events = activity_events(publisher, activity["id"])
+    openai_server.responder = lambda request: Reply.json_object(good_analysis(), delay_s=0.2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: deliver(service, events), range(2)))
+    assert results == [{"batchItemFailures": []}] * 2
+    (row,) = rows(runtime, tenant.id, ConversationAnalysisRow)
+    assert sorted(row.proposal_ids) == sorted(str(a.id) for a in rows(runtime, tenant.id, PendingAction))
+    assert len(row.proposal_ids) == 4  # deal, contact, two tasks: once
