@@ -7,6 +7,7 @@ hash when it loads an activity.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,8 +41,6 @@ def content_hash_sql() -> ColumnElement[str]:
 
 def content_hash_of(activity_type: str, direction: str | None, day: str, subject: str | None, body: str | None) -> str:
     """The same hash in Python (tests keep the two equal)."""
-    import hashlib
-
     joined = _SEPARATOR.join([activity_type, direction or "", day, subject or "", body or ""])
     return hashlib.sha256(joined.encode()).hexdigest()
 
