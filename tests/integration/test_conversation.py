@@ -318,6 +318,13 @@ def test_redelivery_and_unchanged_text_do_nothing_and_a_new_text_is_a_new_versio
     assert answer.analysis is not None and answer.analysis.analysis_version == 3
     assert len(rows(runtime, tenant.id, PendingAction)) == total
 
+    # A forced re-run while the model fails: the stored analysis, said to be the stored one.
+    openai_server.fault = Reply.error(500)
+    answer = service.analyse_now(tenant.id, uuid.UUID(activity["id"]), force=True)
+    assert (answer.status, answer.degraded) == ("analysed", True)
+    assert answer.message == "not analysed again: the language model is unavailable; this is the stored analysis"
+    assert answer.analysis is not None and answer.analysis.analysis_version == 3
+
 
 # --- malformed and timed-out replies ----------------------------------------------------------------
 

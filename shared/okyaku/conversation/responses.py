@@ -13,6 +13,7 @@ from okyaku.conversation.schema import ConversationAnalysis, DroppedItem, RulesF
 NOT_ANALYSED_LLM_DOWN = "not analysed yet: the language model is unavailable"
 NOT_ANALYSED_PENDING = "not analysed yet: the analysis is queued"
 NO_TEXT = "this activity has no text to analyse"
+REANALYSIS_FAILED = "not analysed again: the language model is unavailable; this is the stored analysis"
 
 
 class AnalyzeTextRequest(BaseModel):

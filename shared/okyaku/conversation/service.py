@@ -34,6 +34,7 @@ from okyaku.conversation.responses import (
     NO_TEXT,
     NOT_ANALYSED_LLM_DOWN,
     NOT_ANALYSED_PENDING,
+    REANALYSIS_FAILED,
     ActivityAnalysisOut,
     AnalysisVersionOut,
     AnalyzeTextRequest,
@@ -352,9 +353,10 @@ class ConversationService:
             logger.warning("on-demand analysis of %s failed: %s", activity_id, error.message)
             answer = self.activity_analysis(organization_id, activity_id)
             if answer.status == "not_analysed":
-                answer.message, answer.degraded = NOT_ANALYSED_LLM_DOWN, True
-            else:
-                answer.degraded = True
+                answer.message = NOT_ANALYSED_LLM_DOWN
+            elif answer.status == "analysed":
+                answer.message = REANALYSIS_FAILED
+            answer.degraded = True
             return answer
         if outcome == "not_found":
             raise NotFound(f"activity {activity_id} not found", details={"id": str(activity_id)})
