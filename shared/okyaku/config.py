@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     ai_agent_max_proposals: int = 10
     ai_approval_ttl_hours: float = 72.0
 
+    # Conversation intelligence (okyaku.conversation): texts longer than CONVERSATION_CHUNK_CHARS
+    # are analysed in chunks and merged; the sweep looks at this many unanalysed activities a page.
+    conversation_chunk_chars: int = Field(default=6000, ge=500)
+    conversation_max_tokens: int = Field(default=2048, ge=256)
+    conversation_sweep_batch: int = Field(default=50, ge=1, le=1000)
+
     # HTTP
     api_max_page_size: int = 200
     # Lambda takes at most 6 MB of request event; API Gateway sends a multipart upload base64-encoded
