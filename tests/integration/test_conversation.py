@@ -24,7 +24,8 @@ from okyaku.db.models import Deal
 from okyaku.entry import function_handler
 from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
-from okyaku.local.runner import QueuedMessage, sqs_record
+from okyaku.lambda_events import sqs_record
+from okyaku.local.sqs import QueuedMessage
 from okyaku.runtime import Runtime
 from tests.support.openai_server import RecordedRequest, Reply, ScriptedOpenAIServer
 
