@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     # HTTP
     api_max_page_size: int = 200
     import_max_bytes: int = 50 * 1024 * 1024
+
+    # OpenFaaS triggers (okyaku.openfaas): a request with X-Topic runs a schedule or a queue
+    # message only when signed (HMAC-SHA256) with this secret, or the file's content.
+    openfaas_trigger_secret: SecretStr = SecretStr("")
+    openfaas_trigger_secret_file: str = "/var/openfaas/secrets/okyaku-trigger-secret"
+    openfaas_trigger_max_skew_s: int = 300
+    # Topics accepted unsigned (comma-separated), for a gateway no one else can reach: the stock
+    # connectors cannot sign. Empty (the default): every trigger must be signed.
+    openfaas_unsigned_topics: str = ""
 
     # Logging
     log_level: str = "INFO"
