@@ -183,3 +183,51 @@ def test_a_well_formed_chunked_body_still_reaches_the_function(runner: tuple[Loc
     ).encode()
     status, _, body, _ = exchange(served, raw)
     assert status == 202 and json.loads(body)["body"] == "hello world"
+
+
+class RecordingSocket(socket.socket):
+    """A real TCP socket that records what the server writes through it."""
+
+    writes: list[bytes]
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self.writes.append(bytes(data))
+        super().sendall(data, flags)
+
+
+class StubRunner:
+    """Just enough of a runner for the front to answer its status route."""
+
+    template: Any = None
+    functions: dict[str, Any] = {}
+    admin_token = TOKEN
+    host = "127.0.0.1"
+    port = 3000
+
+    def status(self) -> dict[str, Any]:
+        return {"queues": [], "dead_letters": []}
+
+    def fire_schedule(self, rule_name: str) -> Any:
+        raise KeyError(rule_name)
+
+
+def test_a_response_is_one_write_on_a_no_delay_socket() -> None:
+    # Headers and body written apart, on a socket with Nagle on, made every keep-alive response
+    # wait for the client's delayed ACK (~40 ms). Now: TCP_NODELAY and a single write.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        accepted, address = listener.accept()
+        server_side = RecordingSocket(accepted.family, accepted.type, accepted.proto, fileno=accepted.detach())
+        server_side.writes = []
+        with client, server_side:
+            client.sendall(
+                f"GET /_okyaku/status HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nAuthorization: Bearer {TOKEN}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            handler_class = http_front.make_request_handler(StubRunner())  # type: ignore[arg-type]
+            handler = handler_class(server_side, address, None)  # type: ignore[arg-type]
+            assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert handler.close_connection
+    (write,) = server_side.writes
+    head, _, body = write.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and json.loads(body) == StubRunner().status()
