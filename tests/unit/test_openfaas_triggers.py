@@ -189,3 +189,43 @@ def test_only_the_topics_listed_as_unsigned_skip_the_signature(secret: str, monk
     assert handle(Request("POST", "/", body, {"X-Topic": "ScoringQueue"}), None)["statusCode"] == 401
     assert handle(Request("POST", "/", headers={"X-Topic": CRON_TOPIC}), None)["statusCode"] == 401
     assert len(recorder.events) == 1
+
+
+def test_the_fire_command_sends_a_trigger_the_adapter_accepts(secret: str) -> None:
+    """``python -m okyaku.openfaas fire``, against a gateway stand-in that hands each request to
+    the adapter as the python3-http template would."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from okyaku.openfaas import fire
+
+    recorder = Recorder()
+    handle = adapt(recorder, function_name="OutboxRelayFunction", schedule_rule="OutboxRelayFunctionEveryMinute")
+    paths: list[str] = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            paths.append(self.path)
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            response = handle(Request("POST", "/", body, dict(self.headers.items())), None)
+            payload = response["body"].encode()
+            self.send_response(response["statusCode"])
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Gateway) as gateway:
+        threading.Thread(target=gateway.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{gateway.server_address[1]}"
+        try:
+            assert fire(url, "outbox-relay", secret=secret)[0] == 200
+            status, text = fire(url, "outbox-relay", secret="wrong")
+            assert status == 401 and json.loads(text)["error"]["code"] == "invalid_trigger_signature"
+        finally:
+            gateway.shutdown()
+    assert paths == ["/function/outbox-relay", "/function/outbox-relay"]
+    (event,) = recorder.events
+    assert event["resources"][0].endswith("/OutboxRelayFunctionEveryMinute")
