@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     # Lambda takes at most 6 MB of request event; API Gateway sends a multipart upload base64-encoded
     # (4/3 larger), so what fits through the gateway is a file of about 4 MB.
     import_max_bytes: int = 4_000_000
+
+    # OpenFaaS triggers (okyaku.openfaas): a request with X-Topic runs a schedule or a queue
+    # message only when signed (HMAC-SHA256) with this secret, or the file's content.
+    openfaas_trigger_secret: SecretStr = SecretStr("")
+    openfaas_trigger_secret_file: str = "/var/openfaas/secrets/okyaku-trigger-secret"
+    openfaas_trigger_max_skew_s: int = 300
+    # Topics accepted unsigned (comma-separated), for a gateway no one else can reach: the stock
+    # connectors cannot sign. Empty (the default): every trigger must be signed.
+    openfaas_unsigned_topics: str = ""
 
     # Logging
     log_level: str = "INFO"
