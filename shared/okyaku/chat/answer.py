@@ -111,10 +111,21 @@ def _numbers_in(value: Any) -> Iterable[float]:
         yield float(match.group().replace(",", ""))
 
 
-def allowed_numbers(data: DataTable, question: str) -> set[float]:
+_ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d(?:T[\d:.]+(?:[+-]\d\d:\d\d|Z)?)?")
+
+
+def allowed_numbers(data: DataTable, question: str, answer: str = "") -> set[float]:
+    """Numbers the answer may use: numeric cells, dates, totals, the question's own numbers, counts
+    up to the number of rows — and digits inside a text cell only where the answer quotes that
+    whole text (a name such as "Plan 3000"), so a number written in a note is not a fact."""
     allowed: set[float] = set()
+    quoted = answer.lower()
     for row in data.rows:
         for cell in row:
+            if isinstance(cell, str) and not _ISO_DATE.fullmatch(cell):
+                if cell.lower() in quoted:
+                    allowed.update(_numbers_in(cell))
+                continue
             allowed.update(_numbers_in(cell))
     for value in (data.total, *data.totals.values()):
         allowed.update(_numbers_in(value))
@@ -133,7 +144,7 @@ def _matches(number: float, allowed: set[float]) -> bool:
 
 def ungrounded_numbers(answer: str, data: DataTable, question: str) -> list[str]:
     """The numbers in ``answer`` that the data (or the question) does not contain."""
-    allowed = allowed_numbers(data, question)
+    allowed = allowed_numbers(data, question, answer)
     missing = []
     for match in _NUMBER.finditer(answer):
         text = match.group()

@@ -24,7 +24,7 @@ from okyaku.chat.service import ChatService
 from okyaku.errors import OkyakuError
 from okyaku.features import require_feature
 from okyaku.http import PrincipalDep, create_app
-from okyaku.llm.web import ai_health_router, install_llm
+from okyaku.llm.web import install_llm
 from okyaku.tenancy import Principal
 
 _DOWN: dict[int | str, dict[str, Any]] = {503: {"description": "The database is unavailable or chat is disabled"}}
@@ -110,6 +110,5 @@ def create_chat_app(service: ChatService) -> FastAPI:
     app = create_app("Okyaku chat", service.runtime, description="Questions about your CRM, answered from its records.")
     if service.llm is not None:
         install_llm(app, service.llm)
-        app.include_router(ai_health_router())
     app.include_router(chat_router(service))
     return app
