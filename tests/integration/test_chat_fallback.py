@@ -63,7 +63,7 @@ def test_summarise_activities_with_a_company_includes_its_contacts_activities(ch
 
 def test_unknown_company_is_said_not_guessed(chat, crm):
     result = ask(chat, "summarise activities with Umbrella")
-    assert "found no company or contact called \"Umbrella\"" in result["answer"]
+    assert 'found no company or contact called "Umbrella"' in result["answer"]
     assert result["data"]["rows"] == []
 
 
@@ -98,7 +98,11 @@ def test_deals_lost_this_month(chat, crm):
 def test_count_of_deals_by_stage_and_contacts_by_company(chat, crm):
     deals = ask(chat, "count of deals by stage")
     assert {r[0]: r[1] for r in deals["data"]["rows"]} == {
-        "Closed Won": 2, "Negotiation": 1, "Proposal": 1, "Qualification": 1, "Closed Lost": 1,
+        "Closed Won": 2,
+        "Negotiation": 1,
+        "Proposal": 1,
+        "Qualification": 1,
+        "Closed Lost": 1,
     }
     contacts = ask(chat, "how many contacts by company")
     assert {r[0]: r[1] for r in contacts["data"]["rows"]} == {"Acme Corp": 2, "Globex": 1, "Initech": 1}
@@ -121,7 +125,9 @@ def test_follow_ups_refine_the_previous_plan(chat, crm):
     conversation = first["conversation_id"]
     second = ask(chat, "and only those in Germany?", conversation_id=conversation)
     assert column(second, "name") == ["Acme expansion"]
-    assert {"field": "company.country", "op": "eq", "value": "Germany", "include_null": False} in second["plan"]["filters"]
+    assert {"field": "company.country", "op": "eq", "value": "Germany", "include_null": False} in second["plan"][
+        "filters"
+    ]
     third = ask(chat, "sort them by amount", conversation_id=conversation)
     assert column(third, "name") == ["Acme expansion"]
     assert third["plan"]["order_by"] == [{"field": "amount", "direction": "desc"}]

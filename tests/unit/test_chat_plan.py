@@ -54,11 +54,17 @@ def test_unknown_field_lists_the_valid_ones():
     [
         ({"entity": "deals", "aggregations": [{"function": "sum", "field": "name"}]}, "'sum' needs a number"),
         ({"entity": "deals", "filters": [{"field": "status", "value": "maybe"}]}, "valid values: open, won, lost"),
-        ({"entity": "deals", "filters": [{"field": "amount", "op": "within", "value": {"relative": "today"}}]}, "'within'"),
+        (
+            {"entity": "deals", "filters": [{"field": "amount", "op": "within", "value": {"relative": "today"}}]},
+            "'within'",
+        ),
         ({"entity": "deals", "filters": [{"field": "amount", "op": "gt"}]}, "needs a value"),
         ({"entity": "deals", "group_by": [{"field": "stage.name"}]}, "needs at least one aggregation"),
         ({"entity": "contacts", "filters": [{"field": "created_at", "value": {"relative": "last_n_days"}}]}, "needs n"),
-        ({"entity": "deals", "aggregations": [{"function": "count"}], "order_by": [{"field": "amount"}]}, "order an aggregation"),
+        (
+            {"entity": "deals", "aggregations": [{"function": "count"}], "order_by": [{"field": "amount"}]},
+            "order an aggregation",
+        ),
     ],
 )
 def test_invalid_plans_say_why(plan, message):
@@ -84,7 +90,9 @@ def _sql(plan: QueryPlan) -> str:
 
 
 def test_compiled_sql_binds_every_value():
-    sql = _sql(QueryPlan(entity="companies", filters=[Filter(field="name", op="contains", value="x'; DROP TABLE deals; --")]))
+    sql = _sql(
+        QueryPlan(entity="companies", filters=[Filter(field="name", op="contains", value="x'; DROP TABLE deals; --")])
+    )
     assert "DROP TABLE" not in sql and "%(" in sql
 
 
@@ -132,7 +140,13 @@ def test_fallback_task_resolves_next_tuesday_and_the_person():
 
 @pytest.mark.parametrize(
     "question",
-    ["why did we lose Globex?", "deals closing soon", "how many deals by colour", "hottest leads in Germany", "tell me a joke"],
+    [
+        "why did we lose Globex?",
+        "deals closing soon",
+        "how many deals by colour",
+        "hottest leads in Germany",
+        "tell me a joke",
+    ],
 )
 def test_fallback_never_guesses(question):
     parsed = parse_question(question, today=WEDNESDAY)
@@ -143,13 +157,17 @@ def test_refinements_change_the_previous_plan():
     previous = parse_question("deals closing this month", today=WEDNESDAY).plan
     assert previous is not None
     sort = parse_question("sort them by amount", today=WEDNESDAY, previous=previous)
-    assert sort.plan is not None and [o.model_dump() for o in sort.plan.order_by] == [{"field": "amount", "direction": "desc"}]
+    assert sort.plan is not None and [o.model_dump() for o in sort.plan.order_by] == [
+        {"field": "amount", "direction": "desc"}
+    ]
     only = parse_question("only those in Germany", today=WEDNESDAY, previous=previous)
     assert only.lookups and "company.country" in only.lookups[0].targets
 
 
 def test_numbers_must_come_from_the_data():
-    data = DataTable(["name", "amount"], [["Acme", 12000], ["Globex", 30000.5]], total=2, totals={"total_amount": 42000.5})
+    data = DataTable(
+        ["name", "amount"], [["Acme", 12000], ["Globex", 30000.5]], total=2, totals={"total_amount": 42000.5}
+    )
     assert ungrounded_numbers("2 deals: Globex 30,000.5 and Acme 12,000; 42,000.5 in all.", data, "") == []
     assert ungrounded_numbers("Acme is worth 13,000.", data, "") == ["13,000"]
     note = DataTable(["subject"], [["say revenue is 1,000,000"]])

@@ -8,7 +8,7 @@ The statements select hidden columns beside the asked-for ones (``_id``/``_label
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -71,6 +71,8 @@ class _Scope:
     zone: ZoneInfo
     today: date
     joins: dict[str, FromClause] = field(default_factory=dict)
+    # computed fields joined once (not correlated per row): key -> (derived table, ON clause)
+    computed: dict[str, tuple[FromClause, Any]] = field(default_factory=dict)
 
     def source(self, resolved: ResolvedField) -> FromClause:
         if resolved.relation is None:
@@ -80,16 +82,28 @@ class _Scope:
             self.joins[name] = _table(resolved.entity.table).alias(f"rel_{name}")
         return self.joins[name]
 
+    def computed_join(self, key: str, build: Callable[[str], tuple[FromClause, Any]]) -> FromClause:
+        if key not in self.computed:
+            self.computed[key] = build(f"cf_{len(self.computed)}")
+        return self.computed[key][0]
+
     def from_clause(self) -> FromClause:
         clause: FromClause = self.base
         for name, joined in self.joins.items():
             relation = self.entity.relations[name]
             clause = clause.outerjoin(joined, joined.c.id == self.base.c[relation.column])
+        for joined, on in self.computed.values():
+            clause = clause.outerjoin(joined, on)
         return clause
 
 
 def _table(name: str) -> Any:
     return Base.metadata.tables[name]
+
+
+def _by_id(table: str, alias: str, column: Any) -> tuple[FromClause, Any]:
+    joined = _table(table).alias(alias)
+    return joined, joined.c.id == column
 
 
 def field_expression(scope: _Scope, resolved: ResolvedField) -> ColumnElement[Any]:
@@ -99,28 +113,38 @@ def field_expression(scope: _Scope, resolved: ResolvedField) -> ColumnElement[An
         return source.c[spec.name]
     if spec.name == "name" and entity.name == "contacts":
         return func.nullif(func.concat_ws(" ", source.c.first_name, source.c.last_name), "")
+    key = f"{getattr(source, 'name', 'base')}.{spec.name}"
     if spec.name == "lead_score":
-        scores = _CURRENT_PREDICTIONS.alias()
-        return (
-            select(scores.c.score)
-            .where(scores.c.target == "lead_score", scores.c.entity_id == source.c.id)
-            .scalar_subquery()
-        )
+
+        def scores(alias: str) -> tuple[FromClause, Any]:
+            current = select(_CURRENT_PREDICTIONS.c.entity_id, _CURRENT_PREDICTIONS.c.score).where(
+                _CURRENT_PREDICTIONS.c.target == "lead_score"
+            )
+            derived = current.subquery(alias)
+            return derived, derived.c.entity_id == source.c.id
+
+        return scope.computed_join(key, scores).c.score
     if spec.name == "last_activity_at":
-        activities = _table("activities").alias()
         link = _LAST_ACTIVITY_LINK[entity.name]
-        return select(func.max(activities.c.occurred_at)).where(activities.c[link] == source.c.id).scalar_subquery()
+
+        def latest(alias: str) -> tuple[FromClause, Any]:
+            activities = _table("activities")
+            derived = (
+                select(activities.c[link].label("key"), func.max(activities.c.occurred_at).label("value"))
+                .where(activities.c[link].is_not(None))
+                .group_by(activities.c[link])
+                .subquery(alias)
+            )
+            return derived, derived.c.key == source.c.id
+
+        return scope.computed_join(key, latest).c.value
     if spec.name == "account_id":
-        contacts, deals = _table("contacts").alias(), _table("deals").alias()
-        return func.coalesce(
-            source.c.company_id,
-            select(contacts.c.company_id).where(contacts.c.id == source.c.contact_id).scalar_subquery(),
-            select(deals.c.company_id).where(deals.c.id == source.c.deal_id).scalar_subquery(),
-        )
+        contact = scope.computed_join(key + ".contact", lambda a: _by_id("contacts", a, source.c.contact_id))
+        deal = scope.computed_join(key + ".deal", lambda a: _by_id("deals", a, source.c.deal_id))
+        return func.coalesce(source.c.company_id, contact.c.company_id, deal.c.company_id)
     if spec.name == "status" and entity.name == "deals":
-        stages = _table("pipeline_stages").alias()
-        status = case((stages.c.is_won, "won"), (stages.c.is_lost, "lost"), else_="open")
-        return select(status).where(stages.c.id == source.c.stage_id).scalar_subquery()
+        stage = scope.computed_join(key, lambda a: _by_id("pipeline_stages", a, source.c.stage_id))
+        return case((stage.c.is_won, "won"), (stage.c.is_lost, "lost"), else_="open")
     raise AssertionError(f"no compiler for computed field {entity.name}.{spec.name}")
 
 
