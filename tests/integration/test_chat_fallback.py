@@ -191,3 +191,10 @@ def test_the_chat_transaction_cannot_write(runtime, tenant):
         read_only(runtime.db, tenant.id, timeout_ms=1000, zone="UTC") as session,
     ):
         session.execute(text("INSERT INTO companies (name) VALUES ('written from chat')"))
+
+
+def test_only_those_in_a_value_no_field_holds_says_so(chat, crm):
+    first = ask(chat, "deals closing this month")
+    result = ask(chat, "only those in Atlantis", conversation_id=first["conversation_id"])
+    assert result["answer"].startswith('None of these records has "atlantis" as a stage name or company country')
+    assert result["data"]["rows"] == []

@@ -67,6 +67,8 @@ def templated_answer(plan: QueryPlan, data: DataTable, *, family: str = "", subj
     if plan.is_aggregate:
         return _aggregate_answer(plan, data, family, subject)
     count = _count_phrase(data)
+    if count == 0 and family == "hottest_leads":
+        return "No contact has a lead score yet: the scoring function has not scored any lead."
     if count == 0:
         return f"No {subject} found."
     head = f"{count:,} {singular(subject) if count == 1 else subject}"

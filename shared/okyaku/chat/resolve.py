@@ -110,10 +110,14 @@ def resolve_lookup(session: Session, plan: QueryPlan, lookup: Lookup) -> LookupO
         return LookupOutcome(
             [],
             [],
-            missing=f'None of these records has "{lookup.value}" as a {" or ".join(p.replace("_", " ") for p in lookup.targets)}.',  # noqa: E501
+            missing=f'None of these records has "{lookup.value}" as a {" or ".join(map(_words, lookup.targets))}.',
         )
     if len(hits) > 1:
-        options = " or ".join(f"{path.replace('.', ' ').replace('_', ' ')} {stored}" for path, stored in hits)
+        options = " or ".join(f"{_words(path)} {stored}" for path, stored in hits)
         return LookupOutcome([], [], clarify=f'"{lookup.value}" could mean {options}. Which one?')
     path, stored = hits[0]
     return LookupOutcome([Filter(field=path, op="eq", value=stored)], [])
+
+
+def _words(path: str) -> str:
+    return path.replace(".", " ").replace("_", " ")
