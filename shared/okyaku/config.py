@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     conversation_chunk_chars: int = Field(default=6000, ge=500)
     conversation_max_tokens: int = Field(default=2048, ge=256)
     conversation_sweep_batch: int = Field(default=50, ge=1, le=1000)
+    # Chat over the CRM (okyaku.chat): every plan runs read-only, capped and timed out.
+    ai_chat_row_limit: int = 200
+    ai_chat_statement_timeout_ms: int = 5000
+    ai_chat_timezone: str = "UTC"
+    ai_chat_history_turns: int = 6
 
     # HTTP
     api_max_page_size: int = 200
