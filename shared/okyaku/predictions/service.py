@@ -13,18 +13,20 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from okyaku.clock import utc_now as utc_now  # re-exported: the predictions API takes its default clock from here
 from okyaku.crm.listing import decode_cursor, encode_cursor
 from okyaku.db.models import Activity, Company, Contact, Deal, Task
 from okyaku.errors import NotFound, ValidationFailed, field_error
 from okyaku.events.model import ChangeEvent
 from okyaku.predictions import features as feats
+from okyaku.predictions.classifier import ClassifierModel
 from okyaku.predictions.evaluation import evaluation_report
 from okyaku.predictions.explain import (
     ExplanationRequest,
@@ -49,7 +51,6 @@ from okyaku.predictions.store import (
 )
 from okyaku.predictions.tabular import Dataset
 from okyaku.predictions.training import (
-    ClassifierModel,
     RegressorModel,
     TrainingConfig,
     train_classifier,
@@ -68,10 +69,6 @@ FORECASTING_TARGETS: tuple[ModelTarget, ...] = ("deal",)
 BATCH_CHUNK = 5000
 BATCH_FACTORS = 5
 CYCLE_DEFAULT_DAYS = (30.0, 7.0, 90.0)  # median, P10, P90 when no deal has ever been won
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def churn_level(score: float) -> str:
