@@ -25,8 +25,8 @@ from sqlalchemy import text
 from bench._database import bench_organization
 from okyaku.config import Settings
 from okyaku.db import Database
-from okyaku.predictions.synthetic import INDUSTRIES, TITLES, crm_lead_logit, generate_leads
 from okyaku.runtime import Runtime
+from tests.support.synthetic_crm import INDUSTRIES, TITLES, crm_lead_logit, generate_leads
 
 ROOT = Path(__file__).resolve().parents[1]
 LEADFORGE_DIR = ROOT / ".okyaku" / "leadforge"

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import func, select, text
 
 from okyaku.embeddings.function import EmbeddingsFunction
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.indexes import hnsw_index_name
 from okyaku.embeddings.models import Embedding
+from tests.support.hashing_embedder import HashingEmbedder
 
 
 def count(db, org_id, **where):

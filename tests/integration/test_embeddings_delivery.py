@@ -7,9 +7,9 @@ import json
 from sqlalchemy import func, select
 
 from okyaku.embeddings.function import EmbeddingsFunction
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.models import Embedding
 from okyaku.events.publishers import SqsPublisher
+from tests.support.hashing_embedder import HashingEmbedder
 
 
 def lambda_event(messages, queue_arn):

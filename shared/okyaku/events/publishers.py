@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from okyaku.aws import boto3_client
 from okyaku.config import Settings
-from okyaku.events.envelope import decode_change_event, eventbridge_entry
+from okyaku.events.envelope import eventbridge_entry
 from okyaku.events.model import ChangeEvent
 
 if TYPE_CHECKING:
@@ -142,8 +142,3 @@ def publisher_from_settings(settings: Settings) -> EventPublisher | None:
             region=settings.aws_region,
         )
     return None  # events stay pending until a relay with a queue publishes them
-
-
-def decode_sqs_body(body: str) -> ChangeEvent:
-    """Kept for existing callers: ``okyaku.events.decode_change_event`` (every envelope)."""
-    return decode_change_event(body)
