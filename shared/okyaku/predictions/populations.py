@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 from okyaku.db.models import Activity, Company, Contact, Deal, Task
 from okyaku.errors import NotFound, ValidationFailed, field_error
 from okyaku.events.model import ChangeEvent
-from okyaku.predictions import features as feats
+from okyaku.predictions.examples import CUSTOMER_SQL, OPEN_LEAD_SQL
 from okyaku.predictions.targets import PREDICTION_OF, ModelTarget
 
-POPULATION_SQL = {"lead": feats.OPEN_LEAD_SQL, "churn": feats.CUSTOMER_SQL}
+POPULATION_SQL = {"lead": OPEN_LEAD_SQL, "churn": CUSTOMER_SQL}
 
 
 def check_population(session: Session, target: ModelTarget, entity_id: uuid.UUID) -> None:

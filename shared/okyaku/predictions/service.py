@@ -20,6 +20,7 @@ from okyaku.errors import NotFound, ValidationFailed, field_error
 from okyaku.events.model import ChangeEvent
 from okyaku.predictions import features as feats
 from okyaku.predictions.batch_listing import BATCH_SORTS, batch_page
+from okyaku.predictions.examples import scoring_population
 from okyaku.predictions.explain import ExplanationRequest, ExplanationWriter, with_explanation
 from okyaku.predictions.forecast import OpenDeal, simulate_pipeline
 from okyaku.predictions.models import Prediction
@@ -138,7 +139,7 @@ class PredictionService:
     def rescore_all(self, organization_id: uuid.UUID, target: ModelTarget) -> int:
         now = self.clock()
         with self.runtime.transaction(organization_id) as session:
-            ids = feats.scoring_population(session, target)
+            ids = scoring_population(session, target)
             loaded = load_model(session, target, now=now)
         scored = 0
         for start in range(0, len(ids), BATCH_CHUNK):
@@ -185,7 +186,7 @@ class PredictionService:
     ) -> dict[str, Any]:
         now = self.clock()
         with self.runtime.transaction(organization_id) as session:
-            ids = feats.scoring_population(session, "deal")
+            ids = scoring_population(session, "deal")
             if pipeline_id is not None:
                 ids = list(session.scalars(select(Deal.id).where(Deal.id.in_(ids), Deal.pipeline_id == pipeline_id)))
             loaded = load_model(session, "deal", now=now)
