@@ -22,8 +22,8 @@ from okyaku.config import get_settings
 from okyaku.db import Database
 from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
+from okyaku.local.lambda_host import FunctionHost
 from okyaku.local.postgres import LocalDatabase
-from okyaku.local.runner import FunctionHost
 from okyaku.local.template import parse_template
 from okyaku.openfaas import CRON_TOPIC, Request, adapt, unix_cron
 from okyaku.runtime import Runtime

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from okyaku.config import Settings, get_settings
-from okyaku.features import FEATURE_SETTINGS, feature_disabled_error
+from okyaku.features import FeatureFlags
+
+__all__ = ["FeatureFlags", "LLMConfig"]
 
 # Settings as they are without any environment: where LLMConfig's defaults come from.
 _SETTINGS_DEFAULTS = Settings.model_construct()
@@ -43,36 +45,3 @@ class LLMConfig:
     def from_settings(cls, settings: Settings | None = None) -> LLMConfig:
         s = settings or get_settings()
         return cls(**{f.name: getattr(s, f.metadata["setting"]) for f in fields(cls)})
-
-
-# The switches a gateway carries (tests and health reports override them per gateway).
-GATEWAY_FEATURES = ("content", "chat", "agents", "predictions", "rag")
-
-
-@dataclass(frozen=True)
-class FeatureFlags:
-    content: bool = True
-    chat: bool = True
-    agents: bool = True
-    predictions: bool = True
-    rag: bool = True
-    require_approval_for_writes: bool = True
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> FeatureFlags:
-        s = settings or get_settings()
-        values = {name: bool(getattr(s, FEATURE_SETTINGS[name])) for name in GATEWAY_FEATURES}
-        return cls(**values, require_approval_for_writes=s.ai_require_approval_for_writes)
-
-    def enabled(self, feature: str) -> bool:
-        if feature not in GATEWAY_FEATURES:
-            raise KeyError(feature)
-        return bool(getattr(self, feature))
-
-    def require(self, feature: str) -> None:
-        """Raise a clear 503 when ``feature`` is switched off."""
-        if not self.enabled(feature):
-            raise feature_disabled_error(feature)
-
-    def as_dict(self) -> dict[str, bool]:
-        return {f.name: bool(getattr(self, f.name)) for f in fields(self)}

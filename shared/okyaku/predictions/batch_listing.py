@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from okyaku.crm.listing import decode_cursor, encode_cursor
+from okyaku.crm.listing import decode_cursor, encode_cursor, invalid_cursor
 from okyaku.errors import ValidationFailed, field_error
 from okyaku.predictions.populations import POPULATION_SQL
 from okyaku.predictions.targets import PREDICTION_OF, ModelTarget
@@ -42,8 +43,12 @@ def batch_page(
                 details=[field_error("cursor", f"this cursor was made for sort={cursor_sort}")],
             )
         cast = "float8" if column == "cp.score" else "timestamptz"
+        try:  # the cursor is client input: its value must read as the sort column's type
+            typed: float | datetime = float(value or "") if cast == "float8" else datetime.fromisoformat(value or "")
+        except ValueError as error:
+            raise invalid_cursor() from error
         conditions.append(f"({column}, cp.entity_id) {'<' if descending else '>'} (CAST(:value AS {cast}), :last_id)")
-        params.update({"value": value, "last_id": last_id})
+        params.update({"value": typed, "last_id": last_id})
     direction = "DESC" if descending else "ASC"
     rows = session.execute(
         text(
