@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     ai_agent_time_budget_s: float = 300.0
     ai_agent_max_proposals: int = 10
     ai_approval_ttl_hours: float = 72.0
+    # Fairness: runs queued or running at once per organization (429 beyond), and how long a run
+    # may wait in the queue before it is failed (a lost message, a worker that never came).
+    ai_agent_max_active_runs: int = Field(default=5, ge=1)
+    ai_agent_queued_timeout_s: float = Field(default=900.0, gt=0)
 
     # Conversation intelligence (okyaku.conversation): texts longer than CONVERSATION_CHUNK_CHARS
     # are analysed in chunks and merged; the sweep looks at this many unanalysed activities a page.

@@ -56,8 +56,14 @@ class ValidationFailed(OkyakuError):
 
 
 class RateLimited(OkyakuError):
+    """429; ``retry_after_s`` becomes the ``Retry-After`` header."""
+
     status_code = 429
     code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message, details=details, code=code)
+        self.retry_after_s = retry_after_s
 
 
 class DependencyUnavailable(OkyakuError):

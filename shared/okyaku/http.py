@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from okyaku.errors import OkyakuError, ValidationFailed, field_error
+from okyaku.errors import OkyakuError, RateLimited, ValidationFailed, field_error
 from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal, authenticate
 from okyaku.validation import field_details
@@ -63,7 +63,8 @@ def create_app(title: str, runtime: Runtime | None = None, *, description: str =
 
 
 def error_response(error: OkyakuError) -> JSONResponse:
-    return JSONResponse(status_code=error.status_code, content=error.to_body())
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, RateLimited) else None
+    return JSONResponse(status_code=error.status_code, content=error.to_body(), headers=headers)
 
 
 REQUEST_SOURCES = ("body", "query", "path", "header", "cookie")

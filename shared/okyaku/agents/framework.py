@@ -37,7 +37,7 @@ from okyaku.agents.messages import (
 from okyaku.agents.models import AgentExecution
 from okyaku.agents.tooling import AgentTool, Proposal, ToolArgs, ToolContext, ToolFailed, tool
 from okyaku.clock import utc_now
-from okyaku.errors import DependencyUnavailable, OkyakuError, ValidationFailed
+from okyaku.errors import DependencyUnavailable, OkyakuError, ValidationFailed, public_error
 from okyaku.llm.errors import LLMToolCallInvalid
 from okyaku.llm.types import Message, Tool, ToolCall, ToolCallResult, system, user
 from okyaku.runtime import Runtime
@@ -270,7 +270,7 @@ class _Run:
             return RunOutcome(stop.status, stop.reason, error=detail)
         except Exception as error:  # a bug must end the run with a record, not leave it "running"
             logger.exception("agent run %s failed unexpectedly", self.execution.id)
-            detail = {"code": "internal_error", "message": f"{type(error).__name__}: {error}"}
+            detail = public_error(error)  # the text (SQL, hosts) is in the log line above, not the record
             try:
                 self.log.step(self.iteration, "error", self.now(), error=detail)
             except Exception:
