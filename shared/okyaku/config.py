@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     ai_agent_max_proposals: int = 10
     ai_approval_ttl_hours: float = 72.0
 
+    # Anomalies, insights and notifications (okyaku.anomalies): the schedules put one message per
+    # organization on ANOMALY_SCAN_QUEUE_URL (unset: each organization is scanned in-process).
+    anomaly_scan_queue_url: str = ""
+    anomaly_series_threshold: float = 3.5
+    anomaly_series_days: int = 2
+    anomaly_churn_threshold: float = 50.0
+    anomaly_dismiss_snooze_days: float = 30.0
+    notifications_email_from: str = ""
+
     # HTTP
     api_max_page_size: int = 200
     import_max_bytes: int = 50 * 1024 * 1024

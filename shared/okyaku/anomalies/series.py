@@ -243,11 +243,13 @@ def _level_shift(
     moved = level_after - level_before
     if upward is None:
         upward = moved > 0
-    if (moved > 0) != upward or abs(moved) < 2.0 * scale:
+    if (moved > 0) != upward or (significance is None and abs(moved) < 2.0 * scale):
         return None
     # lasting: every day since the break is nearer the new level than the old one
     midpoint = (level_before + level_after) / 2.0
-    if not all((v > midpoint) == upward for v in after):
+    # (one day back on the old side is allowed once there are five or more)
+    against = sum((v > midpoint) != upward for v in after)
+    if against > (1 if len(after) >= 5 else 0):
         return None
     if significance is not None:
         if len(after) > 2 * PERIOD:

@@ -4,8 +4,8 @@ alarm count of :func:`okyaku.anomalies.series.judge_day` on them (tests and benc
 Each metric has a weekday and a weekend level; counts are Poisson, amounts Gaussian. Events are
 placed at random in the judged weeks: one-day spikes and dips of ``size`` times the metric's own
 noise (never below zero), and one lasting level shift. A spike or dip is found when its day is
-flagged; a shift when one of its first :data:`SHIFT_GRACE_DAYS` days is. Every flag on a day that
-belongs to no event is a false alarm (days after a shift's onset belong to it)."""
+flagged; a shift when one of its first :data:`SHIFT_GRACE_DAYS` days is. A run of flagged days that
+belong to no event is one false alarm (days after a shift's onset belong to it)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from datetime import date, timedelta
 
 from okyaku.anomalies.series import SeriesSettings, judge_day
 
-SHIFT_GRACE_DAYS = 5
+SHIFT_GRACE_DAYS = 7  # a lasting shift is found within its first week
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,10 @@ def evaluate(scenario: Scenario, settings: SeriesSettings | None = None) -> Scor
         entry[0] += hit
         entry[1] += 1
         covered |= set(range(event.day, event.until + 1))
-    score.false_alarms = len(flagged - covered)
+    # consecutive flagged days are one alarm: the scan updates the open anomaly, it does not
+    # raise a new one
+    false_days = sorted(flagged - covered)
+    score.false_alarms = sum(1 for i, day in enumerate(false_days) if i == 0 or false_days[i - 1] != day - 1)
     return score
 
 
