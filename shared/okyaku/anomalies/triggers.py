@@ -1,8 +1,10 @@
 """The anomalies function's non-HTTP triggers.
 
-- ``on_schedule``: the daily scan and the weekly insights rules fan out one SQS message per
-  organization onto the function's own queue (``ANOMALY_SCAN_QUEUE_URL``); without a queue
-  (local runs) each organization is handled in-process, one failing organization logged and
+- ``on_schedule``: the daily rule fans out one SQS message per organization onto the function's
+  own queue (``ANOMALY_SCAN_QUEUE_URL``), and on Mondays (UTC) one more per organization for the
+  weekly insights of the week just ended. One rule rather than two because OpenFaaS's
+  cron-connector gives a function one schedule: the three targets then behave the same. Without a
+  queue (local runs) each organization is handled in-process, one failing organization logged and
   reported without stopping the others.
 - ``on_record``: one message = one organization's scan or weekly run. Raising has SQS redeliver
   that one message (then its DLQ); a scan is idempotent (dedup, notifications once), so a retry
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Job = Literal["scan", "weekly"]
-WEEKLY_RULE_SUFFIX = "WeeklyInsights"
 
 
 class OrganizationJob(BaseModel):
@@ -47,13 +48,13 @@ class EmailDeliveryFailed(DependencyUnavailable):
     code = "email_delivery_failed"
 
 
-def job_of(event: Mapping[str, Any]) -> Job:
-    """The weekly rule's events name it in ``resources``; a rule's constant input may say ``job``."""
+def jobs_of(event: Mapping[str, Any], today: date) -> list[Job]:
+    """A rule's constant input may name one job; the daily rule's event is the scan, plus the
+    weekly insights on Mondays."""
     named = event.get("job")
     if named in ("scan", "weekly"):
-        return named  # type: ignore[return-value]
-    resources = event.get("resources") or []
-    return "weekly" if any(str(r).split("/")[-1].find(WEEKLY_RULE_SUFFIX) >= 0 for r in resources) else "scan"
+        return [named]  # type: ignore[list-item]
+    return ["scan", "weekly"] if today.weekday() == 0 else ["scan"]
 
 
 def run_job(service: AnomalyService, message: OrganizationJob) -> dict[str, Any]:
@@ -63,31 +64,34 @@ def run_job(service: AnomalyService, message: OrganizationJob) -> dict[str, Any]
 
 
 def fan_out(service: AnomalyService, event: Mapping[str, Any]) -> dict[str, Any]:
-    job = job_of(event)
+    jobs = jobs_of(event, service.clock().date())
     if not feature_enabled(service.settings, "anomalies"):
-        return {"job": job, "skipped": "AI_ANOMALIES_ENABLED=false"}
+        return {"jobs": jobs, "skipped": "AI_ANOMALIES_ENABLED=false"}
     organizations = list_organization_ids(service.runtime.db)
+    messages = [OrganizationJob(job=job, organization_id=org) for org in organizations for job in jobs]
     queue_url = service.settings.anomaly_scan_queue_url
     if queue_url:
-        return {"job": job, "organizations": len(organizations), **_enqueue(service, queue_url, job, organizations)}
+        return {"jobs": jobs, "organizations": len(organizations), **_enqueue(service, queue_url, messages)}
     done, failed = 0, []
-    for organization_id in organizations:
+    for message in messages:
         try:
-            run_job(service, OrganizationJob(job=job, organization_id=organization_id))
+            run_job(service, message)
             done += 1
         except Exception as error:  # one organization's failure must not stop the others
-            logger.exception("anomalies %s failed for organization %s", job, organization_id)
-            failed.append({"organization_id": str(organization_id), "error": f"{type(error).__name__}: {error}"})
-    return {"job": job, "organizations": len(organizations), "done": done, "failed": failed}
+            logger.exception("anomalies %s failed for organization %s", message.job, message.organization_id)
+            failed.append(
+                {"organization_id": str(message.organization_id), "job": message.job, "error": f"{type(error).__name__}: {error}"}
+            )
+    return {"jobs": jobs, "organizations": len(organizations), "done": done, "failed": failed}
 
 
-def _enqueue(service: AnomalyService, queue_url: str, job: Job, organizations: list[uuid.UUID]) -> dict[str, Any]:
-    """One message per organization, ten per SendMessageBatch call; what SQS refused is retried
-    once, then reported (the schedule's next run covers it)."""
+def _enqueue(service: AnomalyService, queue_url: str, messages: list[OrganizationJob]) -> dict[str, Any]:
+    """One message per organization and job, ten per SendMessageBatch call; what SQS refused is
+    retried once, then reported (the schedule's next run covers it)."""
     from okyaku.aws import boto3_client
 
     sqs = boto3_client("sqs", endpoint_url=service.settings.aws_endpoint_url, region=service.settings.aws_region)
-    bodies = {str(org): OrganizationJob(job=job, organization_id=org).model_dump_json() for org in organizations}
+    bodies = {f"{m.job}:{m.organization_id}": m.model_dump_json() for m in messages}
     pending = list(bodies)
     for _attempt in range(2):
         refused: list[str] = []
@@ -100,8 +104,8 @@ def _enqueue(service: AnomalyService, queue_url: str, job: Job, organizations: l
         if not pending:
             break
     if pending:
-        logger.error("could not queue the anomalies %s for %d organizations", job, len(pending))
-    return {"queued": len(organizations) - len(pending), "not_queued": pending}
+        logger.error("could not queue %d anomalies messages", len(pending))
+    return {"queued": len(messages) - len(pending), "not_queued": pending}
 
 
 def make_record_handler(service: AnomalyService) -> Any:
