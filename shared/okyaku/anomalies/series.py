@@ -118,19 +118,23 @@ def _stl_baseline(history: Sequence[float]) -> tuple[float, float, list[float]] 
         return None
     values = np.asarray(history, dtype=float)
     fit = STL(values, period=PERIOD, robust=True).fit()
-    seasonal = [float(v) for v in fit.seasonal]
-    # the weekday's term as the median of its last cycles: at the series' end STL can let one
-    # outlier into the last seasonal value, and it would be carried into the baseline
-    same_phase = [seasonal[len(values) - PERIOD * k] for k in range(1, 5) if len(values) - PERIOD * k >= 0]
-    # the level as the median of the last week's de-seasonalised days, not the trend's last value:
-    # a local fit's end point swings with the last few days (one dip drags it down)
+    n = len(values)
+    # The weekday effect as the median, over the last eight cycles, of each weekday's distance
+    # from STL's (robust) trend. STL's own seasonal term can take in an outlier near the end of
+    # the series and carry it into the same weekday of the next week: a false alarm a week after
+    # every spike.
+    detrended = [float(v) - float(t) for v, t in zip(values, fit.trend, strict=True)]
+    effect = {
+        phase: _median([detrended[i] for i in range(phase, n, PERIOD) if i >= n - 8 * PERIOD] or [0.0])
+        for phase in range(PERIOD)
+    }
+    seasonal = [effect[i % PERIOD] for i in range(n)]
     deseasonalised = [float(v) - t for v, t in zip(values, seasonal, strict=True)]
     level = _median(deseasonalised[-PERIOD:])
-    expected = level + _median(same_phase)
-    # the scale of this same predictor's one-step errors over the last four weeks (STL's own
+    expected = level + effect[n % PERIOD]
+    # the scale of this same predictor's one-step errors over the last eight weeks (STL's
     # residuals are in-sample, hence too small)
-    n = len(deseasonalised)
-    errors = [deseasonalised[i] - _median(deseasonalised[i - PERIOD : i]) for i in range(max(PERIOD, n - 28), n)]
+    errors = [deseasonalised[i] - _median(deseasonalised[i - PERIOD : i]) for i in range(max(PERIOD, n - 8 * PERIOD), n)]
     return expected, MAD_TO_SIGMA * _mad(errors), seasonal
 
 

@@ -30,40 +30,36 @@ class UpsertResult:
 def upsert_findings(
     session: Session, findings: Sequence[Finding], now: datetime, dismiss_snooze_days: float
 ) -> UpsertResult:
+    """One multi-row ``INSERT ... ON CONFLICT`` per 500 findings (each (type, entity) at most once)."""
     result = UpsertResult([], [], 0)
     snoozed = _recently_dismissed(session, now - timedelta(days=dismiss_snooze_days))
+    rows = []
     for finding in findings:
         if (finding.type, finding.entity_key) in snoozed:
             result.suppressed += 1
             continue
-        values = {
-            "type": finding.type,
-            "entity_type": finding.entity_type,
-            "entity_id": finding.entity_id,
-            "entity_key": finding.entity_key,
-            "title": finding.title[:300],
-            "description": finding.description,
-            "severity": finding.severity,
-            "deviation": finding.deviation,
-            "money_at_stake": finding.money_at_stake,
-            "evidence": finding.evidence,
-            "owner_id": finding.owner_id,
-            "first_detected_at": now,
-            "last_detected_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
-        statement = insert(Anomaly).values(**values)
-        excluded = statement.excluded
-        # deal changes accumulate: each scan's changes are added to the open anomaly's list
-        evidence = (
-            text(
-                "anomalies.evidence || excluded.evidence || jsonb_build_object('changes', "
-                "coalesce(anomalies.evidence->'changes', '[]'::jsonb) || coalesce(excluded.evidence->'changes', '[]'::jsonb))"
-            )
-            if finding.type == "deal_change"
-            else excluded.evidence
+        rows.append(
+            {
+                "type": finding.type,
+                "entity_type": finding.entity_type,
+                "entity_id": finding.entity_id,
+                "entity_key": finding.entity_key,
+                "title": finding.title[:300],
+                "description": finding.description,
+                "severity": finding.severity,
+                "deviation": finding.deviation,
+                "money_at_stake": finding.money_at_stake,
+                "evidence": finding.evidence,
+                "owner_id": finding.owner_id,
+                "first_detected_at": now,
+                "last_detected_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
+    for start in range(0, len(rows), 500):
+        statement = insert(Anomaly).values(rows[start : start + 500])
+        excluded = statement.excluded
         statement = statement.on_conflict_do_update(
             index_elements=["organization_id", "type", "entity_key"],
             index_where=text("status IN ('open', 'acknowledged')"),
@@ -73,15 +69,20 @@ def upsert_findings(
                 "severity": excluded.severity,
                 "deviation": excluded.deviation,
                 "money_at_stake": excluded.money_at_stake,
-                "evidence": evidence,
+                # deal changes accumulate: each scan's changes are added to the open anomaly's list
+                "evidence": text(
+                    "CASE WHEN excluded.type = 'deal_change' THEN anomalies.evidence || excluded.evidence || "
+                    "jsonb_build_object('changes', coalesce(anomalies.evidence->'changes', '[]'::jsonb) || "
+                    "coalesce(excluded.evidence->'changes', '[]'::jsonb)) ELSE excluded.evidence END"
+                ),
                 "owner_id": excluded.owner_id,
                 "last_detected_at": excluded.last_detected_at,
                 "updated_at": excluded.updated_at,
                 "detection_count": Anomaly.detection_count + 1,
             },
         ).returning(Anomaly.id, literal_column("(xmax = 0)").label("inserted"))
-        row = session.execute(statement).one()
-        (result.created if row.inserted else result.updated).append(row.id)
+        for row in session.execute(statement):
+            (result.created if row.inserted else result.updated).append(row.id)
     return result
 
 
