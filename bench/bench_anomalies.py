@@ -23,12 +23,20 @@ from okyaku.anomalies.synthetic import METRICS, Score, evaluate, make_scenario
 from okyaku.config import Settings
 from okyaku.runtime import Runtime
 
-STAGES = [("Qualification", 0.1, False, False), ("Proposal", 0.4, False, False), ("Negotiation", 0.7, False, False),
-          ("Closed Won", 1.0, True, False), ("Closed Lost", 0.0, False, True)]  # fmt: skip
+STAGES = [
+    ("Qualification", 0.1, False, False),
+    ("Proposal", 0.4, False, False),
+    ("Negotiation", 0.7, False, False),
+    ("Closed Won", 1.0, True, False),
+    ("Closed Lost", 0.0, False, True),
+]
 
 
 def detector_table(trials: int) -> None:
-    print(f"series detector, {trials} scenarios per metric: 8 judged weeks each, 2 spikes + 2 dips (6x noise) + 1 shift (x2 or /2)")
+    print(
+        f"series detector, {trials} scenarios per metric: 8 judged weeks each, "
+        "2 spikes + 2 dips (6x noise) + 1 shift (x2 or /2)"
+    )
     print(f"{'metric':<22}{'baseline':<16}{'recall':>8}{'FA / 8 wk':>11}   found/events by kind")
     for use_stl, name in ((True, "robust STL"), (False, "weekday median")):
         rng = random.Random(11)
@@ -47,38 +55,54 @@ def _populate(runtime: Runtime, organization_id: uuid.UUID, activities: int, dea
     with runtime.transaction(organization_id) as session:
         owners = [
             session.execute(
-                text("INSERT INTO users (email, name) VALUES (:e, :n) RETURNING id"), {"e": f"rep{i}@bench.example", "n": f"Rep {i}"}
+                text("INSERT INTO users (email, name) VALUES (:e, :n) RETURNING id"),
+                {"e": f"rep{i}@bench.example", "n": f"Rep {i}"},
             ).scalar_one()
             for i in range(8)
         ]
-        pipeline = session.execute(text("INSERT INTO pipelines (name, is_default) VALUES ('Sales', true) RETURNING id")).scalar_one()
+        pipeline = session.execute(
+            text("INSERT INTO pipelines (name, is_default) VALUES ('Sales', true) RETURNING id")
+        ).scalar_one()
         stage_ids = [
             session.execute(
-                text("INSERT INTO pipeline_stages (pipeline_id, name, position, probability, is_won, is_lost) "
-                     "VALUES (:p, :n, :pos, :prob, :won, :lost) RETURNING id"),
+                text(
+                    "INSERT INTO pipeline_stages (pipeline_id, name, position, probability, is_won, is_lost) "
+                    "VALUES (:p, :n, :pos, :prob, :won, :lost) RETURNING id"
+                ),
                 {"p": pipeline, "n": n, "pos": i, "prob": p, "won": w, "lost": lost},
             ).scalar_one()
             for i, (n, p, w, lost) in enumerate(STAGES)
-        ]  # fmt: skip
+        ]
         deal_rows = []
         for i in range(deals):
             stage = rng.choices(range(5), weights=[30, 20, 15, 20, 15])[0]
             created = now - timedelta(days=rng.uniform(5, 120))
             deal_rows.append(
                 {
-                    "id": uuid.uuid4(), "name": f"Deal {i}", "p": pipeline, "s": stage_ids[stage],
+                    "id": uuid.uuid4(),
+                    "name": f"Deal {i}",
+                    "p": pipeline,
+                    "s": stage_ids[stage],
                     "a": rng.randrange(1000, 200000, 500) if rng.random() > 0.05 else None,
-                    "c": (now + timedelta(days=rng.randint(-10, 120))).date(), "o": rng.choice(owners), "t": created,
+                    "c": (now + timedelta(days=rng.randint(-10, 120))).date(),
+                    "o": rng.choice(owners),
+                    "t": created,
                     "closed": created + timedelta(days=rng.uniform(1, 4)) if stage >= 3 else None,
                 }
-            )  # fmt: skip
+            )
         session.execute(
-            text("INSERT INTO deals (id, name, pipeline_id, stage_id, amount, expected_close_date, owner_id, created_at, "
-                 "stage_entered_at, closed_at) VALUES (:id, :name, :p, :s, :a, :c, :o, :t, :t, :closed)"),
+            text(
+                "INSERT INTO deals (id, name, pipeline_id, stage_id, amount, expected_close_date, owner_id, "
+                "created_at, "
+                "stage_entered_at, closed_at) VALUES (:id, :name, :p, :s, :a, :c, :o, :t, :t, :closed)"
+            ),
             deal_rows,
-        )  # fmt: skip
+        )
         session.execute(
-            text("INSERT INTO deal_stage_history (deal_id, to_stage_id, changed_at) SELECT id, stage_id, created_at FROM deals")
+            text(
+                "INSERT INTO deal_stage_history (deal_id, to_stage_id, changed_at) "
+                "SELECT id, stage_id, created_at FROM deals"
+            )
         )
         session.execute(
             text(
@@ -91,15 +115,23 @@ def _populate(runtime: Runtime, organization_id: uuid.UUID, activities: int, dea
                 FROM generate_series(1, :count)
                 """
             ),
-            {"owners": owners, "n_owners": len(owners), "deals": [d["id"] for d in deal_rows], "n_deals": len(deal_rows),
-             "count": activities},
-        )  # fmt: skip
+            {
+                "owners": owners,
+                "n_owners": len(owners),
+                "deals": [d["id"] for d in deal_rows],
+                "n_deals": len(deal_rows),
+                "count": activities,
+            },
+        )
         session.execute(
-            text("INSERT INTO contacts (first_name, email, created_at) SELECT 'Lead ' || g, "
-                 "CASE WHEN random() < 0.9 THEN 'lead' || g || '@bench.example' END, now() - random() * interval '120 days' "
-                 "FROM generate_series(1, :n) AS g"),
+            text(
+                "INSERT INTO contacts (first_name, email, created_at) SELECT 'Lead ' || g, "
+                "CASE WHEN random() < 0.9 THEN 'lead' || g || '@bench.example' END, "
+                "now() - random() * interval '120 days' "
+                "FROM generate_series(1, :n) AS g"
+            ),
             {"n": max(1000, activities // 20)},
-        )  # fmt: skip
+        )
 
 
 def scan_table(activities: int, deals: int, runs: int) -> None:
@@ -107,7 +139,10 @@ def scan_table(activities: int, deals: int, runs: int) -> None:
         runtime = Runtime(Settings(database_url=bench.local.app_url), db=bench.db)
         started = time.perf_counter()
         _populate(runtime, bench.org.organization_id, activities, deals)
-        print(f"\nscan of one organization: {activities:,} activities, {deals:,} deals (populated in {time.perf_counter() - started:.1f} s)")
+        print(
+            f"\nscan of one organization: {activities:,} activities, {deals:,} deals "
+            f"(populated in {time.perf_counter() - started:.1f} s)"
+        )
         service = AnomalyService(runtime)
         samples, reports = [], []
         for _ in range(runs):
@@ -115,15 +150,21 @@ def scan_table(activities: int, deals: int, runs: int) -> None:
             reports.append(service.scan(bench.org.organization_id))
             samples.append(time.perf_counter() - started)
         ordered = sorted(samples)
-        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
         print(f"{'what':<34}{'runs':>6}{'median s':>10}{'p95 s':>8}")
         print(f"{'whole scan (first: creates)':<34}{1:>6}{samples[0]:>10.2f}{samples[0]:>8.2f}")
         if runs > 1:
-            print(f"{'whole scan (again: updates)':<34}{runs - 1:>6}{statistics.median(samples[1:]):>10.2f}{max(samples[1:]):>8.2f}")
+            print(
+                f"{'whole scan (again: updates)':<34}{runs - 1:>6}"
+                f"{statistics.median(samples[1:]):>10.2f}{max(samples[1:]):>8.2f}"
+            )
         last = reports[-1]
         phases = ", ".join(f"{k} {v:.2f}" for k, v in last.seconds.items())
         print(f"phases of the last run (s): {phases}")
-        print(f"found: {last.found}; series judged {last.series_judged}, created {reports[0].created}, updated {last.updated}")
+        print(
+            f"found: {last.found}; series judged {last.series_judged}, "
+            f"created {reports[0].created}, updated {last.updated}"
+        )
 
 
 def main() -> None:

@@ -179,10 +179,17 @@ def test_critical_anomalies_are_emailed_once_and_retried_until_ses_takes_them(
     with runtime.db.organization_scope(tenant.id) as session:  # a unique address per run of the test
         session.execute(text("UPDATE users SET email = :e"), {"e": admin_email})
     assert tenant.client.post("/api/v1/pipelines", json={"name": "Sales", "stages": STAGES}).status_code == 201
-    assert tenant.client.post("/api/v1/deals", json={"name": "Forgotten", "amount": "5000", "expected_close_date": "2027-01-01"}).status_code == 201
+    assert (
+        tenant.client.post(
+            "/api/v1/deals", json={"name": "Forgotten", "amount": "5000", "expected_close_date": "2027-01-01"}
+        ).status_code
+        == 201
+    )
 
     clock = Clock(datetime.now(UTC) + timedelta(days=70))  # 70 quiet days: 5x the fallback bar
-    settings = runtime.settings.model_copy(update={"notifications_email_from": sender, "aws_endpoint_url": moto_endpoint})
+    settings = runtime.settings.model_copy(
+        update={"notifications_email_from": sender, "aws_endpoint_url": moto_endpoint}
+    )
     service = AnomalyService(Runtime(settings, db=runtime.db), clock=clock)
 
     report = service.scan(tenant.id)  # the sender is not verified yet: SES refuses
@@ -228,7 +235,9 @@ def test_the_weekly_summary_carries_the_digest_and_marks_it_sent(
         session.execute(text("UPDATE users SET email = :e"), {"e": admin_email})
     deal_without_amount(tenant)
     tenant.client.post("/api/v1/contacts", json={"first_name": "No", "last_name": "Mail"})
-    settings = runtime.settings.model_copy(update={"notifications_email_from": sender, "aws_endpoint_url": moto_endpoint})
+    settings = runtime.settings.model_copy(
+        update={"notifications_email_from": sender, "aws_endpoint_url": moto_endpoint}
+    )
     service = AnomalyService(Runtime(settings, db=runtime.db), clock=Clock(datetime.now(UTC)))
     report = service.scan(tenant.id)
     assert report.delivery.sent == 0  # nothing critical: everything waits for the summary

@@ -50,9 +50,14 @@ def week_with_activity(tenant: Any, pipeline: dict[str, Any]) -> date:
         deal = tenant.client.post(
             "/api/v1/deals", json={"name": f"Won {i}", "amount": amount, "pipeline_id": pipeline["id"]}
         ).json()
-        assert tenant.client.patch(f"/api/v1/deals/{deal['id']}", json={"stage_id": stages["Closed Won"]}).status_code == 200
+        assert (
+            tenant.client.patch(f"/api/v1/deals/{deal['id']}", json={"stage_id": stages["Closed Won"]}).status_code
+            == 200
+        )
     for i in range(5):
-        tenant.client.post("/api/v1/activities", json={"type": "call", "subject": f"call {i}", "occurred_at": now.isoformat()})
+        tenant.client.post(
+            "/api/v1/activities", json={"type": "call", "subject": f"call {i}", "occurred_at": now.isoformat()}
+        )
     return now.date() - timedelta(days=now.weekday())
 
 

@@ -64,7 +64,8 @@ def patch_deal(tenant: Any, deal_id: str, **changes: Any) -> dict[str, Any]:
 
 def log_activity(tenant: Any, deal_id: str, at: datetime) -> None:
     response = tenant.client.post(
-        "/api/v1/activities", json={"type": "call", "subject": "check-in", "deal_id": deal_id, "occurred_at": at.isoformat()}
+        "/api/v1/activities",
+        json={"type": "call", "subject": "check-in", "deal_id": deal_id, "occurred_at": at.isoformat()},
     )
     assert response.status_code == 201, response.text
 
@@ -150,11 +151,15 @@ def test_every_push_cut_and_regression_is_flagged_with_before_and_after(
             current_stage = next(name for name, sid in stages.items() if sid == deal["stage_id"])
             position = order.index(current_stage)
             if change == "push":
-                after = (date.fromisoformat(deal["expected_close_date"]) + timedelta(days=rng.randint(1, 60))).isoformat()
+                after = (
+                    date.fromisoformat(deal["expected_close_date"]) + timedelta(days=rng.randint(1, 60))
+                ).isoformat()
                 expected.setdefault(deal_id, []).append(("close_date_pushed", deal["expected_close_date"], after))
                 deal.update(patch_deal(tenant, deal_id, expected_close_date=after))
             elif change == "pull":
-                after = (date.fromisoformat(deal["expected_close_date"]) - timedelta(days=rng.randint(1, 20))).isoformat()
+                after = (
+                    date.fromisoformat(deal["expected_close_date"]) - timedelta(days=rng.randint(1, 20))
+                ).isoformat()
                 deal.update(patch_deal(tenant, deal_id, expected_close_date=after))
             elif change == "cut":
                 after_amount = round(float(deal["amount"]) * rng.uniform(0.3, 0.95), 2)

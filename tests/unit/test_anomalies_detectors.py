@@ -111,13 +111,15 @@ def test_the_weekday_fallback_without_stl_still_finds_a_dip() -> None:
 
 
 def test_a_series_finding_carries_its_evidence() -> None:
-    series = d.MetricSeries("activities", "Activities by Ann", MONDAY, weekly(WORKWEEK, 4) + [0.0], owner_id=uuid.uuid4())
+    series = d.MetricSeries(
+        "activities", "Activities by Ann", MONDAY, [*weekly(WORKWEEK, 4), 0.0], owner_id=uuid.uuid4()
+    )
     (judgement,) = judge_recent(series.values, series.first_day, days=1)
     finding = d.series_finding(series, judgement, 3.5)
     assert finding is not None and finding.type == "engagement_drop" and finding.entity_type == "user"
     assert finding.entity_key == f"metric:activities:owner:{series.owner_id}"
     assert finding.evidence["value"] == 0.0 and finding.evidence["method"] == "stl"
-    spike = d.MetricSeries("deals_won", "Deals won", MONDAY, weekly(WORKWEEK, 4) + [60.0], engagement=False)
+    spike = d.MetricSeries("deals_won", "Deals won", MONDAY, [*weekly(WORKWEEK, 4), 60.0], engagement=False)
     (up,) = judge_recent(spike.values, spike.first_day, days=1)
     assert d.series_finding(spike, up, 3.5).type == "unusual_pattern"  # type: ignore[union-attr]
 
@@ -156,8 +158,10 @@ def test_the_gap_model_learns_per_stage_and_falls_back() -> None:
     assert (round(days, 3), basis, gaps) == (5.0, "stage_p90", 15)
     assert model.threshold(PROPOSE)[1] == "organization_p90"  # no gaps at that stage: the org's
     assert d.learn_gaps(deals[:1], {deals[0].id: touches[deals[0].id][:2]}, {}).threshold(QUALIFY) == (
-        d.FALLBACK_STALE_DAYS, "fallback", 0,
-    )  # fmt: skip
+        d.FALLBACK_STALE_DAYS,
+        "fallback",
+        0,
+    )
 
 
 def test_stale_needs_longer_quiet_than_the_bar_and_money_raises_severity() -> None:

@@ -239,9 +239,8 @@ def test_layer_requirements_match_the_package_dependencies() -> None:
     layers = ROOT / "infrastructure" / "layers"
     assert requirement_names(layers / "requirements-ml.txt") == {_name(r) for r in extras["ml"]}
     # The anomalies layer: ruptures; numpy comes from the ML layer, statsmodels does not fit.
-    assert requirement_names(layers / "requirements-anomalies.txt") == {
-        _name(r) for r in extras["anomalies"]
-    } - {"statsmodels", "numpy"}
+    anomalies = {_name(r) for r in extras["anomalies"]} - {"statsmodels", "numpy"}
+    assert requirement_names(layers / "requirements-anomalies.txt") == anomalies
 
 
 def test_the_runner_test_template_has_a_bus_rule_and_a_consumer_with_batch_item_failures() -> None:

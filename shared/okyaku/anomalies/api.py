@@ -170,10 +170,15 @@ def anomalies_router() -> APIRouter:
         week: Annotated[date | None, Query(description="Any day of the week wanted")] = None,
         limit: Annotated[int, Query(ge=1, le=52)] = 12,
     ) -> list[InsightOut]:
-        return [InsightOut.model_validate(i) for i in service.list_insights(principal.organization_id, week=week, limit=limit)]
+        return [
+            InsightOut.model_validate(i)
+            for i in service.list_insights(principal.organization_id, week=week, limit=limit)
+        ]
 
     @router.post("/insights", summary="Compute a week's insights now (and queue its summary e-mails)")
-    def run_weekly(principal: PrincipalDep, service: EnabledDep, body: WeeklyRunRequest | None = None) -> dict[str, Any]:
+    def run_weekly(
+        principal: PrincipalDep, service: EnabledDep, body: WeeklyRunRequest | None = None
+    ) -> dict[str, Any]:
         week = body.week_start if body else None
         if week is not None:
             from datetime import timedelta

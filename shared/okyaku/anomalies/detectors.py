@@ -8,6 +8,7 @@ the money at stake (one level up when the deal is among the organization's large
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -135,7 +136,7 @@ def learn_gaps(
         history = sorted(stage_changes.get(deal.id, ()), key=lambda c: c.changed_at)
         moments = sorted([deal.created_at, *touches.get(deal.id, ()), *(c.changed_at for c in history)])
         change_times = [c.changed_at for c in history]
-        for before, after in zip(moments, moments[1:], strict=False):
+        for before, after in itertools.pairwise(moments):
             gap = (after - before).total_seconds() / 86400.0
             if gap <= 0:
                 continue

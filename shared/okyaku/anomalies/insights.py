@@ -84,11 +84,11 @@ def compute_figures(session: Session, week_start: date) -> dict[str, Any]:
         "deals_lost": "SELECT count(*) FROM deals d JOIN pipeline_stages s ON s.id = d.stage_id "
         "WHERE s.is_lost AND d.closed_at >= :since AND d.closed_at < :until",
     }
-    trends = {}
+    trends: dict[str, dict[str, float | None]] = {}
     for name, sql in trend_sql.items():
         current, before = count(sql, start, end), count(sql, previous, start)
         trends[name] = {"this_week": current, "last_week": before, "change_percent": _pct_change(current, before)}
-    won, lost = trends["deals_won"]["this_week"], trends["deals_lost"]["this_week"]
+    won, lost = trends["deals_won"]["this_week"] or 0.0, trends["deals_lost"]["this_week"] or 0.0
     trends["win_rate_percent"] = {"this_week": round(100 * won / (won + lost), 1) if won + lost else None}
 
     performers = [
@@ -176,7 +176,8 @@ def template_narrative(figures: Mapping[str, Any]) -> str:
     won = trends["deals_won"]
     lines.append(
         f"{_count(won['this_week'])} deals were won for {_money(trends['won_value']['this_week'])}, "
-        f"{_count(trends['deals_lost']['this_week'])} were lost; {_count(trends['new_leads']['this_week'])} new leads came in."
+        f"{_count(trends['deals_lost']['this_week'])} were lost; "
+        f"{_count(trends['new_leads']['this_week'])} new leads came in."
     )
     if figures["top_performers"]:
         best = figures["top_performers"][0]

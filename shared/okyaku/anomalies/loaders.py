@@ -160,7 +160,7 @@ def load_fill_rates(session: Session, now: datetime) -> list[FillRate]:
                        count(*) FILTER (WHERE created_at < :recent AND {column} IS NOT NULL) AS baseline_filled,
                        count(*) FILTER (WHERE created_at < :recent) AS baseline_total
                 FROM {table} WHERE created_at >= :baseline AND created_at < :now
-                """  # noqa: S608 - table and column come from the constant above
+                """
             ),
             {"recent": recent_from, "baseline": baseline_from, "now": now},
         ).one()
@@ -172,13 +172,15 @@ def load_churn_scores(session: Session) -> list[ChurnScore]:
     rows = session.execute(
         text(
             """
-            SELECT c.id, coalesce(nullif(btrim(concat_ws(' ', c.first_name, c.last_name)), ''), c.email, c.id::text) AS name,
+            SELECT c.id,
+                   coalesce(nullif(btrim(concat_ws(' ', c.first_name, c.last_name)), ''), c.email, c.id::text) AS name,
                    c.owner_id, cp.score, cp.scored_at,
                    (SELECT p.score FROM predictions p
                      WHERE p.entity_id = cp.entity_id AND p.target = 'churn_risk' AND p.id <> cp.prediction_id
                      ORDER BY p.created_at DESC LIMIT 1) AS previous_score,
                    (SELECT sum(d.amount) FROM deals d JOIN pipeline_stages s ON s.id = d.stage_id
-                     WHERE s.is_won AND (d.contact_id = c.id OR (c.company_id IS NOT NULL AND d.company_id = c.company_id)))
+                     WHERE s.is_won
+                       AND (d.contact_id = c.id OR (c.company_id IS NOT NULL AND d.company_id = c.company_id)))
                      AS customer_value
             FROM current_predictions cp JOIN contacts c ON c.id = cp.entity_id
             WHERE cp.target = 'churn_risk'
@@ -230,23 +232,42 @@ def load_series(session: Session, today: date) -> list[MetricSeries]:
         first = min(counts)
         out.append(
             MetricSeries(
-                "activities", f"Activities by {names.get(owner_id, 'an owner')}", first,
-                _zero_filled(counts, first, last), owner_id=owner_id,
+                "activities",
+                f"Activities by {names.get(owner_id, 'an owner')}",
+                first,
+                _zero_filled(counts, first, last),
+                owner_id=owner_id,
             )
         )
 
     simple = {
-        "emails": ("Emails logged", "SELECT (occurred_at AT TIME ZONE 'UTC')::date, count(*) FROM activities "
-                   "WHERE type = 'email' AND occurred_at >= :start AND occurred_at < :today GROUP BY 1", True),
-        "new_leads": ("New leads", "SELECT (created_at AT TIME ZONE 'UTC')::date, count(*) FROM contacts "
-                      "WHERE created_at >= :start AND created_at < :today GROUP BY 1", True),
-        "deals_won": ("Deals won", "SELECT (d.closed_at AT TIME ZONE 'UTC')::date, count(*) FROM deals d "
-                      "JOIN pipeline_stages s ON s.id = d.stage_id WHERE s.is_won AND d.closed_at >= :start "
-                      "AND d.closed_at < :today GROUP BY 1", False),
-        "deals_lost": ("Deals lost", "SELECT (d.closed_at AT TIME ZONE 'UTC')::date, count(*) FROM deals d "
-                       "JOIN pipeline_stages s ON s.id = d.stage_id WHERE s.is_lost AND d.closed_at >= :start "
-                       "AND d.closed_at < :today GROUP BY 1", False),
-    }  # fmt: skip
+        "emails": (
+            "Emails logged",
+            "SELECT (occurred_at AT TIME ZONE 'UTC')::date, count(*) FROM activities "
+            "WHERE type = 'email' AND occurred_at >= :start AND occurred_at < :today GROUP BY 1",
+            True,
+        ),
+        "new_leads": (
+            "New leads",
+            "SELECT (created_at AT TIME ZONE 'UTC')::date, count(*) FROM contacts "
+            "WHERE created_at >= :start AND created_at < :today GROUP BY 1",
+            True,
+        ),
+        "deals_won": (
+            "Deals won",
+            "SELECT (d.closed_at AT TIME ZONE 'UTC')::date, count(*) FROM deals d "
+            "JOIN pipeline_stages s ON s.id = d.stage_id WHERE s.is_won AND d.closed_at >= :start "
+            "AND d.closed_at < :today GROUP BY 1",
+            False,
+        ),
+        "deals_lost": (
+            "Deals lost",
+            "SELECT (d.closed_at AT TIME ZONE 'UTC')::date, count(*) FROM deals d "
+            "JOIN pipeline_stages s ON s.id = d.stage_id WHERE s.is_lost AND d.closed_at >= :start "
+            "AND d.closed_at < :today GROUP BY 1",
+            False,
+        ),
+    }
     first_record = session.execute(
         text("SELECT least((SELECT min(created_at) FROM contacts), (SELECT min(occurred_at) FROM activities))")
     ).scalar()
@@ -273,8 +294,12 @@ def load_series(session: Session, today: date) -> list[MetricSeries]:
     if values:
         out.append(
             MetricSeries(
-                "pipeline_value", "Open pipeline value", first, [float(v) for _, v in values],
-                counts=False, engagement=False,
+                "pipeline_value",
+                "Open pipeline value",
+                first,
+                [float(v) for _, v in values],
+                counts=False,
+                engagement=False,
             )
-        )  # fmt: skip
+        )
     return out

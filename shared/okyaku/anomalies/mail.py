@@ -77,9 +77,7 @@ $content
 <p style="color: #777; font-size: 12px">Okyaku &middot; $footer</p>
 </body></html>"""
 )
-_HTML_ITEM = Template(
-    '<li><strong>[$severity] $title</strong><br><span style="color:#555">$body</span></li>'
-)
+_HTML_ITEM = Template('<li><strong>[$severity] $title</strong><br><span style="color:#555">$body</span></li>')
 
 
 def _items_html(items: Sequence[tuple[str, str, str]]) -> str:
@@ -158,9 +156,7 @@ def _backoff(attempts: int) -> timedelta:
     return min(timedelta(minutes=2 ** min(attempts, 12)), MAX_BACKOFF)
 
 
-def deliver_next(
-    session: Session, mailer: Mailer | None, now: datetime, report: DeliveryReport
-) -> bool:
+def deliver_next(session: Session, mailer: Mailer | None, now: datetime, report: DeliveryReport) -> bool:
     """Claim and send the next due ``pending`` notification of the session's organization (one
     per transaction, so a crash later in the run cannot send it again); False when none is due.
 
@@ -201,9 +197,10 @@ def deliver_next(
         ).all()
         digest_ids = [d.id for d in digest]
         content = SummaryContent(
-            week=str(row.week_start), narrative=row.narrative or row.body,
+            week=str(row.week_start),
+            narrative=row.narrative or row.body,
             highlights=[(d.severity, d.title, d.body) for d in digest],
-        )  # fmt: skip
+        )
         email = weekly_summary_email(row.email, content)
     else:
         email = anomaly_email(row.email, row.severity, row.title, row.body)

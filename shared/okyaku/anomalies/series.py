@@ -134,7 +134,9 @@ def _stl_baseline(history: Sequence[float]) -> tuple[float, float, list[float]] 
     expected = level + effect[n % PERIOD]
     # the scale of this same predictor's one-step errors over the last eight weeks (STL's
     # residuals are in-sample, hence too small)
-    errors = [deseasonalised[i] - _median(deseasonalised[i - PERIOD : i]) for i in range(max(PERIOD, n - 8 * PERIOD), n)]
+    errors = [
+        deseasonalised[i] - _median(deseasonalised[i - PERIOD : i]) for i in range(max(PERIOD, n - 8 * PERIOD), n)
+    ]
     return expected, MAD_TO_SIGMA * _mad(errors), seasonal
 
 
@@ -158,11 +160,9 @@ def judge_day(
         method = "stl"
     else:
         expected, scale = _weekday_baseline(history, n)
-    if settings.counts:
-        scale = max(scale, 1.0)
-    else:
-        # a flat series (MAD 0) would make any wiggle infinite: 1% of the level as the floor
-        scale = max(scale, 0.01 * max(abs(expected), 1.0))
+    # floors: a count's spread is about 1 after the transform; a flat amount series (MAD 0) would
+    # make any wiggle infinite, so 1% of its level
+    scale = max(scale, 1.0) if settings.counts else max(scale, 0.01 * max(abs(expected), 1.0))
     score = (value - expected) / scale
     anomalous = abs(score) >= settings.threshold
     kind: Kind | None = None
@@ -224,7 +224,7 @@ def _level_shift(
     start = max(0, len(series) - SHIFT_LOOKBACK)
     values = list(series[start:])
     if seasonal is not None:
-        offsets = list(seasonal[start:]) + [seasonal[len(seasonal) - PERIOD]]  # the judged day's phase
+        offsets = [*seasonal[start:], seasonal[len(seasonal) - PERIOD]]  # the judged day's phase
         values = [v - s for v, s in zip(values, offsets[: len(values)], strict=True)]
     else:
         by_weekday: dict[int, list[float]] = {}

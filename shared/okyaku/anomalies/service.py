@@ -128,7 +128,9 @@ class AnomalyService:
                 findings += d.detect_contacts_without_email(*loaders.load_contact_email_gaps(session))
                 findings += d.detect_fill_rate_drops(loaders.load_fill_rates(session, now))
             with timer("churn"):
-                findings += d.detect_churn_risk(loaders.load_churn_scores(session), self.settings.anomaly_churn_threshold)
+                findings += d.detect_churn_risk(
+                    loaders.load_churn_scores(session), self.settings.anomaly_churn_threshold
+                )
             with timer("series"):
                 findings += self._series_findings(session, now.date(), report)
             with timer("write"):
@@ -138,8 +140,10 @@ class AnomalyService:
                 unique = {(f.type, f.entity_key): f for f in findings}
                 result = upsert_findings(session, list(unique.values()), now, self.settings.anomaly_dismiss_snooze_days)
                 report.created, report.updated, report.suppressed = (
-                    len(result.created), len(result.updated), result.suppressed,
-                )  # fmt: skip
+                    len(result.created),
+                    len(result.updated),
+                    result.suppressed,
+                )
                 report.resolved = resolve_cleared(session, STATE_TYPES, unique.keys(), now)
                 report.notifications = notify_new(session, result.created, now)
                 loaders.save_snapshots(session, [deal for deal in deals if deal.is_open], stage_changes, now)
@@ -154,7 +158,9 @@ class AnomalyService:
         out = []
         for series in loaders.load_series(session, today):
             settings = SeriesSettings(threshold=threshold, counts=series.counts)
-            judgements = judge_recent(series.values, series.first_day, days=self.settings.anomaly_series_days, settings=settings)
+            judgements = judge_recent(
+                series.values, series.first_day, days=self.settings.anomaly_series_days, settings=settings
+            )
             if not judgements or all(j.method == "insufficient_history" for j in judgements):
                 report.series_without_history += 1
                 continue
@@ -220,7 +226,7 @@ class AnomalyService:
             )
             queued = 0
             for user_id in recipients:
-                queued += session.execute(
+                queued += session.execute(  # type: ignore[attr-defined]
                     text(
                         """
                         INSERT INTO notifications (user_id, kind, insight_id, severity, title, body, email_status,
@@ -316,9 +322,7 @@ class AnomalyService:
             session.flush()
             return anomaly
 
-    def list_insights(
-        self, organization_id: uuid.UUID, *, week: date | None = None, limit: int = 12
-    ) -> list[Insight]:
+    def list_insights(self, organization_id: uuid.UUID, *, week: date | None = None, limit: int = 12) -> list[Insight]:
         with self.runtime.db.organization_scope(organization_id) as session:
             query = select(Insight).order_by(Insight.week_start.desc()).limit(limit)
             if week is not None:

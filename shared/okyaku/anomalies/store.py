@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import literal_column, text
 from sqlalchemy.dialects.postgresql import insert
@@ -58,9 +59,9 @@ def upsert_findings(
             }
         )
     for start in range(0, len(rows), 500):
-        statement = insert(Anomaly).values(rows[start : start + 500])
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
+        values = insert(Anomaly).values(rows[start : start + 500])
+        excluded = values.excluded
+        statement: Any = values.on_conflict_do_update(
             index_elements=["organization_id", "type", "entity_key"],
             index_where=text("status IN ('open', 'acknowledged')"),
             set_={

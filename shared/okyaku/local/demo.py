@@ -498,7 +498,9 @@ def plant_anomalies(runtime: Runtime, organization_id: uuid.UUID, *, seed: int, 
     deals = DealService()
     planted: dict[str, list[str]] = {"stale_deal": [], "deal_change": [], "stage_regression": [], "data_gap": []}
     with runtime.transaction(organization_id) as session:
-        open_deals = [d for d in session.scalars(select(Deal).order_by(Deal.stage_entered_at, Deal.name)) if d.status == "open"]
+        open_deals = [
+            d for d in session.scalars(select(Deal).order_by(Deal.stage_entered_at, Deal.name)) if d.status == "open"
+        ]
         stale, changed = open_deals[:3], open_deals[3:]
         for deal in stale:  # their activities squeezed into the first fifth of the time since stage entry
             session.execute(
@@ -526,13 +528,18 @@ def plant_anomalies(runtime: Runtime, organization_id: uuid.UUID, *, seed: int, 
                 moved = deals.update(session, deal.id, s.DealUpdate(stage_id=by_position[positions[deal.stage_id] - 1]))
                 moment = now - timedelta(hours=2)  # a timestamp no API sets: before "now", as the rest
                 session.execute(
-                    update(Deal).where(Deal.id == moved.id).values(stage_entered_at=moment)
+                    update(Deal)
+                    .where(Deal.id == moved.id)
+                    .values(stage_entered_at=moment)
                     .execution_options(synchronize_session=False)
-                )  # fmt: skip
+                )
                 session.execute(
-                    text("UPDATE deal_stage_history SET changed_at = :m WHERE id = (SELECT max(id) FROM deal_stage_history WHERE deal_id = :d)"),
+                    text(
+                        "UPDATE deal_stage_history SET changed_at = :m "
+                        "WHERE id = (SELECT max(id) FROM deal_stage_history WHERE deal_id = :d)"
+                    ),
                     {"m": moment, "d": moved.id},
-                )  # fmt: skip
+                )
                 planted["deal_change"].append(str(deal.id))
                 planted["stage_regression"].append(str(deal.id))
                 break
@@ -550,7 +557,7 @@ def plant_anomalies(runtime: Runtime, organization_id: uuid.UUID, *, seed: int, 
                     s.ActivityCreate(
                         type="email",
                         subject=f"Renewal reminder to {person.first_name} {person.last_name}",
-                        body="Sent from the bulk renewal campaign, one by one: the price change note and a booking link.",
+                        body="Sent from the bulk renewal campaign: the price change note and a booking link.",
                         occurred_at=now - timedelta(days=1, minutes=10 * i),
                         direction="outbound",
                         owner_id=owner,
