@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     ai_chat_timezone: str = "UTC"
     ai_chat_history_turns: int = 6
 
+    # Anomalies, insights and notifications (okyaku.anomalies): the schedules put one message per
+    # organization on ANOMALY_SCAN_QUEUE_URL (unset: each organization is scanned in-process).
+    anomaly_scan_queue_url: str = ""
+    anomaly_series_threshold: float = 3.5
+    anomaly_series_days: int = 2
+    anomaly_churn_threshold: float = 50.0
+    anomaly_dismiss_snooze_days: float = 30.0
+    notifications_email_from: str = ""
+
     # HTTP
     api_max_page_size: int = 200
     # Lambda takes at most 6 MB of request event; API Gateway sends a multipart upload base64-encoded

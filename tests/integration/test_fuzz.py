@@ -19,6 +19,8 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from okyaku.agents.api import create_agents_app
+from okyaku.anomalies.api import create_anomalies_app
+from okyaku.anomalies.service import AnomalyService
 from okyaku.content.api import create_content_app
 from okyaku.crm.api import create_crm_app
 from okyaku.embeddings.api import create_search_app
@@ -36,6 +38,7 @@ APPS: dict[str, Callable[[Any, Any], FastAPI]] = {
     "scoring": lambda runtime, gateway: create_scoring_app(runtime, writer=None),
     "forecasting": lambda runtime, gateway: create_forecasting_app(runtime, writer=None),
     "agents": lambda runtime, gateway: create_agents_app(runtime, gateway),
+    "anomalies": lambda runtime, gateway: create_anomalies_app(AnomalyService(runtime, gateway)),
 }
 
 

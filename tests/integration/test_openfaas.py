@@ -137,7 +137,9 @@ def test_build_assembles_one_folder_per_function(built: dict[str, Path]) -> None
         assert not list(folder.rglob("__pycache__"))
         requirements = (folder / "requirements.txt").read_text()
         assert "fastapi" in requirements and "boto3" in requirements
-        assert ("scikit-learn" in requirements) == (logical_id in {"ScoringFunction", "ForecastingFunction"})
+        ml_layer = {"ScoringFunction", "ForecastingFunction", "AnomaliesFunction"}
+        assert ("scikit-learn" in requirements) == (logical_id in ml_layer)
+        assert ("ruptures" in requirements and "statsmodels" in requirements) == (logical_id == "AnomaliesFunction")
 
 
 def test_a_built_handler_answers_in_a_fresh_interpreter(built: dict[str, Path], pg: LocalDatabase) -> None:
@@ -252,7 +254,9 @@ def test_a_queue_connector_delivers_change_events_to_the_consumers(handlers: dic
         "raw": change(unknown).model_dump_json().encode(),
         "eventbridge": json.dumps(eventbridge_envelope(change(unknown), account="1", region="us-east-1")).encode(),
     }
-    for function_id in {s.function_id for s in TEMPLATE.sqs_sources if s.function_id != "AgentsFunction"}:
+    # the consumers of the change-event bus (not the functions' own work queues: agent runs, scans)
+    routed = {queue for rule in TEMPLATE.event_rules for queue in rule.queue_targets}
+    for function_id in {s.function_id for s in TEMPLATE.sqs_sources if s.queue in routed}:
         (queue,) = [s.queue for s in TEMPLATE.sqs_sources if s.function_id == function_id]
         handle = handlers["handle"][name_of(function_id)]
         for shape, body in bodies.items():
