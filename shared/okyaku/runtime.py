@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from okyaku.config import Settings, get_settings
 from okyaku.db import Database
-from okyaku.events.outbox import write_transaction
+from okyaku.events.outbox import PUBLISH_INLINE_LIMIT, write_transaction
 from okyaku.events.publishers import EventPublisher, publisher_from_settings
 
 
@@ -59,7 +59,12 @@ class Runtime:
         return self._publisher or Runtime.hosted_publisher or publisher_from_settings(self.settings)
 
     @contextmanager
-    def transaction(self, organization_id: uuid.UUID) -> Iterator[Session]:
-        """One organization-scoped transaction; its change events are published after commit."""
-        with write_transaction(self.db, organization_id, self.publisher) as session:
+    def transaction(
+        self, organization_id: uuid.UUID, *, publish_inline_limit: int | None = PUBLISH_INLINE_LIMIT
+    ) -> Iterator[Session]:
+        """One organization-scoped transaction; its change events are published after commit
+        (more than ``publish_inline_limit`` are left to the relay)."""
+        with write_transaction(
+            self.db, organization_id, self.publisher, publish_inline_limit=publish_inline_limit
+        ) as session:
             yield session

@@ -98,16 +98,23 @@ def to_change_event(row: OutboxEvent) -> ChangeEvent:
 
 
 @contextmanager
-def write_transaction(db: Database, organization_id: uuid.UUID, publisher: EventPublisher | None) -> Iterator[Session]:
+def write_transaction(
+    db: Database,
+    organization_id: uuid.UUID,
+    publisher: EventPublisher | None,
+    *,
+    publish_inline_limit: int | None = PUBLISH_INLINE_LIMIT,
+) -> Iterator[Session]:
     """An organization-scoped transaction whose change events are published after commit.
 
-    If publishing fails the rows stay pending and the relay publishes them later.
+    If publishing fails the rows stay pending and the relay publishes them later; so do they when
+    there are more than ``publish_inline_limit`` (None: no limit, e.g. seeding demo data).
     """
     events: list[ChangeEvent] = []
     with db.organization_scope(organization_id) as session:
         yield session
         events = list(session.info.pop(_PENDING_KEY, []))
-    if events and publisher is not None and len(events) <= PUBLISH_INLINE_LIMIT:
+    if events and publisher is not None and (publish_inline_limit is None or len(events) <= publish_inline_limit):
         publish_events(db, organization_id, publisher, events)
 
 

@@ -192,7 +192,7 @@ def seed_demo_data(
     pipelines = PipelineService()
     deals = DealService()
 
-    with runtime.transaction(organization_id) as session:
+    with runtime.transaction(organization_id, publish_inline_limit=None) as session:  # a seed: consumers get it all now
         team = _create_sales_team(session, fake, admin_user_id)
         owners = [user.id for user in team]
         summary.users = len(team)
@@ -497,7 +497,7 @@ def plant_anomalies(runtime: Runtime, organization_id: uuid.UUID, *, seed: int, 
     rng = random.Random(seed + 1)
     deals = DealService()
     planted: dict[str, list[str]] = {"stale_deal": [], "deal_change": [], "stage_regression": [], "data_gap": []}
-    with runtime.transaction(organization_id) as session:
+    with runtime.transaction(organization_id, publish_inline_limit=None) as session:  # a seed: consumers get it all now
         open_deals = [
             d for d in session.scalars(select(Deal).order_by(Deal.stage_entered_at, Deal.name)) if d.status == "open"
         ]
