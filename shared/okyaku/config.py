@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     ai_agent_max_proposals: int = 10
     ai_approval_ttl_hours: float = 72.0
 
+    # Recommendations (okyaku.recommendations): the rule thresholds teams most often differ on;
+    # the other constants are in okyaku/recommendations/settings.py.
+    ai_recommendations_deal_stale_days: int = 14
+    ai_recommendations_lead_stale_days: int = 7
+    ai_recommendations_hot_lead_score: float = 70.0
+    ai_recommendations_quiet_days: int = 60
+    ai_recommendations_dismiss_days: int = 30
+
     # HTTP
     api_max_page_size: int = 200
     import_max_bytes: int = 50 * 1024 * 1024
