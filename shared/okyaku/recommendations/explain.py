@@ -155,7 +155,7 @@ def numbers_in(text: str, *, with_rounding: bool = False) -> set[str]:
 def problems_with(draft: CardDraft, card: CardForWords, given: str) -> list[str]:
     """What the draft says that the facts and context do not support."""
     problems = [f"cites an unknown fact: {name}" for name in draft.cited_facts if name not in card.facts]
-    allowed = numbers_in(given, with_rounding=True)
+    allowed = numbers_in(given, with_rounding=True) | {"100"}  # scores are said as N/100
     written = " ".join(
         [
             draft.reasoning,
