@@ -4,7 +4,7 @@ acceptance rates and isolation, through the recommendations HTTP API on a real P
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -182,6 +182,18 @@ def test_a_stage_move_waits_for_approval_and_then_moves_the_deal(scenario: Scena
     moved = scenario.crm.get(f"/api/v1/deals/{deal['id']}").json()
     assert moved["stage_id"] == scenario.stages["Proposal"]
     assert [(e.entity_type, e.operation) for e in publisher.events] == [("deal", "updated")]
+
+
+def test_an_overdue_task_card_proposes_a_new_due_date(scenario: Scenario) -> None:
+    deal = scenario.deal("Late task", amount=9000)
+    task = scenario.task(-4, title="Send the contract", deal_id=deal["id"])
+    card = scenario.card("deal", deal["id"], "overdue_tasks")
+    action = scenario.api.post(f"/api/v1/ai/recommendations/{card['id']}/apply").json()["pending_action"]
+    assert (action["action"], action["operation"], action["entity_id"]) == ("update_task", "update", task["id"])
+    ApprovalService(scenario.runtime).approve(scenario.organization_id, uuid.UUID(action["id"]), reviewer_id=None)
+    moved = scenario.crm.get(f"/api/v1/tasks/{task['id']}").json()
+    assert datetime.fromisoformat(moved["due_date"]) > scenario.clock.now and moved["version"] == task["version"] + 1
+    assert "overdue_tasks" not in scenario.rules("deal", deal["id"])
 
 
 def test_with_approval_off_a_low_risk_card_is_applied_at_once(

@@ -132,7 +132,10 @@ def organization_facts(session: Session, now: datetime, config: RecommendationSe
     currency = session.scalar(select(Deal.currency).group_by(Deal.currency).order_by(func.count().desc()).limit(1))
     if len(won) >= config.min_value_samples:
         return OrganizationFacts(now, statistics.median(won), "median won deal", currency or "USD")
-    amounts = [float(a or 0) for a in session.scalars(select(Deal.amount).where(Deal.amount.is_not(None)))]
+    amounts = [
+        float(a or 0)
+        for a in session.scalars(select(Deal.amount).where(Deal.amount.is_not(None), Deal.created_at <= now))
+    ]
     if len(amounts) >= config.min_value_samples:
         return OrganizationFacts(now, statistics.median(amounts), "median deal", currency or "USD")
     return OrganizationFacts(

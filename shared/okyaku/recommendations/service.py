@@ -214,12 +214,6 @@ class RecommendationService:
             raise NotFound(f"recommendation {card_id} not found", details={"id": str(card_id)})
         return card
 
-    def get(self, organization_id: uuid.UUID, card_id: uuid.UUID, user_id: uuid.UUID | None) -> dict[str, Any]:
-        now = self.clock()
-        with self.runtime.db.organization_scope(organization_id) as session:
-            card = self._card(session, card_id)
-            return self._ranked(session, [card], user_id, now)[0]
-
     def explain(self, organization_id: uuid.UUID, card_id: uuid.UUID, user_id: uuid.UUID | None) -> dict[str, Any]:
         now = self.clock()
         with self.runtime.db.organization_scope(organization_id) as session:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -210,11 +210,3 @@ def acceptance_by_type(session: Session, since: datetime) -> list[dict[str, Any]
             }
         )
     return out
-
-
-def cards_where(session: Session, *conditions: Any) -> list[Recommendation]:
-    return list(session.scalars(select(Recommendation).where(*conditions)))
-
-
-def ids_of(rows: Iterable[Any]) -> list[uuid.UUID]:
-    return [r.id for r in rows]
