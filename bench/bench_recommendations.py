@@ -30,21 +30,25 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
 from bench._database import ROOT, bench_organization
 from okyaku.config import Settings
 from okyaku.crm import schemas as s
 from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.records import ACTIVITY_SPEC, COMPANY_SPEC, CONTACT_SPEC, ActivityService, RecordService
+from okyaku.db import Database
 from okyaku.db.models import Contact, Deal, DealStageHistory
 from okyaku.local.demo import DemoSize, seed_demo_data
+from okyaku.recommendations.models import Recommendation
 from okyaku.recommendations.service import RecommendationService
 from okyaku.recommendations.settings import RecommendationSettings
 from okyaku.runtime import Runtime
+from okyaku.tenancy import create_organization
 
 LEADFORGE_DIR = ROOT / ".okyaku" / "leadforge"
 MATCHES = {
@@ -260,14 +264,24 @@ def latency(runtime: Runtime, organization_id: uuid.UUID, admin_id: uuid.UUID) -
     scale = float(os.environ.get("BENCH_RECOMMENDATIONS_SCALE", "4"))
     size = DemoSize().scaled(scale)
     seed_demo_data(runtime, organization_id, admin_id, size=size)
+    scores = _score_demo(runtime, organization_id)
     service = RecommendationService(runtime)
     refresh = [_timed(lambda: service.refresh_organization(organization_id)) for _ in range(3)]
     counts = service.refresh_organization(organization_id)
     with runtime.db.organization_scope(organization_id) as session:
         deals = list(session.scalars(select(Deal.id).order_by(Deal.id).limit(40)))
         contacts = list(session.scalars(select(Contact.id).order_by(Contact.id).limit(40)))
-    per_deal = [_timed(lambda d=d: service.for_entity(organization_id, "deal", d, admin_id)) for d in deals]
-    per_contact = [_timed(lambda c=c: service.for_entity(organization_id, "contact", c, admin_id)) for c in contacts]
+    per_deal = [_timed(partial(service.for_entity, organization_id, "deal", d, admin_id)) for d in deals]
+    per_contact = [_timed(partial(service.for_entity, organization_id, "contact", c, admin_id)) for c in contacts]
+    with runtime.db.organization_scope(organization_id) as session:
+        by_rule = list(
+            session.execute(
+                select(Recommendation.rule, func.count())
+                .where(Recommendation.status == "open")
+                .group_by(Recommendation.rule)
+                .order_by(func.count().desc())
+            ).tuples()
+        )
     shown = f"{size.contacts} contacts, {size.deals} deals, {size.activities} activities, {size.tasks} tasks"
     rows = []
     median, p95 = _stats(refresh)
@@ -275,14 +289,41 @@ def latency(runtime: Runtime, organization_id: uuid.UUID, admin_id: uuid.UUID) -
     for name, samples in (("one deal's cards (GET)", per_deal), ("one contact's cards (GET)", per_contact)):
         median, p95 = _stats(samples)
         rows.append((name, f"{median * 1000:.1f} ms (p95 {p95 * 1000:.1f})", f"{len(samples)} entities"))
+    rows.append(
+        ("demo cards per rule (open)", f"{sum(n for _, n in by_rule)}", ", ".join(f"{r} {n}" for r, n in by_rule))
+    )
+    rows.append(("demo scores stored first", f"{scores}", "lead score + churn risk (learnt or prior)"))
     return rows
+
+
+def _score_demo(runtime: Runtime, organization_id: uuid.UUID) -> int:
+    """The scoring function's nightly work, so that the hot-lead and churn rules have scores."""
+    try:
+        from okyaku.predictions.service import PredictionService
+    except ImportError:
+        return 0
+    predictions = PredictionService(runtime)
+    total = 0
+    targets: tuple[Literal["lead"], Literal["churn"]] = ("lead", "churn")
+    for target in targets:
+        predictions.train(organization_id, target)
+        total += predictions.rescore_all(organization_id, target)
+    return total
 
 
 def main() -> None:
     with bench_organization("Recommendations bench", "bench@recommendations.example") as bench:
         runtime = Runtime(Settings(database_url=bench.local.app_url), db=bench.db, publisher=None)
         rows = replay(runtime, bench.org.organization_id)
-        rows += latency(runtime, bench.org.organization_id, bench.org.user_id)
+        # The latency runs in an organization of its own: the demo's data only.
+        demo = create_organization(bench.db, f"Recommendations demo {uuid.uuid4().hex[:6]}", "demo@recs.example")
+        try:
+            rows += latency(runtime, demo.organization_id, demo.user_id)
+        finally:
+            owner = Database(bench.local.owner_url)
+            with owner.session() as session:
+                session.execute(text("DELETE FROM organizations WHERE id = :id"), {"id": demo.organization_id})
+            owner.dispose()
         print(f"{'measured':<58}{'figure':>26}  note")
         for name, figure, note in rows:
             print(f"{name:<58}{figure:>26}  {note}")
