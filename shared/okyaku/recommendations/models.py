@@ -7,7 +7,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,6 +47,13 @@ class Recommendation(Base):
     __tablename__ = "recommendations"
     __table_args__ = (
         UniqueConstraint("organization_id", "entity_type", "entity_id", "rule", name="uq_recommendations_entity_rule"),
+        CheckConstraint(f"type IN {RECOMMENDATION_TYPES}", name="recommendation_type_valid"),
+        CheckConstraint(f"status IN {STATUSES}", name="recommendation_status_valid"),
+        CheckConstraint("priority BETWEEN 1 AND 5", name="recommendation_priority_range"),
+        CheckConstraint("confidence >= 0 AND confidence <= 1", name="recommendation_confidence_range"),
+        Index("ix_recommendations_entity", "organization_id", "entity_type", "entity_id"),
+        Index("ix_recommendations_owner", "organization_id", "owner_id", "status"),
+        Index("ix_recommendations_company", "organization_id", "company_id"),
     )
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
@@ -69,6 +87,11 @@ class Recommendation(Base):
 
 class RecommendationFeedback(Base):
     __tablename__ = "recommendation_feedback"
+    __table_args__ = (
+        CheckConstraint(f"feedback IN {FEEDBACK_KINDS}", name="recommendation_feedback_valid"),
+        Index("ix_recommendation_feedback_type", "organization_id", "type", "created_at"),
+        Index("ix_recommendation_feedback_card", "recommendation_id"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
