@@ -29,9 +29,9 @@ from okyaku.config import Settings
 from okyaku.db import Database
 from okyaku.db.models import Activity, Company, Contact
 from okyaku.embeddings.documents import load_documents
-from okyaku.embeddings.function import EmbeddingsFunction
 from okyaku.embeddings.indexes import ensure_hnsw_index
 from okyaku.embeddings.search import SemanticSearch
+from okyaku.embeddings.triggers import EmbeddingTriggers
 from okyaku.events import ChangeEvent, record_change
 from okyaku.events.publishers import sqs_entry
 from okyaku.local.postgres import LocalDatabase, prepare_database, start_embedded_postgres
@@ -143,7 +143,7 @@ def bench_enrichment(local: LocalDatabase, owner: Database) -> None:
                 ids = [e.entity_id for e in events if e.entity_type == entity_type]
                 documents.update(load_documents(session, entity_type, ids))
         texts = [documents[e.entity_id].content for e in events]  # what the handler will embed, in order
-        function = EmbeddingsFunction(Runtime(Settings(database_url=local.app_url), db=db), embedder=embedder)
+        function = EmbeddingTriggers(Runtime(Settings(database_url=local.app_url), db=db), embedder)
         mean_chars = statistics.mean(len(t) for t in texts)
         print(f"\nenrichment: {len(events)} records (mean text {mean_chars:.0f} chars), model {embedder.model}")
         print(f"model load + first call: {load_s:.2f} s")

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 120.0
     llm_connect_timeout_s: float = 3.0
     llm_health_timeout_s: float = 3.0
+    llm_health_cache_s: float = 15.0
     llm_max_retries: int = 2
     llm_backoff_base_s: float = 0.5
     llm_backoff_max_s: float = 8.0

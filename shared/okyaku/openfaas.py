@@ -25,18 +25,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from okyaku.local.runner import (
+from okyaku.lambda_events import (
     LambdaContext,
-    QueuedMessage,
+    NamedRule,
+    SqsMessage,
     build_http_event,
     http_response_from_result,
     scheduled_event,
     sqs_record,
 )
-from okyaku.local.template import HttpRoute, ScheduleEvent
 
 CRON_TOPIC = "cron-function"  # what the cron-connector sends in X-Topic
-DEFAULT_ROUTE = HttpRoute("openfaas", "$default", "ANY", "/{proxy+}")
+DEFAULT_ROUTE_KEY = "$default"  # the gateway forwards every path of the function to it
 LambdaHandler = Callable[[Any, Any], Any]
 
 
@@ -137,8 +137,8 @@ def http_event(event: OpenFaaSEvent, *, now: datetime | None = None) -> dict[str
     """The HTTP API payload 2.0 event for a request the gateway forwarded."""
     path = event.path or "/"
     source_ip = (_header(event.headers, "X-Forwarded-For") or "127.0.0.1").split(",")[0].strip()
-    lambda_event = build_http_event(
-        DEFAULT_ROUTE,
+    return build_http_event(
+        DEFAULT_ROUTE_KEY,
         {"proxy": path.lstrip("/")} if path.strip("/") else {},
         method=event.method,
         raw_path=path,
@@ -148,13 +148,11 @@ def http_event(event: OpenFaaSEvent, *, now: datetime | None = None) -> dict[str
         source_ip=source_ip,
         now=now,
     )
-    lambda_event["routeKey"] = lambda_event["requestContext"]["routeKey"] = "$default"
-    return lambda_event
 
 
 def scheduled(rule_name: str, now: datetime | None = None) -> Any:
     """The scheduled event EventBridge would send for the rule (the cron-connector fired it)."""
-    return scheduled_event(ScheduleEvent("openfaas", rule_name, rule_name, "rate(1 minute)"), now or datetime.now(UTC))
+    return scheduled_event(NamedRule(rule_name), now or datetime.now(UTC))
 
 
 def _consume(lambda_handler: LambdaHandler, topic: str, event: OpenFaaSEvent, context: LambdaContext) -> dict[str, Any]:
@@ -165,7 +163,7 @@ def _consume(lambda_handler: LambdaHandler, topic: str, event: OpenFaaSEvent, co
         text = base64.b64encode(body).decode("ascii")
     message_id = _header(event.headers, "X-Message-Id") or _header(event.headers, "X-Call-Id") or str(uuid.uuid4())
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    message = QueuedMessage(message_id, text, {}, now_ms, receive_count=1, first_received_at_ms=now_ms)
+    message = SqsMessage(message_id, text, {}, now_ms, receive_count=1, first_received_at_ms=now_ms)
     result = lambda_handler({"Records": [sqs_record(message, topic)]}, context)
     failures = (result or {}).get("batchItemFailures") if isinstance(result, dict) else None
     if failures:

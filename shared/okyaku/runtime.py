@@ -31,11 +31,20 @@ class Runtime:
 
     @cached_property
     def db(self) -> Database:
-        return self._db or Database(
+        if self._db is not None:
+            return self._db
+        db = Database(
             self.settings.database_url,
             pool_size=self.settings.database_pool_size,
             statement_timeout_ms=self.settings.database_statement_timeout_ms,
         )
+        # Once per process: a role that row-level security does not bind must never serve.
+        try:
+            db.check_application_role()
+        except Exception:
+            db.dispose()
+            raise
+        return db
 
     @cached_property
     def publisher(self) -> EventPublisher | None:

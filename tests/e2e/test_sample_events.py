@@ -27,8 +27,10 @@ from okyaku.db.models import OutboxEvent
 from okyaku.events import decode_change_event
 from okyaku.events.model import ChangeEvent
 from okyaku.events.publishers import CallbackPublisher, use_local_publisher
+from okyaku.lambda_events import queue_arn, sqs_record
+from okyaku.local.lambda_host import FunctionHost
 from okyaku.local.postgres import LocalDatabase
-from okyaku.local.runner import FunctionHost, QueuedMessage, queue_arn, sqs_record
+from okyaku.local.sqs import QueuedMessage
 from okyaku.local.template import Template, parse_template
 from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization

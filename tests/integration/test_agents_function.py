@@ -42,8 +42,8 @@ def handler_module(pg, monkeypatch, openai_server, moto_endpoint, queue_url):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
-    module.function.service.llm.close()
-    module.function.runtime.db.dispose()
+    module.agents.llm.close()
+    module.agents.runtime.db.dispose()
     get_settings.cache_clear()
 
 

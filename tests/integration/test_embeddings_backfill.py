@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, text
 
-from okyaku.embeddings.function import EmbeddingsFunction
 from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.indexes import hnsw_index_name
 from okyaku.embeddings.models import Embedding
+from okyaku.embeddings.triggers import EmbeddingTriggers
 
 
 def count(db, org_id, **where):
@@ -83,7 +83,7 @@ def test_backfill_removes_embeddings_of_records_that_are_gone(tenant, db):
 
 def test_the_scheduled_rule_runs_a_backfill(tenant, runtime, db):
     make_companies(tenant, 3)
-    function = EmbeddingsFunction(runtime, embedder=HashingEmbedder())
+    function = EmbeddingTriggers(runtime, HashingEmbedder())
     scheduled = {
         "version": "0",
         "id": "89d1a02d-5ec7-412e-82f5-13505f849b41",
@@ -100,7 +100,7 @@ def test_the_scheduled_rule_runs_a_backfill(tenant, runtime, db):
         def get_remaining_time_in_millis(self):
             return 300_000
 
-    report = function.scheduled_backfill(scheduled, Context())
+    report = function.on_schedule(scheduled, Context())
     assert report["complete"] is True and report["embedded"] >= 3
     assert count(db, tenant.id) == 3
 

@@ -6,9 +6,9 @@ import json
 
 from sqlalchemy import func, select
 
-from okyaku.embeddings.function import EmbeddingsFunction
 from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.models import Embedding
+from okyaku.embeddings.triggers import EmbeddingTriggers
 from okyaku.events.publishers import SqsPublisher
 
 
@@ -88,7 +88,7 @@ def test_a_poison_message_ends_in_the_dlq_and_never_blocks_the_others(
     SqsPublisher(queue_url, endpoint_url=moto_endpoint).publish(publisher.events)  # as the relay would
     sqs.send_message(QueueUrl=queue_url, MessageBody="{this is not json")  # the poison
 
-    function = EmbeddingsFunction(runtime, embedder=HashingEmbedder())
+    function = EmbeddingTriggers(runtime, HashingEmbedder())
     deliveries = poll(sqs, queue_url, queue_arn, function.consume)
 
     assert deliveries.pop("{this is not json") == 2  # retried up to maxReceiveCount, then moved
@@ -120,7 +120,7 @@ def test_a_message_that_fails_once_succeeds_on_retry_without_duplicates(
     SqsPublisher(queue_url, endpoint_url=moto_endpoint).publish(publisher.events)
     SqsPublisher(queue_url, endpoint_url=moto_endpoint).publish(publisher.events)  # and a duplicate delivery
     embedder = FlakyEmbedder()
-    function = EmbeddingsFunction(runtime, embedder=embedder)
+    function = EmbeddingTriggers(runtime, embedder)
 
     poll(sqs, queue_url, queue_arn, function.consume)
 

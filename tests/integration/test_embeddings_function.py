@@ -34,7 +34,7 @@ def handler_module(pg, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
-    module.function.runtime.db.dispose()
+    module.runtime.db.dispose()
     get_settings.cache_clear()
 
 

@@ -23,8 +23,8 @@ from okyaku.db import Database
 from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
 from okyaku.events.publishers import CallbackPublisher, use_local_publisher
+from okyaku.local.lambda_host import FunctionHost
 from okyaku.local.postgres import LocalDatabase
-from okyaku.local.runner import FunctionHost
 from okyaku.local.template import parse_template
 from okyaku.openfaas import CRON_TOPIC, Request, adapt, unix_cron
 from okyaku.tenancy import create_organization

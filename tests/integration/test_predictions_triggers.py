@@ -20,12 +20,13 @@ from okyaku.config import Settings
 from okyaku.crm import schemas
 from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.records import ACTIVITY_SPEC, CONTACT_SPEC, ActivityService, RecordService
+from okyaku.entry import function_handler
 from okyaku.events.model import ChangeEvent
 from okyaku.events.publishers import SqsPublisher
 from okyaku.predictions.api import create_forecasting_app, create_scoring_app
 from okyaku.predictions.models import CurrentPrediction, Prediction, PredictionModel
 from okyaku.predictions.service import FORECASTING_TARGETS, SCORING_TARGETS, PredictionService
-from okyaku.predictions.triggers import make_handler
+from okyaku.predictions.triggers import PredictionTriggers
 from okyaku.runtime import Runtime
 from okyaku.tenancy import NewOrganization, create_organization
 from tests.conftest import STAGES
@@ -55,6 +56,18 @@ def sqs_event(changes: list[ChangeEvent], bodies: list[str] | None = None) -> di
     return {"Records": records}
 
 
+def prediction_handler(runtime: Runtime, create_app: Any, targets: Any) -> Any:
+    """The function's handler, wired as functions/{scoring,forecasting}/app.py wire it."""
+    service = PredictionService(runtime, writer=None)
+    triggers = PredictionTriggers(service, targets)
+    return function_handler(
+        name="predictions",
+        http=create_app(service=service),
+        on_record=triggers.on_change_record,
+        on_schedule=triggers.on_schedule,
+    )
+
+
 @dataclass
 class Env:
     runtime: Runtime
@@ -66,8 +79,8 @@ class Env:
 @pytest.fixture
 def env(pg, db, publisher) -> Env:
     runtime = Runtime(Settings(database_url=pg.app_url), db=db, publisher=publisher)
-    scoring = make_handler(create_scoring_app(runtime, writer=None), SCORING_TARGETS)
-    forecasting = make_handler(create_forecasting_app(runtime, writer=None), FORECASTING_TARGETS)
+    scoring = prediction_handler(runtime, create_scoring_app, SCORING_TARGETS)
+    forecasting = prediction_handler(runtime, create_forecasting_app, FORECASTING_TARGETS)
     return Env(runtime, scoring, forecasting, publisher.events)
 
 
@@ -248,7 +261,7 @@ def test_the_nightly_schedule_retrains_and_rescores_every_organization(env, db):
 
 def test_turned_off_predictions_leave_the_queue_and_the_schedule_alone(pg, db, publisher):
     runtime = Runtime(Settings(database_url=pg.app_url, ai_predictions_enabled=False), db=db, publisher=publisher)
-    handler = make_handler(create_scoring_app(runtime, writer=None), SCORING_TARGETS)
+    handler = prediction_handler(runtime, create_scoring_app, SCORING_TARGETS)
     org = organization(db)
     with runtime.transaction(org.organization_id) as session:
         lead = contacts.create(session, schemas.ContactCreate(first_name="Quiet")).id

@@ -35,8 +35,10 @@ from okyaku.config import get_settings
 from okyaku.db import Database
 from okyaku.events import decode_change_event
 from okyaku.events.publishers import use_local_publisher
+from okyaku.lambda_events import sqs_record
+from okyaku.local.lambda_host import FunctionHost
 from okyaku.local.postgres import LocalDatabase
-from okyaku.local.runner import FunctionHost, QueuedMessage, sqs_record
+from okyaku.local.sqs import QueuedMessage
 from okyaku.local.template import Template, load_template_dict, parse_template
 from okyaku.tenancy import create_organization
 

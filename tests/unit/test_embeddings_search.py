@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from okyaku.embeddings.api import parse_types
-from okyaku.embeddings.function import is_scheduled_event, is_sqs_event
 from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.indexes import checked_model, has_iterative_scan, hnsw_index_name, hnsw_index_sql
 from okyaku.embeddings.search import keyword_query, make_snippet, reciprocal_rank_fusion
+from okyaku.entry import UnsupportedEvent, classify_event
 from okyaku.errors import ValidationFailed
 from okyaku.rag import estimate_tokens
 
@@ -81,11 +81,12 @@ def test_event_shapes_are_told_apart():
     sqs = {"Records": [{"eventSource": "aws:sqs", "body": "{}", "messageId": "1"}]}
     scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
     http = {"version": "2.0", "rawPath": "/api/v1/ai/search", "requestContext": {"http": {"method": "GET"}}}
-    assert is_sqs_event(sqs) and not is_scheduled_event(sqs)
-    assert is_scheduled_event(scheduled) and not is_sqs_event(scheduled)
-    assert not is_sqs_event(http) and not is_scheduled_event(http)
-    assert not is_sqs_event({"Records": [{"eventSource": "aws:kinesis"}]})
-    assert not is_sqs_event({"Records": []})
+    assert classify_event(sqs) == "sqs"
+    assert classify_event(scheduled) == "schedule"
+    assert classify_event(http) == "http"
+    for not_sqs in ({"Records": [{"eventSource": "aws:kinesis"}]}, {"Records": []}):
+        with pytest.raises(UnsupportedEvent):
+            classify_event(not_sqs)
 
 
 def test_types_parameter():

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from okyaku.entry import UnsupportedEvent, classify_event, consume_batch, function_handler
+from okyaku.entry import UnsupportedEvent, classify_event, function_handler
 from okyaku.logs import JsonFormatter, correlation_id
+from okyaku.queue import consume_batch
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -1,4 +1,4 @@
-"""One handler per function tells the three event shapes apart."""
+"""One handler per function tells the three event shapes apart (okyaku.entry.classify_event)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from okyaku.predictions.triggers import decode_change_event, event_kind
+from okyaku.entry import classify_event as event_kind
+from okyaku.events import decode_change_event
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "predictions"
 ROOT_EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from okyaku.local.template import (
+from okyaku.local.schedule_expressions import (
     ScheduleExpressionError,
-    TemplateError,
-    load_template_dict,
-    logical_id_of,
     parse_cron,
     parse_rate,
     parse_schedule_expression,
-    parse_template,
 )
+from okyaku.local.template import TemplateError, load_template_dict, logical_id_of, parse_template
 
 ROOT = Path(__file__).resolve().parents[2]
 CRM_RESOURCES = ["companies", "contacts", "pipelines", "deals", "activities", "tasks", "imports"]
@@ -171,7 +168,7 @@ def _sample_path(path: str) -> str:
 
 def test_every_route_of_every_http_function_is_routed_to_it() -> None:
     """The template's HttpApi events cover each function's API (its OpenAPI paths), method included."""
-    from okyaku.local.runner import load_handler_module
+    from okyaku.local.lambda_host import load_handler_module
 
     template = parse_template(ROOT / "template.yaml")
     http_functions = sorted({route.function_id for route in template.routes})

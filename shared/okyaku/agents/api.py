@@ -171,21 +171,35 @@ def approvals_router() -> APIRouter:
     return router
 
 
+def agents_service(
+    runtime: Runtime | None = None,
+    llm: LLMGateway | None = None,
+    *,
+    dispatcher: RunDispatcher | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> AgentsService:
+    """The service the agents function builds once per cold start, for HTTP and its run queue."""
+    runtime = runtime or Runtime()
+    return AgentsService(runtime, llm or LLMGateway.from_settings(runtime.settings), dispatcher=dispatcher, clock=clock)
+
+
 def create_agents_app(
     runtime: Runtime | None = None,
     llm: LLMGateway | None = None,
     *,
     dispatcher: RunDispatcher | None = None,
     clock: Callable[[], datetime] = utc_now,
+    service: AgentsService | None = None,
 ) -> FastAPI:
+    """The HTTP app over ``service`` (built here from the other arguments when not given)."""
+    service = service or agents_service(runtime, llm, dispatcher=dispatcher, clock=clock)
     app = create_app(
         "Okyaku AI agents",
-        runtime,
+        service.runtime,
         description="Agents that read the CRM and propose changes; people approve, edit or reject them.",
     )
-    gateway = llm or LLMGateway.from_settings(app.state.runtime.settings)
-    install_llm(app, gateway)
-    app.state.agents = AgentsService(app.state.runtime, gateway, dispatcher=dispatcher, clock=clock)
+    install_llm(app, service.llm)
+    app.state.agents = service
     app.include_router(agents_router())
     app.include_router(approvals_router())
     return app

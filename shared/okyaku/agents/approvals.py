@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from okyaku.agents.framework import Proposal
 from okyaku.agents.models import PendingAction
 from okyaku.agents.tools.records import CREATE_MODELS, SERVICES, UPDATE_MODELS
-from okyaku.crm.listing import decode_cursor, encode_cursor
+from okyaku.crm.listing import decode_cursor, encode_cursor, invalid_cursor
 from okyaku.errors import Conflict, NotFound, OkyakuError, ValidationFailed, field_error
 from okyaku.runtime import Runtime
 
@@ -134,11 +134,11 @@ class ApprovalService:
                     statement = statement.where(getattr(PendingAction, name) == value)
             if cursor:
                 _, created, last_id = decode_cursor(cursor)
-                if created is None:
-                    raise ValidationFailed("invalid cursor", details=[field_error("cursor", "not from this list")])
-                statement = statement.where(
-                    tuple_(PendingAction.created_at, PendingAction.id) < (datetime.fromisoformat(created), last_id)
-                )
+                try:
+                    created_at = datetime.fromisoformat(created or "")
+                except ValueError as error:
+                    raise invalid_cursor() from error
+                statement = statement.where(tuple_(PendingAction.created_at, PendingAction.id) < (created_at, last_id))
             statement = statement.order_by(PendingAction.created_at.desc(), PendingAction.id.desc()).limit(limit + 1)
             rows = list(session.scalars(statement))
         next_cursor = None

@@ -8,7 +8,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
@@ -16,7 +16,6 @@ from okyaku.aws import boto3_client
 from okyaku.config import Settings
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs import SQSClient
 
 logger = logging.getLogger(__name__)
@@ -97,28 +96,3 @@ def dispatcher_from_settings(settings: Settings, run: RunExecution) -> RunDispat
             settings.agent_runs_queue_url, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region
         )
     return ThreadRunDispatcher(run)
-
-
-def is_sqs_event(event: Any) -> bool:
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(records, list) or not records:
-        return False
-    return all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
-
-
-def handle_sqs_event(event: dict[str, Any], context: Any, run: RunExecution) -> dict[str, Any]:
-    """Run each message's execution; failed messages come back in ``batchItemFailures`` (retried,
-    then dead-lettered). ``context`` may be None (local runner, tests)."""
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-
-    def run_record(record: SQSRecord) -> None:
-        message = AgentRunMessage.model_validate_json(record.body)
-        run(message.organization_id, message.execution_id)
-
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response: dict[str, Any] = dict(
-        process_partial_response(event=event, record_handler=run_record, processor=processor, context=context)
-    )
-    if response.get("batchItemFailures"):
-        logger.warning("%d agent run messages failed and will be retried", len(response["batchItemFailures"]))
-    return response

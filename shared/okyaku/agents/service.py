@@ -14,17 +14,20 @@ from sqlalchemy import select
 
 from okyaku.agents.approvals import ApprovalService
 from okyaku.agents.definitions import AGENTS, rules
-from okyaku.agents.dispatch import AgentRunMessage, RunDispatcher, dispatcher_from_settings, handle_sqs_event
+from okyaku.agents.dispatch import AgentRunMessage, RunDispatcher, dispatcher_from_settings
 from okyaku.agents.framework import AgentDefinition, AgentLimits, AgentRunner, RunOutcome, steps_of, utc_now
 from okyaku.agents.models import AgentExecution, AgentStep, PendingAction
 from okyaku.agents.schemas import RunRequest
 from okyaku.agents.tools.records import SERVICES
 from okyaku.agents.tools.services import ToolServices
 from okyaku.errors import DependencyUnavailable, NotFound
+from okyaku.queue import consume_batch
 from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
     from okyaku.llm.gateway import LLMGateway
 
 logger = logging.getLogger(__name__)
@@ -125,8 +128,14 @@ class AgentsService:
         """The worker's entry point (queue message or local thread)."""
         return self.runner.run_blocking(organization_id, execution_id)
 
-    def consume(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return handle_sqs_event(event, context, self.run)
+    def run_record(self, record: SQSRecord) -> None:
+        """One agent-run queue message -> its run (raises to have the message retried)."""
+        message = AgentRunMessage.model_validate_json(record.body)
+        self.run(message.organization_id, message.execution_id)
+
+    def consume(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        """An SQS event of agent-run messages -> ``batchItemFailures`` for the ones to retry."""
+        return consume_batch(event, context, on_record=self.run_record, log=logger)
 
     def _mark_undispatched(self, organization_id: uuid.UUID, execution_id: uuid.UUID, error: Exception) -> None:
         now = self.clock()

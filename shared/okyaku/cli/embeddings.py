@@ -40,9 +40,9 @@ def register(subparsers: Any) -> None:
 def run_backfill(args: argparse.Namespace) -> int:
     from okyaku.db import Database
     from okyaku.embeddings.documents import count_records
-    from okyaku.embeddings.function import default_embedder
     from okyaku.embeddings.indexer import EmbeddingIndexer
     from okyaku.embeddings.models import EMBEDDABLE_TYPES
+    from okyaku.embeddings.triggers import default_embedder
     from okyaku.runtime import Runtime
     from okyaku.tenancy import list_organization_ids
 
@@ -100,7 +100,7 @@ def run_ensure_index(args: argparse.Namespace) -> int:
         raise BadRequest("set DATABASE_MIGRATION_URL (the table owner's URL): the app role cannot create indexes")
     model, dimension = args.model, args.dimension
     if model is None or dimension is None:
-        from okyaku.embeddings.function import default_embedder
+        from okyaku.embeddings.triggers import default_embedder
         from okyaku.runtime import Runtime
 
         embedder = default_embedder(Runtime(settings))

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from okyaku.crm import filters as f
 from okyaku.crm import schemas as s
+from okyaku.crm.access_api import router as access_router
 from okyaku.crm.imports_api import router as imports_router
 from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.records import (
@@ -149,6 +150,7 @@ def create_crm_app(runtime: Runtime | None = None) -> FastAPI:
     )
     app.include_router(crud_router("tasks", "tasks", tasks, s.TaskCreate, s.TaskUpdate, s.TaskOut, f.TaskFilters))
     app.include_router(imports_router)
+    app.include_router(access_router)
 
     @app.get("/api/v1/deals/{deal_id}/stage-history", response_model=list[s.StageChangeOut], tags=["deals"])
     def deal_stage_history(deal_id: uuid.UUID, runtime: RuntimeDep, principal: PrincipalDep) -> Any:

@@ -13,7 +13,8 @@ from okyaku.embeddings.models import EMBEDDABLE_TYPES
 from okyaku.embeddings.protocol import Embedder
 from okyaku.embeddings.search import SearchMode, SearchResult, SemanticSearch
 from okyaku.embeddings.store import count_embeddings
-from okyaku.errors import FeatureDisabled, ValidationFailed, field_error
+from okyaku.errors import ValidationFailed, field_error
+from okyaku.features import feature_enabled, require_feature
 from okyaku.http import PrincipalDep, RuntimeDep, create_app
 from okyaku.runtime import Runtime
 
@@ -74,11 +75,7 @@ def parse_types(raw: str | None) -> list[str]:
 
 
 def _require_enabled(runtime: Runtime) -> None:
-    if not runtime.settings.ai_rag_enabled:
-        raise FeatureDisabled(
-            "semantic search is disabled; set AI_RAG_ENABLED=true to enable it",
-            details={"feature": "rag", "setting": "AI_RAG_ENABLED"},
-        )
+    require_feature(runtime.settings, "rag")
 
 
 def _search(request: Request) -> SemanticSearch:
@@ -145,7 +142,7 @@ def add_search_routes(app: FastAPI) -> None:
             version = pgvector_version(session)
             embedded = {t: count_embeddings(session, embedder.model, [t]) for t in EMBEDDABLE_TYPES}
         return SearchStatus(
-            enabled=runtime.settings.ai_rag_enabled,
+            enabled=feature_enabled(runtime.settings, "rag"),
             model=embedder.model,
             dimension=embedder.dimension,
             embedded=embedded,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from okyaku.config import Settings, get_settings
-from okyaku.features import FEATURE_SETTINGS, feature_disabled_error
+from okyaku.features import FeatureFlags
+
+__all__ = ["FeatureFlags", "LLMConfig"]
 
 
 @dataclass(frozen=True)
@@ -50,36 +52,3 @@ class LLMConfig:
             embedding_batch_size=s.llm_embedding_batch_size,
             embedding_fallback_local=s.llm_embedding_fallback_local,
         )
-
-
-# The switches a gateway carries (tests and health reports override them per gateway).
-GATEWAY_FEATURES = ("content", "chat", "agents", "predictions", "rag")
-
-
-@dataclass(frozen=True)
-class FeatureFlags:
-    content: bool = True
-    chat: bool = True
-    agents: bool = True
-    predictions: bool = True
-    rag: bool = True
-    require_approval_for_writes: bool = True
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> FeatureFlags:
-        s = settings or get_settings()
-        values = {name: bool(getattr(s, FEATURE_SETTINGS[name])) for name in GATEWAY_FEATURES}
-        return cls(**values, require_approval_for_writes=s.ai_require_approval_for_writes)
-
-    def enabled(self, feature: str) -> bool:
-        if feature not in GATEWAY_FEATURES:
-            raise KeyError(feature)
-        return bool(getattr(self, feature))
-
-    def require(self, feature: str) -> None:
-        """Raise a clear 503 when ``feature`` is switched off."""
-        if not self.enabled(feature):
-            raise feature_disabled_error(feature)
-
-    def as_dict(self) -> dict[str, bool]:
-        return {f.name: bool(getattr(self, f.name)) for f in fields(self)}

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
-from okyaku.errors import FeatureDisabled
+from okyaku.features import require_feature
 from okyaku.http import PrincipalDep, RuntimeDep, create_app
 from okyaku.predictions import schemas as s
 from okyaku.predictions.explain import ExplanationWriter
@@ -18,8 +18,7 @@ PREFIX = "/api/v1/ai/predictions"
 
 
 def require_enabled(runtime: RuntimeDep) -> None:
-    if not runtime.settings.ai_predictions_enabled:
-        raise FeatureDisabled("AI predictions are turned off (AI_PREDICTIONS_ENABLED=false)")
+    require_feature(runtime.settings, "predictions")
 
 
 def get_service(request: Request) -> PredictionService:
@@ -40,15 +39,28 @@ def default_writer(runtime: Runtime) -> ExplanationWriter | None:
     return writer
 
 
+def prediction_service(
+    runtime: Runtime | None = None,
+    *,
+    writer: ExplanationWriter | Literal["default"] | None = "default",
+    clock: Callable[[], datetime] | None = None,
+) -> PredictionService:
+    """The service both functions build once per cold start, for HTTP and their other triggers."""
+    runtime = runtime or Runtime()
+    chosen = default_writer(runtime) if writer == "default" else writer
+    return PredictionService(runtime, writer=chosen, clock=clock or utc_now)
+
+
 def _make_app(
     title: str,
     runtime: Runtime | None,
     writer: ExplanationWriter | Literal["default"] | None,
     clock: Callable[[], datetime] | None,
+    service: PredictionService | None,
 ) -> FastAPI:
-    app = create_app(title, runtime)
-    chosen = default_writer(app.state.runtime) if writer == "default" else writer
-    app.state.predictions = PredictionService(app.state.runtime, writer=chosen, clock=clock or utc_now)
+    service = service or prediction_service(runtime, writer=writer, clock=clock)
+    app = create_app(title, service.runtime)
+    app.state.predictions = service
     return app
 
 
@@ -122,7 +134,7 @@ def forecasting_router() -> APIRouter:
         service: ServiceDep,
         months: Annotated[int, Query(ge=1, le=24)] = 6,
         simulations: Annotated[int, Query(ge=100, le=20_000)] = 5000,
-        seed: int = 0,
+        seed: Annotated[int, Query(ge=0, le=2**32 - 1, description="random seed of the simulation")] = 0,
         pipeline_id: uuid.UUID | None = None,
     ) -> Any:
         return service.pipeline_forecast(
@@ -143,8 +155,9 @@ def create_scoring_app(
     *,
     writer: ExplanationWriter | Literal["default"] | None = "default",
     clock: Callable[[], datetime] | None = None,
+    service: PredictionService | None = None,
 ) -> FastAPI:
-    app = _make_app("Okyaku scoring", runtime, writer, clock)
+    app = _make_app("Okyaku scoring", runtime, writer, clock, service)
     app.include_router(scoring_router())
     _health(app, "/api/v1/ai/scoring/health")
     return app
@@ -155,8 +168,9 @@ def create_forecasting_app(
     *,
     writer: ExplanationWriter | Literal["default"] | None = "default",
     clock: Callable[[], datetime] | None = None,
+    service: PredictionService | None = None,
 ) -> FastAPI:
-    app = _make_app("Okyaku forecasting", runtime, writer, clock)
+    app = _make_app("Okyaku forecasting", runtime, writer, clock, service)
     app.include_router(forecasting_router())
     _health(app, "/api/v1/ai/forecasting/health")
     return app

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from okyaku.crm.listing import decode_cursor, encode_cursor
+from okyaku.crm.listing import decode_cursor, encode_cursor, invalid_cursor
 from okyaku.db.models import Activity, Company, Contact, Deal, Task
 from okyaku.errors import NotFound, ValidationFailed, field_error
 from okyaku.events.model import ChangeEvent
@@ -805,8 +805,12 @@ def _batch_page(
                 details=[field_error("cursor", f"this cursor was made for sort={cursor_sort}")],
             )
         cast = "float8" if column == "cp.score" else "timestamptz"
+        try:  # the cursor is client input: its value must read as the sort column's type
+            typed: float | datetime = float(value or "") if cast == "float8" else datetime.fromisoformat(value or "")
+        except ValueError as error:
+            raise invalid_cursor() from error
         conditions.append(f"({column}, cp.entity_id) {'<' if descending else '>'} (CAST(:value AS {cast}), :last_id)")
-        params.update({"value": value, "last_id": last_id})
+        params.update({"value": typed, "last_id": last_id})
     direction = "DESC" if descending else "ASC"
     rows = session.execute(
         text(

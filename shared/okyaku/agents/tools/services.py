@@ -9,6 +9,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from okyaku.features import feature_enabled
 from okyaku.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ class ToolServices:
 
     @property
     def search_enabled(self) -> bool:
-        return bool(self.runtime.settings.ai_rag_enabled)
+        return feature_enabled(self.runtime.settings, "rag")
 
     def semantic_search(self) -> SemanticSearch:
         """Hybrid search with the same embedder choice as the embeddings function (Ollama's model
@@ -46,7 +47,7 @@ class ToolServices:
             from okyaku.predictions.service import PredictionService
         except ImportError as error:  # the ml extra (numpy, scikit-learn) is not installed
             return {"available": False, "reason": f"lead scoring is not installed here ({error.name} missing)"}
-        if not self.runtime.settings.ai_predictions_enabled:
+        if not feature_enabled(self.runtime.settings, "predictions"):
             return {"available": False, "reason": "predictions are disabled (AI_PREDICTIONS_ENABLED=false)"}
         payload = PredictionService(self.runtime).lead_score(organization_id, contact_id)
         return {
