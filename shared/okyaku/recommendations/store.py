@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,66 @@ def lock_refresh(session: Session) -> None:
     )
 
 
+_COLUMNS = (
+    ("id", "uuid"),
+    ("entity_type", "text"),
+    ("entity_id", "uuid"),
+    ("rule", "text"),
+    ("type", "text"),
+    ("status", "text"),
+    ("title", "text"),
+    ("facts", "jsonb"),
+    ("trigger_key", "text"),
+    ("priority", "smallint"),
+    ("confidence", "float8"),
+    ("base_value", "float8"),
+    ("ranking", "jsonb"),
+    ("owner_id", "uuid"),
+    ("company_id", "uuid"),
+    ("hidden_until", "timestamptz"),
+    ("closed_trigger_key", "text"),
+    ("pending_action_id", "uuid"),
+    ("apply_result", "jsonb"),
+    ("expires_at", "timestamptz"),
+    ("refreshed_at", "timestamptz"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+)
+_NAMES = ", ".join(name for name, _ in _COLUMNS)
+_KEPT_ON_UPDATE = ("id", "entity_type", "entity_id", "rule", "created_at")
+# One statement for every card of a refresh, whatever their number: rows as one JSON document.
+_UPSERT = text(
+    f"""
+    INSERT INTO recommendations ({_NAMES})
+    SELECT {_NAMES}
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({", ".join(f"{n} {t}" for n, t in _COLUMNS)})
+    ON CONFLICT (organization_id, entity_type, entity_id, rule) DO UPDATE
+       SET {", ".join(f"{n} = EXCLUDED.{n}" for n, _ in _COLUMNS if n not in _KEPT_ON_UPDATE)}
+    """
+)
+_RESOLVE = text("UPDATE recommendations SET status = 'resolved', updated_at = :now WHERE id = ANY(:ids)")
+
+
+def _next_state(row: Any, trigger_key: str, now: datetime) -> tuple[dict[str, Any], bool]:
+    """What a refresh keeps of an existing card's state, and whether it reopens it."""
+    kept = {
+        "status": row.status,
+        "hidden_until": row.hidden_until,
+        "closed_trigger_key": row.closed_trigger_key,
+        "pending_action_id": row.pending_action_id,
+        "apply_result": row.apply_result,
+    }
+    if row.status in CLOSED_STATUSES:
+        reopen = row.closed_trigger_key != trigger_key
+    elif row.status in HIDDEN:
+        reopen = row.hidden_until is None or row.hidden_until <= now
+    else:
+        reopen = row.status in ("resolved", "expired")
+    if reopen:
+        kept = dict.fromkeys(kept) | {"status": "open"}
+    return kept, reopen
+
+
 def store_candidates(
     session: Session,
     candidates: Sequence[Candidate],
@@ -49,74 +110,82 @@ def store_candidates(
     """Upsert one card per (entity, rule); cards of the ``scope`` (None: the whole organization)
     whose rule no longer fires are resolved. Dismissed and snoozed cards stay hidden until their
     time; a card closed as done or applied reopens only for a new situation (``trigger_key``)."""
+    if scope is not None and not scope:
+        return RefreshCounts()
     lock_refresh(session)
-    statement = select(Recommendation)
+    columns = (
+        Recommendation.id,
+        Recommendation.entity_type,
+        Recommendation.entity_id,
+        Recommendation.rule,
+        Recommendation.status,
+        Recommendation.hidden_until,
+        Recommendation.closed_trigger_key,
+        Recommendation.pending_action_id,
+        Recommendation.apply_result,
+        Recommendation.created_at,
+    )
+    statement = select(*columns)
     if scope is not None:
-        if not scope:
-            return RefreshCounts()
         statement = statement.where(tuple_(Recommendation.entity_type, Recommendation.entity_id).in_(list(scope)))
-    existing: dict[tuple[str, uuid.UUID, str], Recommendation] = {
-        (r.entity_type, r.entity_id, r.rule): r for r in session.scalars(statement)
-    }
+    existing = {(r.entity_type, r.entity_id, r.rule): r for r in session.execute(statement)}
     counts = RefreshCounts()
     expires = now + timedelta(days=config.card_ttl_days)
-    organization_counts = FeedbackCounts(scope="none")
+    no_feedback = FeedbackCounts(scope="none")  # stored without feedback; readers apply theirs
     seen: set[tuple[str, uuid.UUID, str]] = set()
+    rows: list[dict[str, Any]] = []
     for candidate in candidates:
-        key = (candidate.entity_type, candidate.entity_id, candidate.rule)
-        seen.add(key)
-        ranking = rank_candidate(candidate, organization_counts, config.feedback_prior)
-        values: dict[str, Any] = {
-            "type": candidate.type,
-            "title": candidate.title[:300],
-            "facts": {**candidate.facts, "action": candidate.action},
-            "priority": priority_of(candidate.severity, candidate.overdue),
-            "confidence": round(candidate.confidence, 3),
-            "base_value": ranking.expected_value,
-            "ranking": ranking.as_dict(),
-            "owner_id": candidate.owner_id,
-            "company_id": candidate.company_id,
-            "expires_at": expires,
-            "refreshed_at": now,
-            "updated_at": now,
-        }
-        row = existing.get(key)
-        if row is None:
-            session.add(
-                Recommendation(
-                    entity_type=candidate.entity_type,
-                    entity_id=candidate.entity_id,
-                    rule=candidate.rule,
-                    status="open",
-                    trigger_key=candidate.trigger_key[:200],
-                    created_at=now,
-                    **values,
-                )
-            )
-            counts.created += 1
+        key: tuple[str, uuid.UUID, str] = (candidate.entity_type, candidate.entity_id, candidate.rule)
+        if key in seen:
             continue
-        for name, value in values.items():
-            setattr(row, name, value)
-        reopen = False
-        if row.status in CLOSED_STATUSES:
-            reopen = row.closed_trigger_key != candidate.trigger_key[:200]
-        elif row.status in HIDDEN:
-            reopen = row.hidden_until is None or row.hidden_until <= now
-        elif row.status in ("resolved", "expired"):
-            reopen = True
-        if reopen:
-            row.status, row.hidden_until, row.closed_trigger_key = "open", None, None
-            row.pending_action_id, row.apply_result = None, None
-            counts.reopened += 1
+        seen.add(key)
+        trigger_key = candidate.trigger_key[:200]
+        ranking = rank_candidate(candidate, no_feedback, config.feedback_prior)
+        old = existing.get(key)
+        if old is None:
+            state: dict[str, Any] = dict.fromkeys(("hidden_until", "closed_trigger_key", "pending_action_id"))
+            state |= {"status": "open", "apply_result": None}
+            counts.created += 1
         else:
-            counts.updated += 1
-        row.trigger_key = candidate.trigger_key[:200]
-    for existing_key, row in existing.items():
-        if existing_key not in seen and row.status in ("open", *HIDDEN):
-            row.status, row.updated_at = "resolved", now
-            counts.resolved += 1
-    session.flush()
+            state, reopened = _next_state(old, trigger_key, now)
+            counts.reopened += reopened
+            counts.updated += not reopened
+        rows.append(
+            {
+                "id": old.id if old is not None else uuid.uuid4(),
+                "entity_type": candidate.entity_type,
+                "entity_id": candidate.entity_id,
+                "rule": candidate.rule,
+                "type": candidate.type,
+                "title": candidate.title[:300],
+                "facts": {**candidate.facts, "action": candidate.action},
+                "trigger_key": trigger_key,
+                "priority": priority_of(candidate.severity, candidate.overdue),
+                "confidence": round(candidate.confidence, 3),
+                "base_value": ranking.expected_value,
+                "ranking": ranking.as_dict(),
+                "owner_id": candidate.owner_id,
+                "company_id": candidate.company_id,
+                "expires_at": expires,
+                "refreshed_at": now,
+                "created_at": old.created_at if old is not None else now,
+                "updated_at": now,
+                **state,
+            }
+        )
+    if rows:
+        session.execute(_UPSERT, {"rows": json.dumps(rows, default=_json_default)})
+    resolved = [r.id for k, r in existing.items() if k not in seen and r.status in ("open", *HIDDEN)]
+    if resolved:
+        session.execute(_RESOLVE, {"now": now, "ids": resolved})
+        counts.resolved = len(resolved)
     return counts
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # UUIDs
 
 
 def visible(now: datetime) -> Any:
