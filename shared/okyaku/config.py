@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     ai_agent_max_proposals: int = 10
     ai_approval_ttl_hours: float = 72.0
 
+    # Conversation intelligence (okyaku.conversation): texts longer than CONVERSATION_CHUNK_CHARS
+    # are analysed in chunks and merged; the sweep looks at this many unanalysed activities a page.
+    conversation_chunk_chars: int = Field(default=6000, ge=500)
+    conversation_max_tokens: int = Field(default=2048, ge=256)
+    conversation_sweep_batch: int = Field(default=50, ge=1, le=1000)
+    # Chat over the CRM (okyaku.chat): every plan runs read-only, capped and timed out.
+    ai_chat_row_limit: int = 200
+    ai_chat_statement_timeout_ms: int = 5000
+    ai_chat_timezone: str = "UTC"
+    ai_chat_history_turns: int = 6
     # Recommendations (okyaku.recommendations): the rule thresholds teams most often differ on;
     # the other constants are in okyaku/recommendations/settings.py.
     ai_recommendations_deal_stale_days: int = 14
@@ -77,7 +87,18 @@ class Settings(BaseSettings):
 
     # HTTP
     api_max_page_size: int = 200
-    import_max_bytes: int = 50 * 1024 * 1024
+    # Lambda takes at most 6 MB of request event; API Gateway sends a multipart upload base64-encoded
+    # (4/3 larger), so what fits through the gateway is a file of about 4 MB.
+    import_max_bytes: int = 4_000_000
+
+    # OpenFaaS triggers (okyaku.openfaas): a request with X-Topic runs a schedule or a queue
+    # message only when signed (HMAC-SHA256) with this secret, or the file's content.
+    openfaas_trigger_secret: SecretStr = SecretStr("")
+    openfaas_trigger_secret_file: str = "/var/openfaas/secrets/okyaku-trigger-secret"
+    openfaas_trigger_max_skew_s: int = 300
+    # Topics accepted unsigned (comma-separated), for a gateway no one else can reach: the stock
+    # connectors cannot sign. Empty (the default): every trigger must be signed.
+    openfaas_unsigned_topics: str = ""
 
     # Logging
     log_level: str = "INFO"

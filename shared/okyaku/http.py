@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from okyaku.errors import OkyakuError, ValidationFailed
@@ -18,12 +19,30 @@ from okyaku.tenancy import Principal, authenticate
 
 logger = logging.getLogger(__name__)
 
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable")
+    message: str
+    details: Any = Field(default=None, description="for 422: a list of {field, message, type}")
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every route."""
+
+    error: ErrorDetail
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key"},
-    404: {"description": "No such record in your organization"},
-    409: {"description": "The record changed since you read it"},
-    422: {"description": "Invalid input, with field-level details"},
-    503: {"description": "A dependency (database, LLM, queue) is unavailable"},
+    status: {"description": description, "model": ErrorResponse}
+    for status, description in {
+        400: "A body that cannot be read (not JSON, wrong encoding)",
+        401: "Missing or invalid API key",
+        403: "Your role may not do this",
+        404: "No such record in your organization",
+        409: "The record changed since you read it",
+        422: "Invalid input, with field-level details",
+        503: "A dependency (database, LLM, queue) is unavailable",
+    }.items()
 }
 
 
@@ -74,7 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        codes = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
         body = {
             "error": {
                 "code": codes.get(error.status_code, "http_error"),

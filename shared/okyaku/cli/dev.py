@@ -239,7 +239,9 @@ def _print_banner(runner: Any, demo: DemoOrganization, demo_file: Path) -> None:
         "  Try it:",
         f'    curl -H "Authorization: Bearer {demo.api_key}" "{runner.url}/api/v1/contacts?limit=5"',
         f"  API docs: {runner.url}/api/v1/docs",
-        f"  Runner status (queues, dead letters, schedules): {runner.url}/_okyaku/status",
+        f"  Runner token: {runner.admin_token}",
+        "  Runner status (queues, dead letters, schedules), with the runner token:",
+        f'    curl -H "Authorization: Bearer {runner.admin_token}" {runner.url}/_okyaku/status',
         "",
         "  Functions:",
     ]

@@ -18,7 +18,8 @@ when the runner stops; the outbox keeps the records' events), retries back off f
 and its environment, and a function that overruns its Timeout is logged rather than stopped.
 
 Besides the template's routes it answers ``GET /_okyaku/status`` (queues, dead letters,
-schedules) and ``POST /_okyaku/schedules/<rule>/fire`` (run a rule now).
+schedules) and ``POST /_okyaku/schedules/<rule>/fire`` (run a rule now), to a caller with the
+runner's token (``admin_token``, random per start unless given; ``okyaku dev`` prints it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import secrets
 import signal
 import threading
 import time
@@ -64,8 +66,10 @@ class LocalRunner:
         concurrency: int = 4,
         drain_timeout_s: float = 5.0,
         apply_environment: bool = True,
+        admin_token: str | None = None,
     ) -> None:
         self.template: Template = parse_template(template_path)
+        self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.host = host
         self.requested_port = port
         self.drain_timeout_s = drain_timeout_s

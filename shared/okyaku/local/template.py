@@ -9,6 +9,7 @@ touching the runner. Parsing is permissive about CloudFormation tags (``!Ref``, 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -122,6 +123,7 @@ class HttpRoute:
         return None if found is None else dict(found.groupdict())
 
 
+@functools.lru_cache(maxsize=1024)  # matched on every request: compile each route once
 def _route_pattern(path: str) -> re.Pattern[str]:
     parts = []
     for segment in path.strip("/").split("/"):

@@ -27,11 +27,10 @@ from okyaku.crm.import_report import (
 from okyaku.crm.imports.catalogue import TARGETS, ImportTarget, target_for
 from okyaku.crm.imports.columns import ColumnPlan, plan_columns
 from okyaku.crm.imports.csv_reader import ParsedCsv, parse_csv
-from okyaku.crm.imports.jobs import PUBLISH_INLINE_LIMIT, get_import, report_of, run_import
+from okyaku.crm.imports.jobs import get_import, report_of, run_import
 
 __all__ = [
     "IMPORT_ENTITY_TYPES",
-    "PUBLISH_INLINE_LIMIT",
     "TARGETS",
     "ColumnPlan",
     "ImportEntity",

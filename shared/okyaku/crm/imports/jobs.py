@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
@@ -20,13 +20,10 @@ from okyaku.crm.imports.importer import Importer, ImportOutcome, Progress
 from okyaku.db import Database
 from okyaku.db.models import ImportJob
 from okyaku.errors import NotFound, OkyakuError, public_error
-from okyaku.events.outbox import publish_events
+from okyaku.events.outbox import PUBLISH_INLINE_LIMIT, publish_events
 from okyaku.events.publishers import EventPublisher
 
 logger = logging.getLogger(__name__)
-
-# Above this many events, publishing is left to the scheduled relay (SQS takes 10 per call).
-PUBLISH_INLINE_LIMIT = 1000
 
 
 def run_import(
@@ -123,11 +120,35 @@ def _jsonable(details: Any) -> Any:
     return details
 
 
-def get_import(db: Database, organization_id: uuid.UUID, job_id: uuid.UUID, *, errors_limit: int = 100) -> ImportReport:
+# An import runs inside one request (at most Lambda's 15 minutes): one still "running" after this
+# was killed (a timeout, a crash) and, being one transaction, left nothing behind.
+STALE_AFTER = timedelta(minutes=20)
+STALE_FAILURE = "the import stopped before it finished (the function timed out or crashed); nothing of it was saved"
+
+
+def get_import(
+    db: Database,
+    organization_id: uuid.UUID,
+    job_id: uuid.UUID,
+    *,
+    errors_limit: int = 100,
+    stale_after: timedelta = STALE_AFTER,
+) -> ImportReport:
+    """The job's report; a job stuck "running" past ``stale_after`` is marked failed on the way."""
     with db.organization_scope(organization_id) as session:
         job = session.get(ImportJob, job_id)
         if job is None:
             raise NotFound(f"import {job_id} not found", details={"id": str(job_id)})
+        if job.status == "running" and job.created_at < datetime.now(UTC) - stale_after:
+            job = session.get(ImportJob, job_id, with_for_update=True, populate_existing=True)
+            if job is not None and job.status == "running":
+                job.status = "failed"
+                job.options = job.options | {
+                    "failure": STALE_FAILURE,
+                    "failure_details": {"stale_after_s": int(stale_after.total_seconds())},
+                }
+                job.finished_at = datetime.now(UTC)
+        assert job is not None
         return report_of(job, errors_limit=errors_limit)
 
 
