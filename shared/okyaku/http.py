@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from okyaku.errors import OkyakuError, ValidationFailed
+from okyaku.errors import OkyakuError, ValidationFailed, field_error
 from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal, authenticate
+from okyaku.validation import field_details
 
 logger = logging.getLogger(__name__)
 
@@ -65,20 +66,12 @@ def error_response(error: OkyakuError) -> JSONResponse:
     return JSONResponse(status_code=error.status_code, content=error.to_body())
 
 
-def _field_path(location: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or ".".join(str(p) for p in location)
+REQUEST_SOURCES = ("body", "query", "path", "header", "cookie")
 
 
 def validation_details(errors: Any) -> list[dict[str, str]]:
-    return [
-        {
-            "field": _field_path(tuple(e.get("loc", ()))),
-            "message": str(e.get("msg", "")).removeprefix("Value error, "),
-            "type": e.get("type", ""),
-        }
-        for e in errors
-    ]
+    """A request's validation errors, named by field (not by where in the request they came)."""
+    return field_details(errors, drop_sources=REQUEST_SOURCES)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -134,6 +127,6 @@ def expected_version(if_match: str | None) -> int | None:
     if not match:
         raise ValidationFailed(
             "If-Match must carry a record version",
-            details=[{"field": "If-Match", "message": 'expected a version such as "3"', "type": "value_error"}],
+            details=[field_error("If-Match", 'expected a version such as "3"')],
         )
     return int(match.group(1))

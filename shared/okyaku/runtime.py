@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from typing import ClassVar
 
 from sqlalchemy.orm import Session
 
@@ -16,7 +17,14 @@ from okyaku.events.publishers import EventPublisher, publisher_from_settings
 
 
 class Runtime:
-    """Holds the database and the event publisher; both are created on first use."""
+    """Holds the database and the event publisher; both are created on first use.
+
+    The publisher is the one given, else the host's (below), else the one the settings configure
+    (EventBridge, SQS, or none: events wait in the outbox for the relay)."""
+
+    # A host that runs functions in its own process (the local runner) sets this, so the
+    # runtimes those functions build deliver to it; a deployed function never has one.
+    hosted_publisher: ClassVar[EventPublisher | None] = None
 
     def __init__(
         self,
@@ -48,7 +56,7 @@ class Runtime:
 
     @cached_property
     def publisher(self) -> EventPublisher | None:
-        return self._publisher or publisher_from_settings(self.settings)
+        return self._publisher or Runtime.hosted_publisher or publisher_from_settings(self.settings)
 
     @contextmanager
     def transaction(self, organization_id: uuid.UUID) -> Iterator[Session]:

@@ -29,8 +29,8 @@ import pytest
 
 from okyaku.config import Settings
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import publisher_from_settings
 from okyaku.local.runner import LocalRunner
+from okyaku.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_TEMPLATE = ROOT / "tests" / "data" / "runner" / "template.yaml"
@@ -326,9 +326,9 @@ def test_local_runner_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             occurred_at=datetime.now(UTC),
         )
         # The installed publisher is what every handler's runtime picks up.
-        local = publisher_from_settings(Settings())
+        local = Runtime(Settings()).publisher
         assert local is not None
         local.publish([change])
         batches = wait_for(lambda: [b for b in recorded(output) if b["kind"] == "sqs"], "the change event")
         assert [r["entity_id"] for r in batches[0]["records"]] == [str(change.entity_id)]
-    assert publisher_from_settings(Settings(change_events_queue_url="")) is None  # uninstalled on stop
+    assert Runtime(Settings(change_events_queue_url="")).publisher is None  # uninstalled on stop

@@ -22,8 +22,8 @@ from okyaku.agents.api import create_agents_app
 from okyaku.content.api import create_content_app
 from okyaku.crm.api import create_crm_app
 from okyaku.embeddings.api import create_search_app
-from okyaku.embeddings.hashing import HashingEmbedder  # moves to tests.support with issue 10
 from okyaku.predictions.api import create_forecasting_app, create_scoring_app
+from tests.support.hashing_embedder import HashingEmbedder
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 

@@ -22,12 +22,13 @@ from okyaku.config import get_settings
 from okyaku.db import Database
 from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import CallbackPublisher, use_local_publisher
 from okyaku.local.lambda_host import FunctionHost
 from okyaku.local.postgres import LocalDatabase
 from okyaku.local.template import parse_template
 from okyaku.openfaas import CRON_TOPIC, Request, adapt, signed_trigger_headers, unix_cron
+from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
+from tests.support.publishers import CollectingPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENFAAS = ROOT / "infrastructure" / "openfaas"
@@ -173,11 +174,10 @@ def handlers(pg: LocalDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[dic
     monkeypatch.setenv("OPENFAAS_TRIGGER_SECRET", TRIGGER_SECRET)
     get_settings.cache_clear()
     published: list[ChangeEvent] = []
-    use_local_publisher(CallbackPublisher(published.extend))
+    monkeypatch.setattr(Runtime, "hosted_publisher", CollectingPublisher(published))
     hosts = {i: FunctionHost(spec, concurrency=1) for i, spec in TEMPLATE.functions.items()}
     adapted = {name_of(i): adapt(invoker(host), function_name=i) for i, host in hosts.items()}
     yield {"handle": adapted, "published": published}
-    use_local_publisher(None)
     for host in hosts.values():
         host.shutdown()
     get_settings.cache_clear()

@@ -72,16 +72,9 @@ MAY_NOT_IMPORT: dict[str, frozenset[str]] = {"openfaas": frozenset({"local", "cl
 MIGRATIONS = "okyaku.db.migrations.versions."
 MIGRATIONS_MAY_IMPORT = frozenset({"okyaku.db.rls"})
 
-# Cycles that exist today and that refactor-b (issue 10) is removing; this list may only shrink.
-# Each is written as tests.support.layers prints it (rotated to start at its smallest module).
-KNOWN_CYCLES: frozenset[tuple[str, ...]] = frozenset(
-    {
-        # training imports scoring inside a function (a run-time cycle hidden by the deferral).
-        ("okyaku.predictions.scoring", "okyaku.predictions.training"),
-        # framework imports approvals under TYPE_CHECKING only.
-        ("okyaku.agents.approvals", "okyaku.agents.framework"),
-    }
-)
+# Cycles that exist today; this list may only shrink. (refactor-b removed the last two:
+# predictions scoring <-> training and agents approvals <-> framework.)
+KNOWN_CYCLES: frozenset[tuple[str, ...]] = frozenset()
 
 LAYER_NAMES = tuple(name for name, _ in LAYERS)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,16 +21,14 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import Select, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from okyaku.agents.framework import Proposal
 from okyaku.agents.models import PendingAction
+from okyaku.agents.tooling import Proposal
 from okyaku.agents.tools.records import CREATE_MODELS, SERVICES, UPDATE_MODELS
+from okyaku.clock import utc_now
 from okyaku.crm.listing import decode_cursor, encode_cursor, invalid_cursor
 from okyaku.errors import Conflict, NotFound, OkyakuError, ValidationFailed, field_error
 from okyaku.runtime import Runtime
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from okyaku.validation import field_details
 
 
 @dataclass(frozen=True)
@@ -276,13 +274,7 @@ class ApprovalService:
             models[row.entity_type].model_validate(values)
         except ValidationError as error:
             raise ValidationFailed(
-                "the approved values are not valid",
-                details=[
-                    field_error(
-                        "edited_fields." + ".".join(str(p) for p in e.get("loc", ())), e.get("msg", ""), e["type"]
-                    )
-                    for e in error.errors()
-                ],
+                "the approved values are not valid", details=field_details(error, prefix="edited_fields")
             ) from error
         return values, edits
 

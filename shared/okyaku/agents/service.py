@@ -15,11 +15,12 @@ from sqlalchemy import select
 from okyaku.agents.approvals import ApprovalService
 from okyaku.agents.definitions import AGENTS, rules
 from okyaku.agents.dispatch import AgentRunMessage, RunDispatcher, dispatcher_from_settings
-from okyaku.agents.framework import AgentDefinition, AgentLimits, AgentRunner, RunOutcome, steps_of, utc_now
+from okyaku.agents.framework import AgentDefinition, AgentLimits, AgentRunner, RunOutcome, steps_of
 from okyaku.agents.models import AgentExecution, AgentStep, PendingAction
 from okyaku.agents.schemas import RunRequest
 from okyaku.agents.tools.records import SERVICES
 from okyaku.agents.tools.services import ToolServices
+from okyaku.clock import utc_now
 from okyaku.errors import DependencyUnavailable, NotFound
 from okyaku.queue import consume_batch
 from okyaku.runtime import Runtime

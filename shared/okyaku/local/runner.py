@@ -42,13 +42,13 @@ from typing import Any
 
 from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import CallbackPublisher, use_local_publisher
 from okyaku.lambda_events import ACCOUNT_ID, REGION, failed_message_ids, scheduled_event, sqs_record
 from okyaku.local.http_front import make_request_handler
 from okyaku.local.lambda_host import FunctionHost, apply_template_environment
 from okyaku.local.scheduler import Scheduler
 from okyaku.local.sqs import DeadLetter, LocalQueue, lambda_message_attributes
 from okyaku.local.template import EventRule, ScheduleEvent, Template, parse_template
+from okyaku.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class LocalRunner:
         if self.apply_environment:
             apply_template_environment(self.template)
         # Before any handler is imported: their runtimes pick the publisher on first use.
-        use_local_publisher(CallbackPublisher(self.publish_change_events))
+        Runtime.hosted_publisher = self
         for queue in self.queues:
             self._spawn(f"sqs-{queue.source.function_id}-{queue.source.event_name}", self._consume, queue)
         self._spawn("scheduler", self._run_schedules)
@@ -152,7 +152,7 @@ class LocalRunner:
             thread.join(timeout=10)
         for function in self.functions.values():
             function.shutdown()
-        use_local_publisher(None)
+        Runtime.hosted_publisher = None
         left = sum(q.pending() for q in self.queues)
         if left:
             logger.warning("stopped with %d change events undelivered (in-memory queues)", left)
@@ -186,6 +186,9 @@ class LocalRunner:
         self.stop()
 
     # --- change events ---
+
+    def publish(self, events: Sequence[ChangeEvent]) -> None:  # the hosted runtimes' EventPublisher
+        self.publish_change_events(events)
 
     def publish_change_events(self, events: Sequence[ChangeEvent]) -> None:
         """The local publisher: events go where the template's wiring sends them."""

@@ -150,15 +150,5 @@ def simulate_pipeline(
     }
 
 
-def close_window(days: float, low: float, high: float) -> tuple[float, float, float]:
-    """Guard against inverted or negative ranges."""
-    days = max(days, 0.0)
-    return days, max(min(low, days), 0.0), max(high, days)
-
-
-def days_until(day: date, today: date) -> float:
-    return float((day - today).days)
-
-
 def add_days(today: date, days: float) -> date:
     return today + timedelta(days=round(days))
