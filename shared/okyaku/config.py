@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     ai_chat_statement_timeout_ms: int = 5000
     ai_chat_timezone: str = "UTC"
     ai_chat_history_turns: int = 6
+    # Recommendations (okyaku.recommendations): the rule thresholds teams most often differ on;
+    # the other constants are in okyaku/recommendations/settings.py.
+    ai_recommendations_deal_stale_days: int = 14
+    ai_recommendations_lead_stale_days: int = 7
+    ai_recommendations_hot_lead_score: float = 70.0
+    ai_recommendations_quiet_days: int = 60
+    ai_recommendations_dismiss_days: int = 30
 
     # Anomalies, insights and notifications (okyaku.anomalies): the schedules put one message per
     # organization on ANOMALY_SCAN_QUEUE_URL (unset: each organization is scanned in-process).
