@@ -21,10 +21,16 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from okyaku.agents.api import create_agents_app
 from okyaku.anomalies.api import create_anomalies_app
 from okyaku.anomalies.service import AnomalyService
+from okyaku.chat.api import create_chat_app
+from okyaku.chat.service import ChatService
 from okyaku.content.api import create_content_app
+from okyaku.conversation.api import create_conversation_app
+from okyaku.conversation.service import ConversationService
 from okyaku.crm.api import create_crm_app
 from okyaku.embeddings.api import create_search_app
 from okyaku.predictions.api import create_forecasting_app, create_scoring_app
+from okyaku.recommendations.api import create_recommendations_app
+from okyaku.recommendations.service import RecommendationService
 from tests.support.hashing_embedder import HashingEmbedder
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
@@ -39,6 +45,9 @@ APPS: dict[str, Callable[[Any, Any], FastAPI]] = {
     "forecasting": lambda runtime, gateway: create_forecasting_app(runtime, writer=None),
     "agents": lambda runtime, gateway: create_agents_app(runtime, gateway),
     "anomalies": lambda runtime, gateway: create_anomalies_app(AnomalyService(runtime, gateway)),
+    "chat": lambda runtime, gateway: create_chat_app(ChatService(runtime, gateway)),
+    "conversation": lambda runtime, gateway: create_conversation_app(ConversationService(runtime, gateway)),
+    "recommendations": lambda runtime, gateway: create_recommendations_app(RecommendationService(runtime)),
 }
 
 
