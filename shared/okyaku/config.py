@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     anomaly_dismiss_snooze_days: float = 30.0
     notifications_email_from: str = ""
 
+    # Trained model artefacts are HMAC-signed with this key and never loaded unsigned (unset: a key
+    # derived from DATABASE_URL, fine for the embedded default; set it in production).
+    model_signing_key: str = ""
+
     # HTTP
     api_max_page_size: int = 200
     # Lambda takes at most 6 MB of request event; API Gateway sends a multipart upload base64-encoded

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from fastapi.testclient import TestClient
 
 from okyaku.config import Settings
@@ -251,3 +252,42 @@ def test_turned_off_predictions_answer_503(world):
     response = client.get("/api/v1/ai/predictions/batch-score")
     assert response.status_code == 503 and response.json()["error"]["code"] == "feature_disabled"
     assert client.get("/api/v1/ai/scoring/health").status_code == 200
+
+
+class _RunsCodeWhenUnpickled:
+    """What an attacker with write access to the models table would store."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (self.marker, "w"))
+
+
+def test_a_model_artefact_written_by_anyone_else_is_never_unpickled(world, owner_db, tmp_path):
+    import io
+    import pickle
+
+    from okyaku.predictions import store
+    from okyaku.predictions.classifier import ARTEFACT_MAGIC
+
+    lead = new_lead(world, meetings=3)
+    trained = world.scoring.post(f"/api/v1/ai/predictions/lead-score/{lead}").json()
+    assert trained["method"] == "model"
+    marker = tmp_path / "pwned"
+    forged = [
+        pickle.dumps(_RunsCodeWhenUnpickled(str(marker))),  # unsigned
+        ARTEFACT_MAGIC + b"\0" * 32 + pickle.dumps(_RunsCodeWhenUnpickled(str(marker))),  # a made-up signature
+    ]
+    for blob in forged:
+        with owner_db.session() as session:
+            session.execute(
+                text("UPDATE prediction_models SET artefact = :blob WHERE organization_id = :org AND target = 'lead'"),
+                {"blob": io.BytesIO(blob).getvalue(), "org": world.organization_id},
+            )
+        store._cache.clear()
+        response = world.scoring.post(f"/api/v1/ai/predictions/lead-score/{lead}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["method"] == "prior" and body["degraded"] is True  # the rules stand in, and say so
+        assert not marker.exists()  # nothing ran

@@ -6,6 +6,8 @@ importing them, so artefacts written before they moved here still load."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 from typing import Any, Literal
 
@@ -110,16 +112,40 @@ class ClassifierModel:
         return np.asarray(self.estimator[0].transform(matrix), dtype=float)
 
 
-def serialize(model: Any) -> bytes:
+# A stored artefact is MAGIC + HMAC-SHA256(key, payload) + payload (joblib). Unpickling runs code,
+# so nothing is unpickled unless this deployment's key signed it: a row written to the models
+# table by anything else (an injection, a restored dump from elsewhere) is refused.
+ARTEFACT_MAGIC = b"OKYSIG1\n"
+_MAC_BYTES = 32
+
+
+class UntrustedArtefact(ValueError):
+    """An artefact this deployment did not sign: it is never unpickled."""
+
+
+def serialize(model: Any, key: bytes) -> bytes:
     import joblib
 
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
-    return buffer.getvalue()
+    payload = buffer.getvalue()
+    return ARTEFACT_MAGIC + hmac.new(key, payload, hashlib.sha256).digest() + payload
 
 
-def deserialize(blob: bytes) -> Any:
+def deserialize(blob: bytes, key: bytes) -> Any:
     import joblib
 
-    # Only artefacts this code wrote to the organization's own rows are ever loaded.
-    return joblib.load(io.BytesIO(blob))
+    if not blob.startswith(ARTEFACT_MAGIC):
+        raise UntrustedArtefact("the artefact is not signed (written before signing, or not by Okyaku): retrain")
+    mac = blob[len(ARTEFACT_MAGIC) : len(ARTEFACT_MAGIC) + _MAC_BYTES]
+    payload = blob[len(ARTEFACT_MAGIC) + _MAC_BYTES :]
+    if not hmac.compare_digest(mac, hmac.new(key, payload, hashlib.sha256).digest()):
+        raise UntrustedArtefact("the artefact's signature does not match this deployment's key: refused")
+    return joblib.load(io.BytesIO(payload))
+
+
+def signing_key(model_signing_key: str, database_url: str) -> bytes:
+    """MODEL_SIGNING_KEY, or (unset: the embedded default) a key derived from the database URL's
+    credentials, which a writer of rows does not know either. Set MODEL_SIGNING_KEY in production."""
+    secret = model_signing_key or database_url
+    return hmac.new(b"okyaku model artefacts", secret.encode(), hashlib.sha256).digest()

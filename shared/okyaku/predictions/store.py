@@ -15,7 +15,8 @@ from sqlalchemy import Float, Integer, Text, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Session
 
-from okyaku.predictions.classifier import deserialize, serialize
+from okyaku.config import get_settings
+from okyaku.predictions.classifier import deserialize, serialize, signing_key
 from okyaku.predictions.models import PredictionModel
 from okyaku.predictions.training import ClassifierOutcome, RegressorOutcome
 
@@ -41,6 +42,11 @@ def model_history(session: Session, target: str | None = None, limit: int = 20) 
     return list(session.scalars(statement))
 
 
+def _artefact_key() -> bytes:
+    settings = get_settings()
+    return signing_key(settings.model_signing_key, settings.database_url)
+
+
 def load_artefact(session: Session, row: PredictionModel) -> Any:
     """The unpickled model, cached per model row (rows are never updated, so the cache is exact)."""
     with _cache_lock:
@@ -50,7 +56,7 @@ def load_artefact(session: Session, row: PredictionModel) -> Any:
     blob = session.scalar(select(PredictionModel.artefact).where(PredictionModel.id == row.id))
     if blob is None:
         raise ValueError(f"model {row.id} has no artefact")
-    model = deserialize(blob)
+    model = deserialize(blob, _artefact_key())
     with _cache_lock:
         _cache[row.id] = model
         while len(_cache) > _CACHE_SIZE:
@@ -82,7 +88,7 @@ def save_classifier(session: Session, target: str, outcome: ClassifierOutcome) -
         metrics=_jsonable(outcome.metrics),
         features=[{"name": s.name, "kind": s.kind, "group": s.group, "label": s.text} for s in outcome.features],
         excluded_features=[e.as_dict() for e in outcome.excluded],
-        artefact=serialize(outcome.model) if outcome.model is not None else None,
+        artefact=serialize(outcome.model, _artefact_key()) if outcome.model is not None else None,
     )
     session.add(row)
     session.flush()
@@ -102,7 +108,7 @@ def save_regressor(session: Session, target: str, outcome: RegressorOutcome) -> 
         metrics=_jsonable(outcome.metrics),
         features=[{"name": s.name, "kind": s.kind, "group": s.group, "label": s.text} for s in outcome.features],
         excluded_features=[],
-        artefact=serialize(outcome.model),  # the prior is a fitted median and range: stored too
+        artefact=serialize(outcome.model, _artefact_key()),  # the prior is a fitted median and range: stored too
     )
     session.add(row)
     session.flush()
