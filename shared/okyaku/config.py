@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     anomaly_dismiss_snooze_days: float = 30.0
     notifications_email_from: str = ""
 
+    # The nightly retrain + rescore of the scoring and forecasting functions: one message per
+    # organization onto the function's own jobs queue (unset: every organization in-process).
+    prediction_jobs_queue_url: str = ""
+
     # Trained model artefacts are HMAC-signed with this key and never loaded unsigned (unset: a key
     # derived from DATABASE_URL, fine for the embedded default; set it in production).
     model_signing_key: str = ""

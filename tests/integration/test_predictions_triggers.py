@@ -270,3 +270,36 @@ def test_turned_off_predictions_leave_the_queue_and_the_schedule_alone(pg, db, p
     assert handler(load("scoring/schedule.json"), None) == {"skipped": "AI_PREDICTIONS_ENABLED=false"}
     with runtime.transaction(org.organization_id) as session:
         assert session.scalar(select(func.count()).select_from(Prediction)) == 0
+
+
+def test_the_nightly_schedule_fans_out_one_message_per_organization_each_retried_alone(pg, db, publisher, sqs):
+    queue_url = sqs.create_queue(QueueName=f"scoring-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    settings = Settings(
+        database_url=pg.app_url, prediction_jobs_queue_url=queue_url, aws_endpoint_url=sqs.meta.endpoint_url
+    )
+    runtime = Runtime(settings, db=db, publisher=publisher)
+    handler = prediction_handler(runtime, create_scoring_app, SCORING_TARGETS)
+    env = Env(runtime, handler, handler, publisher.events)
+    orgs = [organization(db), organization(db)]
+    leads = {org.organization_id: add_lead(env, org) for org in orgs}
+
+    report = handler(load("scoring/schedule.json"), None)
+    assert report["not_queued"] == [] and report["queued"] == report["organizations"] >= 2
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        messages += batch
+    bodies = {json.loads(m["Body"])["organization_id"]: m["Body"] for m in messages}
+    assert len(messages) == report["queued"] and {str(o.organization_id) for o in orgs} <= set(bodies)
+    nothing_trained_yet = history(env, orgs[0], leads[orgs[0].organization_id])
+    assert nothing_trained_yet == []  # the schedule only queued the work
+
+    # Each message is one organization's run; one that cannot run fails alone and is retried.
+    ours = [bodies[str(o.organization_id)] for o in orgs]
+    broken = json.dumps({"job": "nightly", "organization_id": "not-a-uuid"})
+    shapes = [events_for(env, lead)[0] for lead in leads.values()]  # record attributes only
+    event = sqs_event([*shapes, shapes[0]], bodies=[*ours, broken])
+    response = handler(event, None)
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [event["Records"][2]["messageId"]]
+    for org in orgs:
+        (score,) = history(env, org, leads[org.organization_id])
+        assert score.target == "lead_score"

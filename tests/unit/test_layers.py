@@ -4,7 +4,7 @@ The graph is read from the source (tests/support/layers.py). The layers, lowest 
 
     base      okyaku, errors, config, features, logs, coldstart, clock, validation
     db        okyaku.db (the migrations may import okyaku.db.rls and nothing else of okyaku)
-    platform  events, tenancy, runtime, aws, lambda_events, queue
+    platform  events, tenancy, runtime, aws, lambda_events, queue, fanout
     domain    the domain packages, in DOMAIN_ORDER (a package imports only those before it)
     http      okyaku.http, the domain packages' HTTP adapters (their ``api``/``web`` modules), console
     entry     okyaku.entry and the domain packages' function wiring (their ``function`` modules)
@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("base", frozenset({"", "errors", "config", "features", "logs", "coldstart", "clock", "validation"})),
     ("db", frozenset({"db"})),
     # queue: the one SQS batch consumer (Powertools partial batches), under entry and the domains.
-    ("platform", frozenset({"events", "tenancy", "runtime", "aws", "lambda_events", "queue"})),
+    ("platform", frozenset({"events", "tenancy", "runtime", "aws", "lambda_events", "queue", "fanout"})),
     ("domain", frozenset()),  # DOMAIN_ORDER
     # console: the web console, which composes the domains' routes and services.
     ("http", frozenset({"http", "console"})),

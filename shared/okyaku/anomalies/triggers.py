@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from okyaku.errors import DependencyUnavailable
+from okyaku.fanout import fan_out as fan_out_messages
 from okyaku.features import feature_enabled
 from okyaku.tenancy import list_organization_ids
 
@@ -69,47 +70,14 @@ def fan_out(service: AnomalyService, event: Mapping[str, Any]) -> dict[str, Any]
         return {"jobs": jobs, "skipped": "AI_ANOMALIES_ENABLED=false"}
     organizations = list_organization_ids(service.runtime.db)
     messages = [OrganizationJob(job=job, organization_id=org) for org in organizations for job in jobs]
-    queue_url = service.settings.anomaly_scan_queue_url
-    if queue_url:
-        return {"jobs": jobs, "organizations": len(organizations), **_enqueue(service, queue_url, messages)}
-    done, failed = 0, []
-    for message in messages:
-        try:
-            run_job(service, message)
-            done += 1
-        except Exception as error:  # one organization's failure must not stop the others
-            logger.exception("anomalies %s failed for organization %s", message.job, message.organization_id)
-            failed.append(
-                {
-                    "organization_id": str(message.organization_id),
-                    "job": message.job,
-                    "error": f"{type(error).__name__}: {error}",
-                }
-            )
-    return {"jobs": jobs, "organizations": len(organizations), "done": done, "failed": failed}
-
-
-def _enqueue(service: AnomalyService, queue_url: str, messages: list[OrganizationJob]) -> dict[str, Any]:
-    """One message per organization and job, ten per SendMessageBatch call; what SQS refused is
-    retried once, then reported (the schedule's next run covers it)."""
-    from okyaku.aws import boto3_client
-
-    sqs = boto3_client("sqs", endpoint_url=service.settings.aws_endpoint_url, region=service.settings.aws_region)
-    bodies = {f"{m.job}:{m.organization_id}": m.model_dump_json() for m in messages}
-    pending = list(bodies)
-    for _attempt in range(2):
-        refused: list[str] = []
-        for start in range(0, len(pending), 10):
-            chunk = pending[start : start + 10]
-            entries = [{"Id": str(i), "MessageBody": bodies[org]} for i, org in enumerate(chunk)]
-            response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            refused += [chunk[int(f["Id"])] for f in response.get("Failed", [])]
-        pending = refused
-        if not pending:
-            break
-    if pending:
-        logger.error("could not queue %d anomalies messages", len(pending))
-    return {"queued": len(messages) - len(pending), "not_queued": pending}
+    report = fan_out_messages(
+        messages,
+        settings=service.settings,
+        queue_url=service.settings.anomaly_scan_queue_url,
+        run_here=lambda message: run_job(service, message),
+        label=lambda message: f"{message.job}:{message.organization_id}",
+    )
+    return {"jobs": jobs, "organizations": len(organizations), **report}
 
 
 def make_record_handler(service: AnomalyService) -> Any:

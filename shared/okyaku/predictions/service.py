@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from okyaku.clock import utc_now
 from okyaku.db.models import Contact, Deal
-from okyaku.errors import NotFound, ValidationFailed, field_error
+from okyaku.errors import NotFound, ValidationFailed, field_error, public_error
 from okyaku.events.model import ChangeEvent
 from okyaku.predictions import features as feats
 from okyaku.predictions.batch_listing import BATCH_SORTS, batch_page
@@ -257,16 +257,24 @@ class PredictionService:
         """Retrain and rescore every organization; one organization failing does not stop the rest."""
         report = RescoreReport()
         for organization_id in list_organization_ids(self.runtime.db):
-            report.organizations += 1
-            for target in targets:
-                try:
-                    self.train(organization_id, target)
-                    report.trained[target] = report.trained.get(target, 0) + 1
-                    count = self.rescore_all(organization_id, target)
-                    report.scored[target] = report.scored.get(target, 0) + count
-                except Exception as error:
-                    logger.exception("nightly %s failed for organization %s", target, organization_id)
-                    report.errors.append(f"{organization_id} {target}: {error}")
+            self.nightly_for(organization_id, targets, report)
+        return report
+
+    def nightly_for(
+        self, organization_id: uuid.UUID, targets: Sequence[ModelTarget], report: RescoreReport | None = None
+    ) -> RescoreReport:
+        """Retrain and rescore one organization (one message of the nightly fan-out)."""
+        report = report or RescoreReport()
+        report.organizations += 1
+        for target in targets:
+            try:
+                self.train(organization_id, target)
+                report.trained[target] = report.trained.get(target, 0) + 1
+                count = self.rescore_all(organization_id, target)
+                report.scored[target] = report.scored.get(target, 0) + count
+            except Exception as error:
+                logger.exception("nightly %s failed for organization %s", target, organization_id)
+                report.errors.append(f"{organization_id} {target}: {public_error(error)['message']}")
         return report
 
     def on_change(self, event: ChangeEvent, targets: Sequence[ModelTarget]) -> list[str]:

@@ -1,0 +1,65 @@
+"""Scheduled work fanned out one message per organization, so that one big tenant cannot starve
+the others and a failure is retried (then dead-lettered) for that organization alone.
+
+With a queue URL the messages go to the function's own jobs queue (ten per SendMessageBatch
+call; what SQS refuses is tried once more, then reported: the next scheduled run covers it).
+Without one (the local runner, tests) each message is run in-process, one failing organization
+logged and reported without stopping the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from okyaku.config import Settings
+from okyaku.errors import public_error
+
+logger = logging.getLogger(__name__)
+
+Message = TypeVar("Message", bound=BaseModel)
+
+
+def fan_out(
+    messages: Sequence[Message],
+    *,
+    settings: Settings,
+    queue_url: str,
+    run_here: Callable[[Message], object],
+    label: Callable[[Message], str],
+) -> dict[str, Any]:
+    if queue_url:
+        return enqueue(settings, queue_url, {label(m): m.model_dump_json() for m in messages})
+    done, failed = 0, []
+    for message in messages:
+        try:
+            run_here(message)
+            done += 1
+        except Exception as error:  # one organization's failure must not stop the others
+            logger.exception("%s failed", label(message))
+            failed.append({**message.model_dump(mode="json"), "error": public_error(error)})
+    return {"done": done, "failed": failed}
+
+
+def enqueue(settings: Settings, queue_url: str, bodies: dict[str, str]) -> dict[str, Any]:
+    """Send each body (keyed by a label for the report); returns what was queued and what not."""
+    from okyaku.aws import boto3_client
+
+    sqs = boto3_client("sqs", endpoint_url=settings.aws_endpoint_url, region=settings.aws_region)
+    pending = list(bodies)
+    for _attempt in range(2):
+        refused: list[str] = []
+        for start in range(0, len(pending), 10):
+            chunk = pending[start : start + 10]
+            entries = [{"Id": str(i), "MessageBody": bodies[key]} for i, key in enumerate(chunk)]
+            response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            refused += [chunk[int(f["Id"])] for f in response.get("Failed", [])]
+        pending = refused
+        if not pending:
+            break
+    if pending:
+        logger.error("could not queue %d messages: %s", len(pending), pending[:5])
+    return {"queued": len(bodies) - len(pending), "not_queued": pending}
