@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     api_max_page_size: int = 200
     import_max_bytes: int = 50 * 1024 * 1024
 
+    # Web console (okyaku.console): sessions are signed with CONSOLE_SESSION_SECRET; unset, a random
+    # secret per process (right for the local runner, where every function shares one process).
+    console_session_secret: str = ""
+    console_session_ttl_hours: float = 12.0
+    console_secure_cookie: str = "auto"  # auto: Secure when served over https; true | false
+
     # Logging
     log_level: str = "INFO"
     log_format: str = "auto"  # json | text | auto (JSON inside Lambda/OpenFaaS)

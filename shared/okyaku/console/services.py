@@ -1,0 +1,84 @@
+"""The domain services the console calls in-process, built once per cold start."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from okyaku.console.sessions import SessionSigner
+from okyaku.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+    from sqlalchemy.orm import Session
+
+    from okyaku.agents.service import AgentsService
+    from okyaku.embeddings.protocol import Embedder
+    from okyaku.embeddings.search import SemanticSearch
+    from okyaku.llm.gateway import LLMGateway
+    from okyaku.predictions.service import PredictionService
+
+
+@dataclass(frozen=True)
+class InsightPanel:
+    """A panel on the dashboard from another feature (anomalies/insights hook here)."""
+
+    title: str
+    items: list[dict[str, Any]]  # each: {"text": ..., "href": optional link, "severity": optional}
+    note: str = ""
+
+
+# A provider reads one organization's insights in an organization-scoped session.
+InsightProvider = Callable[["Session", uuid.UUID], InsightPanel | None]
+
+
+@dataclass
+class ConsoleServices:
+    runtime: Runtime
+    signer: SessionSigner
+    templates: Environment
+    predictions: PredictionService
+    agents: AgentsService
+    search: SemanticSearch
+    secure_cookie: str = "auto"
+    # Set when a chat service is wired in (okyaku.chat); None: the chat panel is not shown.
+    chat: Any = None
+    insight_providers: Sequence[InsightProvider] = field(default_factory=tuple)
+
+
+def console_services(
+    runtime: Runtime | None = None,
+    *,
+    llm: LLMGateway | None = None,
+    signer: SessionSigner | None = None,
+    embedder: Embedder | None = None,
+    explanations: Literal["default", "template"] = "default",
+    insight_providers: Sequence[InsightProvider] = (),
+) -> ConsoleServices:
+    """Everything the console needs, from settings (tests pass their runtime and LLM gateway)."""
+    from okyaku.agents.api import agents_service
+    from okyaku.console.web import template_environment
+    from okyaku.embeddings.search import SemanticSearch
+    from okyaku.embeddings.triggers import default_embedder
+    from okyaku.llm.gateway import LLMGateway
+    from okyaku.predictions.api import prediction_service
+
+    runtime = runtime or Runtime()
+    settings = runtime.settings
+    llm = llm or LLMGateway.from_settings(settings)
+    return ConsoleServices(
+        runtime=runtime,
+        signer=signer
+        or SessionSigner.from_secret_setting(
+            settings.console_session_secret, ttl_s=settings.console_session_ttl_hours * 3600
+        ),
+        templates=template_environment(),
+        # "template": score explanations without the LLM (tests, or to keep pages fast without Ollama).
+        predictions=prediction_service(runtime, writer="default" if explanations == "default" else None),
+        agents=agents_service(runtime, llm),
+        search=SemanticSearch(embedder or default_embedder(runtime)),
+        secure_cookie=settings.console_secure_cookie,
+        insight_providers=tuple(insight_providers),
+    )
