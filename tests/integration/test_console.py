@@ -50,10 +50,10 @@ def sign_in(client: TestClient, api_key: str) -> str:
     page = client.get("/console/login")
     assert page.status_code == 200
     response = client.post(
-        "/console/login", data={"api_key": api_key, "csrf_token": csrf_of(page.text), "next": "/console/"}
+        "/console/login", data={"api_key": api_key, "csrf_token": csrf_of(page.text), "next": "/console"}
     )
     assert response.status_code == 303, response.text
-    return csrf_of(client.get("/console/").text)
+    return csrf_of(client.get("/console").text)
 
 
 def propose_deal_update(services: ConsoleServices, openai_server, tenant, crm: dict[str, Any]) -> Any:
@@ -74,8 +74,8 @@ def propose_deal_update(services: ConsoleServices, openai_server, tenant, crm: d
 
 def test_sign_in_gives_a_signed_httponly_samesite_cookie(console, tenant, pipeline) -> None:
     make_crm(tenant, pipeline)
-    first = console.get("/console/")
-    assert first.status_code == 303 and first.headers["location"] == "/console/login?next=/console/"
+    first = console.get("/console")
+    assert first.status_code == 303 and first.headers["location"] == "/console/login?next=/console"
     login = console.get("/console/login")
     token = csrf_of(login.text)
 
@@ -85,14 +85,14 @@ def test_sign_in_gives_a_signed_httponly_samesite_cookie(console, tenant, pipeli
     response = console.post(
         "/console/login", data={"api_key": tenant.org.api_key, "csrf_token": token, "next": "https://evil.example/"}
     )
-    assert response.status_code == 303 and response.headers["location"] == "/console/"  # never off-site
+    assert response.status_code == 303 and response.headers["location"] == "/console"  # never off-site
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(COOKIE_NAME + "=")
     assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower() and "Path=/console" in cookie
     assert "Secure" not in cookie  # plain http here; behind https it is Secure (next test)
     assert tenant.org.api_key not in cookie
 
-    dashboard = console.get("/console/")
+    dashboard = console.get("/console")
     assert dashboard.status_code == 200
     assert "Qualification" in dashboard.text and "Win rate" in dashboard.text
     assert "admin@acme.example" in dashboard.text
@@ -121,7 +121,7 @@ def test_forms_without_the_sessions_csrf_token_are_refused(console, services, op
         other_token = csrf_of(other.get("/console/login").text)
     assert console.post(f"/console/approvals/{action.id}/approve", data={"csrf_token": other_token}).status_code == 403
     assert console.post("/console/logout", data={}).status_code == 403
-    assert console.get("/console/").status_code == 200  # still signed in
+    assert console.get("/console").status_code == 200  # still signed in
 
     accepted = console.post(f"/console/approvals/{action.id}/approve", headers={"X-CSRF-Token": token})
     assert accepted.status_code == 303  # the htmx header form of the token
@@ -146,7 +146,7 @@ def test_another_organizations_ids_are_404_pages(
         assert response.status_code == 404, url
         assert "no such record in your organization" in response.text
         assert "Aurora" not in response.text and "Vera" not in response.text
-    token = csrf_of(console.get("/console/").text)
+    token = csrf_of(console.get("/console").text)
     assert console.post(f"/console/approvals/{action.id}/approve", data={"csrf_token": token}).status_code == 404
     assert (
         console.post(f"/console/approvals/{action.id}/reject", data={"csrf_token": token, "reason": "x"}).status_code
@@ -175,9 +175,9 @@ def test_a_tampered_or_expired_cookie_is_not_a_session(services, tenant) -> None
     expired = SessionSigner("test-secret", ttl_s=3600, clock=lambda: session.issued_at + 7200)
     with TestClient(create_console_app(services), follow_redirects=False) as client:
         client.cookies.set(COOKIE_NAME, cookie, path="/console")
-        assert client.get("/console/").status_code == 200
+        assert client.get("/console").status_code == 200
         client.cookies.set(COOKIE_NAME, forged_body + "." + mac, path="/console")
-        assert client.get("/console/").status_code == 303
+        assert client.get("/console").status_code == 303
     assert expired.loads(cookie) is None
     assert SessionSigner("another-secret", ttl_s=3600).loads(cookie) is None
 
@@ -233,5 +233,5 @@ def test_pages_and_assets_pass_through_api_gateway_and_mangum(services) -> None:
     assert cookie.startswith(COOKIE_NAME) and "Secure" in cookie and "HttpOnly" in cookie
 
     root = handler(lambda_event("/"), None)
-    assert root["statusCode"] == 303 and root["headers"]["location"] == "/console/"
+    assert root["statusCode"] == 303 and root["headers"]["location"] == "/console"
     assert handler(lambda_event("/console/static/nope.js"), None)["statusCode"] == 404

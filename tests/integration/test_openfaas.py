@@ -134,7 +134,9 @@ def test_build_assembles_one_folder_per_function(built: dict[str, Path]) -> None
         assert not list(folder.rglob("__pycache__"))
         requirements = (folder / "requirements.txt").read_text()
         assert "fastapi" in requirements and "boto3" in requirements
-        assert ("scikit-learn" in requirements) == (logical_id in {"ScoringFunction", "ForecastingFunction"})
+        assert ("scikit-learn" in requirements) == (
+            logical_id in {"ScoringFunction", "ForecastingFunction", "ConsoleFunction"}
+        )
 
 
 def test_a_built_handler_answers_in_a_fresh_interpreter(built: dict[str, Path], pg: LocalDatabase) -> None:

@@ -308,8 +308,8 @@ def policy_document(policy: dict[str, Any]) -> dict[str, Any]:
 def test_only_the_writers_may_put_change_events_on_the_bus(deployed: Deployment) -> None:
     iam = deployed.client("iam")
     bus_arn = deployed.outputs["ChangeEventsBusArn"]
-    # The functions that write CRM records (agents apply approved changes).
-    writers = {"CrmApiFunction", "OutboxRelayFunction", "AgentsFunction"}
+    # The functions that write CRM records (agents and the console apply approved changes).
+    writers = {"CrmApiFunction", "OutboxRelayFunction", "AgentsFunction", "ConsoleFunction"}
     for logical_id in deployed.spec.functions:
         role = deployed.function(logical_id)["Role"].rsplit("/", 1)[1]
         statements = [

@@ -53,19 +53,26 @@ def load_static() -> dict[str, StaticFile]:
     return assets
 
 
+def redirect_page(location: str) -> Response:
+    """A 303 with a link in its body, for clients that do not follow redirects."""
+    body = f'<!doctype html><title>Okyaku</title><a href="{location}">Continue to {location}</a>'
+    return HTMLResponse(body, status_code=303, headers={"Location": location})
+
+
 def create_console_app(services: ConsoleServices) -> FastAPI:
     app = FastAPI(title="Okyaku console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = services
     app.state.runtime = services.runtime
     assets = load_static()
 
+    # The dashboard is /console: API Gateway's /console/{proxy+} does not match "/console/".
     @app.get("/", include_in_schema=False)
     def root() -> Response:
-        return RedirectResponse(CONSOLE + "/", status_code=303)
+        return redirect_page(CONSOLE)
 
-    @app.get(CONSOLE, include_in_schema=False)
-    def console_root() -> Response:
-        return RedirectResponse(CONSOLE + "/", status_code=303)
+    @app.get(CONSOLE + "/", include_in_schema=False)
+    def console_slash() -> Response:
+        return redirect_page(CONSOLE)
 
     @app.get(CONSOLE + "/static/{name}", include_in_schema=False)
     def static(name: str, request: Request) -> Response:

@@ -89,7 +89,7 @@ def semantic_search(
 def records_router() -> APIRouter:
     router = APIRouter(prefix=CONSOLE)
 
-    @router.get("/", response_class=HTMLResponse)
+    @router.get("", response_class=HTMLResponse)
     def dashboard(page: SignedInDep, pipeline: uuid.UUID | None = None) -> Response:
         services = page.services
         org = page.organization_id

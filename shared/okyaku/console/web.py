@@ -67,8 +67,10 @@ def format_when(value: Any) -> str:
 
 def safe_next(path: str | None) -> str:
     """Only a path of this console: never another site (``//host`` or ``https://...``)."""
-    if not path or not path.startswith(CONSOLE + "/") or path.startswith("//") or "\\" in path:
-        return CONSOLE + "/"
+    if not path or path.startswith("//") or "\\" in path:
+        return CONSOLE
+    if path != CONSOLE and not path.startswith(CONSOLE + "/") and not path.startswith(CONSOLE + "?"):
+        return CONSOLE
     return path
 
 
@@ -168,7 +170,7 @@ def signed_in_page(page: Annotated[Page, Depends(get_page)]) -> Page:
 async def checked_form(request: Request, page: Page) -> Mapping[str, Any]:
     """The posted form, after its CSRF token (field or htmx header) matched the session's."""
     form = await request.form()
-    token = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
+    token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
     if not page.signer.csrf_valid(page.session, str(token) if token is not None else None):
         logger.warning("console form refused: CSRF token missing or wrong on %s", request.url.path)
         raise CsrfRefused("this form did not come from your console session; reload the page and try again")
