@@ -359,6 +359,7 @@ def test_approve_edit_then_approve_reject_and_the_stale_record_conflict(page, wo
     alert = page.get_by_role("alert")
     assert "The record changed since the proposal" in alert.inner_text()
     assert "proposed this on version 1" in alert.inner_text() and "now at version 2" in alert.inner_text()
+    assert "Nothing was applied" in alert.inner_text()
     with world.runtime.db.organization_scope(world.ours.organization_id) as session:
         from okyaku.db.models import Deal
 

@@ -112,9 +112,10 @@ def conflict_message(error: Conflict) -> dict[str, str]:
     details = error.details if isinstance(error.details, dict) else {}
     if error.code == "record_changed":
         text = (
-            f"{error.message}. The agent proposed this on version {details.get('proposed_on_version')}; "
-            f"the record is now at version {details.get('current_version')}. Nothing was applied and the "
-            "proposal is marked failed: open the record, check what changed, and run the agent again."
+            f"Someone edited the record after the agent proposed this on version "
+            f"{details.get('proposed_on_version')}; it is now at version {details.get('current_version')}. "
+            "Nothing was applied and the proposal is marked failed: open the record, check what changed, "
+            "and ask the agent again if the change is still wanted."
         )
         return {"kind": "conflict", "title": "The record changed since the proposal", "text": text}
     return {"kind": "conflict", "title": "This proposal cannot be approved", "text": error.message}
