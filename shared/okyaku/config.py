@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     ai_agent_max_proposals: int = 10
     ai_approval_ttl_hours: float = 72.0
 
+    # Chat over the CRM (okyaku.chat): every plan runs read-only, capped and timed out.
+    ai_chat_row_limit: int = 200
+    ai_chat_statement_timeout_ms: int = 5000
+    ai_chat_timezone: str = "UTC"
+    ai_chat_history_turns: int = 6
+
     # HTTP
     api_max_page_size: int = 200
     import_max_bytes: int = 50 * 1024 * 1024

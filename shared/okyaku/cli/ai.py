@@ -1,12 +1,16 @@
-"""``okyaku ai health`` and ``okyaku ai embed``: check the LLM setup from a terminal."""
+"""``okyaku ai health`` and ``okyaku ai embed``: check the LLM setup from a terminal;
+``okyaku ai ask "question"``: chat with the CRM, printing the answer and its table."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import uuid
 from typing import Any
 
+from okyaku.cli.local_db import add_data_dir_argument, database_url, demo_api_key
 from okyaku.config import get_settings
+from okyaku.errors import BadRequest
 
 
 def register(subparsers: Any) -> None:
@@ -17,6 +21,13 @@ def register(subparsers: Any) -> None:
     embed = ai_sub.add_parser("embed", help="embed texts and print model, dimension and cosine similarities")
     embed.add_argument("texts", nargs="+")
     embed.set_defaults(func=run_embed)
+    ask = ai_sub.add_parser("ask", help="ask a question about the CRM; prints the answer and the table behind it")
+    ask.add_argument("question")
+    ask.add_argument("--org-key", metavar="KEY", help="an API key of the organization (default: the demo's)")
+    ask.add_argument("--conversation", metavar="ID", type=uuid.UUID, help="continue this conversation")
+    ask.add_argument("--json", action="store_true", help="print the whole response as JSON")
+    add_data_dir_argument(ask)
+    ask.set_defaults(func=run_ask)
 
 
 def run_health(args: argparse.Namespace) -> int:
@@ -44,3 +55,52 @@ def run_embed(args: argparse.Namespace) -> int:
     summary = {"model": result.model, "dimension": result.dimension, "degraded": result.degraded}
     print(json.dumps({**summary, "cosine_to_first": dict(zip(args.texts, similarities, strict=True))}, indent=2))
     return 0
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from okyaku.chat.schemas import ChatRequest
+    from okyaku.chat.service import ChatService
+    from okyaku.llm import LLMGateway
+    from okyaku.runtime import Runtime
+    from okyaku.tenancy import authenticate
+
+    database_url(args.data_dir)
+    key = args.org_key or demo_api_key(args.data_dir)
+    if not key:
+        raise BadRequest("give --org-key (or run `okyaku dev` once, which saves the demo organization's key)")
+    runtime = Runtime(get_settings())
+    gateway = LLMGateway.from_settings(runtime.settings)
+    try:
+        principal = authenticate(runtime.db, f"Bearer {key}")
+        response = ChatService(runtime, gateway).ask(
+            principal, ChatRequest(message=args.question, conversation_id=args.conversation)
+        )
+    finally:
+        gateway.close()
+        runtime.db.dispose()
+    if args.json:
+        print(response.model_dump_json(indent=2))
+        return 0
+    print(response.answer)
+    if response.data.columns and response.data.rows:
+        print()
+        print(format_table(response.data.columns, response.data.rows))
+        if response.data.total is not None and response.data.total > len(response.data.rows):
+            print(f"({len(response.data.rows)} of {response.data.total} rows)")
+    for action in response.actions:
+        print(f"pending approval: {action.summary} (action {action.pending_action_id})")
+    for note in response.notes:
+        print(f"note: {note}")
+    print(f"conversation {response.conversation_id}{' (degraded: no language model)' if response.degraded else ''}")
+    return 0
+
+
+def format_table(columns: list[str], rows: list[list[Any]], max_width: int = 40) -> str:
+    from okyaku.chat.answer import format_value
+
+    cells = [[format_value(v)[:max_width] for v in row] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([line, rule, *body])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from okyaku.cli.local_db import add_data_dir_argument, database_url
 from okyaku.config import get_settings
 from okyaku.db import Database
 from okyaku.db.migrate import upgrade
@@ -22,6 +23,7 @@ def register(subparsers: Any) -> None:
     create = org_sub.add_parser("create", help="create an organization and print its API key")
     create.add_argument("name")
     create.add_argument("--admin-email", required=True)
+    add_data_dir_argument(create)
     create.set_defaults(func=run_org_create)
 
 
@@ -35,8 +37,9 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_org_create(args: argparse.Namespace) -> int:
-    db = Database(get_settings().database_url)
+    db = Database(database_url(args.data_dir))
     org = create_organization(db, args.name, args.admin_email)
+    db.dispose()
     print(f"organization {org.organization_id}")
     print(f"API key (shown once): {org.api_key}")
     return 0

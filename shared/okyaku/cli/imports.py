@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from okyaku.cli.local_db import add_data_dir_argument, database_url
 from okyaku.config import get_settings
 from okyaku.crm.imports import IMPORT_ENTITY_TYPES, ImportOptions, ImportReport, run_import
 from okyaku.db import Database
@@ -20,7 +21,7 @@ from okyaku.tenancy import authenticate
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "import",
-        help="import a CSV file of contacts, companies, deals or activities (uses DATABASE_URL)",
+        help="import a CSV file of contacts, companies, deals or activities (DATABASE_URL, else the local database)",
         description="Exit status: 0 when every row was imported, 1 when some rows were rejected "
         "(the others are kept), 2 when the import could not run.",
     )
@@ -40,6 +41,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="validate and count, write nothing")
     parser.add_argument("--show-errors", type=int, default=20, metavar="N", help="row errors to print")
+    add_data_dir_argument(parser)
     parser.set_defaults(func=run_import_command)
 
 
@@ -54,15 +56,14 @@ def parse_mappings(pairs: list[str]) -> dict[str, str | None]:
 
 
 def run_import_command(args: argparse.Namespace) -> int:
+    url = database_url(args.data_dir)
     settings = get_settings()
-    if not settings.database_url:
-        raise BadRequest("set DATABASE_URL to the application role's connection URL")
     try:
         data = args.file.read_bytes()
     except OSError as error:
         raise BadRequest(f"cannot read {args.file}: {error.strerror}") from error
     mapping = parse_mappings(args.mappings)
-    db = Database(settings.database_url)
+    db = Database(url)
     try:
         organization_id = _organization(db, args)
         report = run_import(

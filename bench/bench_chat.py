@@ -1,0 +1,214 @@
+"""Chat outside the model: the fallback parser's throughput, and plan -> answer latency (parse or
+plan, name lookups, the read-only SQL, the templated answer, storing the turn) for each question
+family, on an organization of COMPANIES companies, CONTACTS contacts, DEALS deals, ACTIVITIES
+activities in the embedded Postgres (``.okyaku/bench-pg``). The planner path is measured against
+the scripted OpenAI-compatible server with zero latency, with the two model calls' own time
+(measured alone in the same run) taken out.
+
+``python -m bench chat``.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, text
+
+from bench._database import bench_organization
+from okyaku.chat.fallback import parse_question
+from okyaku.chat.planner import TOOLS
+from okyaku.chat.schemas import ChatRequest
+from okyaku.chat.service import ChatService
+from okyaku.config import Settings
+from okyaku.crm.pipelines import PipelineService
+from okyaku.crm.schemas import PipelineCreate, StageIn
+from okyaku.db import Database
+from okyaku.db.models import Activity, Company, Contact, Deal
+from okyaku.llm import LLMGateway, system, user
+from okyaku.predictions.models import CurrentPrediction
+from okyaku.runtime import Runtime
+from okyaku.tenancy import Principal
+from tests.support.openai_server import Reply, ScriptedOpenAIServer
+
+COMPANIES, CONTACTS, DEALS, ACTIVITIES = 1_000, 5_000, 3_000, 20_000
+REPEATS = 30
+PARSES = 2_000
+QUESTIONS = {
+    "deals closing this month": "Which deals are closing this month?",
+    "hottest leads": "Who are my hottest leads?",
+    "activities with <company>": "Summarise activities with <the busiest company>",
+    "pipeline value by stage": "What's the pipeline value by stage?",
+    "contacts not talked to in 30 days": "Show me contacts we haven't talked to in 30 days",
+    "deals won this quarter + total": "Which deals did we win this quarter and their total?",
+    "count of contacts by company": "how many contacts by company",
+}
+
+
+def _stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def _timed(call: Callable[[], Any], repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def _seed(runtime: Runtime, organization_id: uuid.UUID, now: datetime) -> None:
+    rng = random.Random(7)
+    with runtime.transaction(organization_id) as session:
+        stages = [
+            StageIn(name="Qualification", probability=0.1),
+            StageIn(name="Proposal", probability=0.4),
+            StageIn(name="Negotiation", probability=0.7),
+            StageIn(name="Won", probability=1.0, is_won=True),
+            StageIn(name="Lost", probability=0.0, is_lost=True),
+        ]
+        pipeline = PipelineService().create(session, PipelineCreate(name="Sales", stages=stages))
+        stage_ids = [s.id for s in pipeline.stages]
+        companies = [
+            {"id": uuid.uuid4(), "name": f"Company {i}", "country": rng.choice(["Germany", "France", "US"])}
+            for i in range(COMPANIES)
+        ]
+        session.execute(insert(Company), companies)
+        contacts = [
+            {
+                "id": uuid.uuid4(),
+                "first_name": f"First{i}",
+                "last_name": f"Last{i}",
+                "email": f"c{i}@bench.example",
+                "company_id": rng.choice(companies)["id"],
+            }
+            for i in range(CONTACTS)
+        ]
+        session.execute(insert(Contact), contacts)
+        today = now.date()
+        deals = []
+        for i in range(DEALS):
+            stage = rng.choice(stage_ids)
+            closed = stage in stage_ids[3:]
+            deals.append(
+                {
+                    "id": uuid.uuid4(),
+                    "name": f"Deal {i}",
+                    "pipeline_id": pipeline.id,
+                    "stage_id": stage,
+                    "amount": rng.randint(1, 100) * 1000,
+                    "company_id": rng.choice(companies)["id"],
+                    "expected_close_date": today + timedelta(days=rng.randint(-60, 90)),
+                    "closed_at": now - timedelta(days=rng.randint(0, 200)) if closed else None,
+                }
+            )
+        session.execute(insert(Deal), deals)
+        activities = [
+            {
+                "type": rng.choice(["call", "email", "meeting", "note"]),
+                "subject": f"Touch {i}",
+                "contact_id": (c := rng.choice(contacts))["id"],
+                "company_id": c["company_id"],
+                "occurred_at": now - timedelta(days=rng.randint(0, 120)),
+            }
+            for i in range(ACTIVITIES)
+        ]
+        session.execute(insert(Activity), activities)
+        session.execute(
+            insert(CurrentPrediction),
+            [
+                {
+                    "target": "lead_score",
+                    "entity_id": c["id"],
+                    "prediction_id": uuid.uuid4(),
+                    "score": rng.random() * 100,
+                    "input_hash": "0" * 64,
+                    "scored_at": now,
+                }
+                for c in contacts
+            ],
+        )
+
+
+def main() -> None:
+    now = datetime.now(UTC)
+    rows: list[tuple[str, str, float, float]] = []
+    with bench_organization("Chat bench", "bench@chat.example") as bench, ScriptedOpenAIServer() as server:
+        settings = Settings(database_url=bench.local.app_url, ollama_base_url=server.base_url, llm_max_retries=0)
+        runtime = Runtime(settings, db=bench.db)
+        org = bench.org
+        _seed(runtime, org.organization_id, now)
+        owner = Database(bench.local.owner_url)
+        with owner.session() as session:  # as autovacuum would after a bulk load
+            session.execute(text("ANALYZE"))
+        owner.dispose()
+        with bench.db.organization_scope(org.organization_id) as session:  # a company with activities
+            busiest = session.execute(
+                text(
+                    "SELECT c.name FROM companies c JOIN activities a ON a.company_id = c.id "
+                    "GROUP BY c.name ORDER BY count(*) DESC, c.name LIMIT 1"
+                )
+            ).scalar_one()
+        questions_by_family = {**QUESTIONS, "activities with <company>": f"Summarise activities with {busiest}"}
+        principal = Principal(organization_id=org.organization_id, user_id=org.user_id, api_key_id=uuid.uuid4())
+
+        questions = list(questions_by_family.values())
+        today = now.date()
+        parse_s = _timed(lambda: [parse_question(q, today=today) for q in questions], PARSES // len(questions))
+        per_question = [s / len(questions) for s in parse_s]
+        rows.append(("fallback parser, per question", f"{PARSES} parses", *_stats(per_question)))
+
+        fallback = ChatService(runtime, None, clock=lambda: now)
+        for family, question in questions_by_family.items():
+            fallback.ask(principal, ChatRequest(message=question))  # warm
+            samples = _timed(lambda q=question: fallback.ask(principal, ChatRequest(message=q)), REPEATS)
+            rows.append((f"fallback ask: {family}", f"{REPEATS} asks", *_stats(samples)))
+
+        llm = LLMGateway.from_settings(settings)
+        try:
+            planned = ChatService(runtime, llm, clock=lambda: now)
+            plan = parse_question(QUESTIONS["deals closing this month"], today=today).plan
+            assert plan is not None
+            arguments = plan.model_dump(mode="json", exclude_none=True)
+
+            def model_calls() -> None:
+                server.script(Reply.tool_call("query_crm", arguments), Reply.text("Here they are."))
+                llm.sync.chat_with_tools([system("bench"), user("bench")], TOOLS)
+                llm.sync.chat([system("bench"), user("bench")])
+
+            def planned_ask() -> None:
+                server.script(Reply.tool_call("query_crm", arguments), Reply.text("Here they are."))
+                planned.ask(principal, ChatRequest(message="what closes this month?"))
+
+            model_calls(), planned_ask()
+            model_s = _timed(model_calls, REPEATS)
+            ask_s = _timed(planned_ask, REPEATS)
+            model_median = statistics.median(model_s)
+            rows.append(("two scripted model calls alone (0 ms)", f"{REPEATS} pairs", *_stats(model_s)))
+            rows.append(("planner ask, deals closing (whole)", f"{REPEATS} asks", *_stats(ask_s)))
+            rows.append(
+                ("planner ask outside the model", f"{REPEATS} asks", *_stats([s - model_median for s in ask_s]))
+            )
+        finally:
+            llm.close()
+
+    print(
+        f"{COMPANIES:,} companies, {CONTACTS:,} contacts, {DEALS:,} deals, {ACTIVITIES:,} activities; "
+        "each ask stores its turn"
+    )
+    print(f"{'what':<46}{'size':>14}{'median':>12}{'p95':>12}{'ratio':>8}")
+    baseline = rows[0][2]
+    for what, size, median, p95 in rows:
+        print(f"{what:<46}{size:>14}{median * 1000:>10.3f} ms{p95 * 1000:>9.3f} ms{median / baseline:>7.0f}x")
+    print(f"fallback parser throughput: {1 / baseline:,.0f} questions/s")
+
+
+if __name__ == "__main__":
+    main()

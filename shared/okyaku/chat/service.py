@@ -1,0 +1,426 @@
+"""The chat service: a question → a plan (LLM planner, or the deterministic parser when the LLM
+is down) → rows read under the caller's organization → an answer whose numbers come from them,
+with citations; actions become pending actions. Every turn is stored with its plan and data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from okyaku.agents.approvals import ApprovalService
+from okyaku.chat import store
+from okyaku.chat.actions import ActionOutcome, ChatActions, TaskActionArgs
+from okyaku.chat.answer import templated_answer, ungrounded_numbers
+from okyaku.chat.catalogue import CATALOGUE, PlanInvalid, validate_plan
+from okyaku.chat.compile import compile_plan
+from okyaku.chat.dates import local_today
+from okyaku.chat.execute import CitationOut, DataTable, PlanResult, execute_compiled, read_only
+from okyaku.chat.fallback import CANNOT, Parsed, parse_question
+from okyaku.chat.models import ChatMessage
+from okyaku.chat.plan import Filter, QueryPlan
+from okyaku.chat.planner import Decision, LLMPlanner
+from okyaku.chat.resolve import Candidate, find_records, resolve_lookup
+from okyaku.chat.safety import refusal
+from okyaku.chat.schemas import ChatAction, ChatRequest, ChatResponse
+from okyaku.errors import NotFound, OkyakuError
+from okyaku.features import require_feature
+from okyaku.llm.errors import LLMOutputInvalid, LLMToolCallInvalid
+from okyaku.llm.gateway import LLMGateway
+from okyaku.llm.types import Message, assistant, user
+from okyaku.runtime import Runtime
+from okyaku.tenancy import Principal
+
+logger = logging.getLogger(__name__)
+
+LLM_DOWN_NOTE = "The language model is unavailable: this answer comes from the built-in question patterns."
+_CONTEXT_ENTITIES = {
+    "company": "companies",
+    "contact": "contacts",
+    "deal": "deals",
+    "activity": "activities",
+    "task": "tasks",
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Turn:
+    answer: str
+    plan: QueryPlan | None = None
+    data: DataTable = field(default_factory=lambda: DataTable([], []))
+    citations: list[CitationOut] = field(default_factory=list)
+    actions: list[ChatAction] = field(default_factory=list)
+    degraded: bool = False
+    notes: list[str] = field(default_factory=list)
+    mode: str = "llm"
+
+
+@dataclass
+class _State:
+    principal: Principal
+    request: ChatRequest
+    conversation_id: uuid.UUID
+    is_new: bool
+    previous_plan: QueryPlan | None
+    history: list[Message]
+    focus: Candidate | None
+    today: date
+
+
+class ChatService:
+    def __init__(
+        self,
+        runtime: Runtime,
+        llm: LLMGateway | None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        approvals: ApprovalService | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.llm = llm
+        self.clock = clock
+        settings = runtime.settings
+        self.zone_name = settings.ai_chat_timezone
+        self.zone = ZoneInfo(self.zone_name)
+        self.row_limit = settings.ai_chat_row_limit
+        self.timeout_ms = settings.ai_chat_statement_timeout_ms
+        self.planner = LLMPlanner(llm, row_limit=self.row_limit) if llm is not None else None
+        self.actions = ChatActions(runtime, approvals or ApprovalService(runtime, clock=clock), clock)
+
+    # --- asking ---------------------------------------------------------------------------------
+
+    def ask(self, principal: Principal, request: ChatRequest) -> ChatResponse:
+        state = self._prepare(principal, request)
+        turn: Turn | None = None
+        for kind, value in self._turn(state, streaming=False):
+            if kind == "turn":
+                turn = value
+        assert turn is not None
+        return self._store(state, turn)
+
+    def ask_stream(self, principal: Principal, request: ChatRequest) -> Iterator[tuple[str, Any]]:
+        """("delta", text) events while the answer is written, then ("final", ChatResponse)."""
+        state = self._prepare(principal, request)
+        for kind, value in self._turn(state, streaming=True):
+            if kind == "delta":
+                yield "delta", value
+            else:
+                yield "final", self._store(state, value)
+
+    def _prepare(self, principal: Principal, request: ChatRequest) -> _State:
+        require_feature(self.runtime.settings, "chat")
+        today = local_today(self.clock(), self.zone)
+        previous: QueryPlan | None = None
+        history: list[Message] = []
+        focus: Candidate | None = None
+        with read_only(
+            self.runtime.db, principal.organization_id, timeout_ms=self.timeout_ms, zone=self.zone_name
+        ) as session:
+            if request.conversation_id is not None:
+                store.get_conversation(session, request.conversation_id)
+                recent = store.messages_of(
+                    session, request.conversation_id, last=2 * self.runtime.settings.ai_chat_history_turns
+                )
+                history = _history(recent)
+                previous = next((QueryPlan.model_validate(m.plan) for m in reversed(recent) if m.plan), None)
+            if request.context is not None:
+                focus = _focus(session, request.context.entity_type, request.context.entity_id)
+        return _State(
+            principal,
+            request,
+            request.conversation_id or uuid.uuid4(),
+            request.conversation_id is None,
+            previous,
+            history,
+            focus,
+            today,
+        )
+
+    def _turn(self, state: _State, *, streaming: bool) -> Iterator[tuple[str, Any]]:
+        question = state.request.message
+        refused = refusal(question)
+        if refused is not None:
+            yield from _emit(Turn(refused, mode="refusal"), streaming)
+            return
+        decision: Decision | None = None
+        if self.planner is not None:
+            try:
+                decision = self.planner.decide(
+                    question, state.history, today=state.today, timezone=self.zone_name, focus=_focus_text(state.focus)
+                )
+            except (LLMOutputInvalid, LLMToolCallInvalid) as error:
+                yield from _emit(
+                    Turn(f"I couldn't work out a query for that ({error.message}).", mode="llm"), streaming
+                )
+                return
+            except OkyakuError as error:  # unreachable, open circuit, model missing: answer without it
+                if error.status_code != 503:
+                    raise
+                logger.warning("chat planner unavailable, using the fallback parser: %s", error.message)
+        if decision is None:
+            turn = self._fallback(state)
+            turn.degraded = True
+            turn.notes.insert(0, LLM_DOWN_NOTE)
+            yield from _emit(turn, streaming)
+            return
+        yield from self._planned(state, decision, streaming)
+
+    # --- the LLM path ---------------------------------------------------------------------------
+
+    def _planned(self, state: _State, decision: Decision, streaming: bool) -> Iterator[tuple[str, Any]]:
+        notes = ["The model's first plan was invalid; it was repaired once."] if decision.repaired else []
+        if decision.kind == "cannot" or (decision.kind == "plan" and decision.plan is None):
+            yield from _emit(Turn(decision.message or CANNOT, notes=notes), streaming)
+            return
+        if decision.kind in ("task", "email"):
+            yield from _emit(self._action(state, decision, notes), streaming)
+            return
+        assert decision.plan is not None
+        turn = self._execute(state, decision.plan, notes=notes, mode="llm")
+        if turn.plan is None:  # the plan could not run (e.g. semantic search is off)
+            yield from _emit(turn, streaming)
+            return
+        templated = templated_answer(turn.plan, turn.data)
+        assert self.planner is not None
+        text = ""
+        try:
+            if streaming:
+                for delta in self.planner.stream_phrase(state.request.message, turn.data):
+                    text += delta
+                    yield "delta", delta
+            else:
+                text = self.planner.phrase(state.request.message, turn.data)
+        except OkyakuError as error:
+            if error.status_code != 503:
+                raise
+            turn.degraded = True
+            turn.notes.append(
+                "The language model stopped before finishing the answer; this text is built from the data."
+            )
+            text = ""
+        missing = ungrounded_numbers(text, turn.data, state.request.message) if text else []
+        if missing:
+            turn.notes.append(
+                "The model's wording had numbers that are not in the data (" + ", ".join(missing[:5]) + "); "
+                "this text is built from the data instead."
+            )
+        turn.answer = text.strip() if text.strip() and not missing else templated
+        yield "turn", turn
+
+    def _action(self, state: _State, decision: Decision, notes: list[str]) -> Turn:
+        organization_id, user_id = state.principal.organization_id, state.principal.user_id
+        try:
+            if decision.kind == "task":
+                assert decision.task is not None
+                outcome = self.actions.create_task(
+                    organization_id,
+                    user_id,
+                    state.request.message,
+                    decision.task,
+                    today=state.today,
+                    conversation_id=state.conversation_id,
+                )
+            else:
+                assert decision.email is not None
+                outcome = self.actions.draft_email(
+                    organization_id,
+                    user_id,
+                    state.request.message,
+                    decision.email,
+                    conversation_id=state.conversation_id,
+                )
+        except OkyakuError as error:
+            if error.status_code >= 500:
+                raise
+            return Turn(f"I couldn't propose that: {error.message}", notes=notes)
+        return _action_turn(outcome, notes)
+
+    # --- the fallback path ----------------------------------------------------------------------
+
+    def _fallback(self, state: _State) -> Turn:
+        context_company = state.focus is not None and state.focus.entity_type == "company"
+        parsed = parse_question(
+            state.request.message, today=state.today, previous=state.previous_plan, context_company=context_company
+        )
+        if parsed.outcome == "cannot" or (parsed.outcome == "plan" and parsed.plan is None):
+            return Turn(parsed.message, mode="fallback")
+        if parsed.outcome == "task":
+            assert parsed.task is not None
+            args = TaskActionArgs(title=parsed.task.title, due=parsed.task.due, contact_name=parsed.task.person)
+            turn = self._action(state, Decision("task", task=args), [])
+            turn.mode = "fallback"
+            return turn
+        assert parsed.plan is not None
+        try:
+            plan = validate_plan(parsed.plan, row_limit=self.row_limit)
+        except PlanInvalid:
+            return Turn(CANNOT, mode="fallback")
+        return self._execute(state, plan, parsed=parsed, mode="fallback")
+
+    # --- running a plan -------------------------------------------------------------------------
+
+    def _execute(
+        self, state: _State, plan: QueryPlan, *, parsed: Parsed | None = None, notes: list[str] | None = None, mode: str
+    ) -> Turn:
+        notes = list(notes or [])
+        organization_id = state.principal.organization_id
+        matched: list[Candidate] = []
+        restrict: list[uuid.UUID] | None = None
+        with read_only(self.runtime.db, organization_id, timeout_ms=self.timeout_ms, zone=self.zone_name) as session:
+            for lookup in parsed.lookups if parsed else []:
+                if lookup.value == "@context" and state.focus is not None:
+                    plan = plan.model_copy(
+                        update={
+                            "filters": [*plan.filters, Filter(field="account_id", op="eq", value=state.focus.entity_id)]
+                        }
+                    )
+                    matched.append(state.focus)
+                    continue
+                outcome = resolve_lookup(session, plan, lookup)
+                if outcome.clarify or outcome.missing:
+                    return Turn(outcome.clarify or outcome.missing or CANNOT, mode=mode, notes=notes)
+                plan = plan.model_copy(update={"filters": [*plan.filters, *outcome.filters]})
+                matched += outcome.matched
+                if outcome.note:
+                    notes.append(outcome.note)
+            if plan.search is not None:
+                if not self.runtime.settings.ai_rag_enabled:
+                    return Turn(
+                        "That question needs semantic search, which is switched off (AI_RAG_ENABLED=false).",
+                        mode=mode,
+                        notes=notes,
+                    )
+                restrict = self._search(session, organization_id, plan)
+            plan = validate_plan(plan, row_limit=self.row_limit)
+            compiled = compile_plan(
+                plan, today=state.today, zone=self.zone, row_limit=self.row_limit, restrict_ids=restrict
+            )
+            result: PlanResult = execute_compiled(session, compiled)
+        if result.truncated:
+            notes.append(f"Showing {len(result.data.rows)} of {result.data.total} matching rows.")
+        citations = [CitationOut(c.entity_type, c.entity_id, c.label) for c in matched]
+        citations += [
+            c
+            for c in result.citations
+            if (c.entity_type, c.entity_id) not in {(m.entity_type, m.entity_id) for m in matched}
+        ]
+        subject = parsed.subject if parsed else ""
+        if parsed and parsed.family == "activities_with" and matched:
+            subject = f"{parsed.subject} with {matched[0].label}"
+        answer = templated_answer(plan, result.data, family=parsed.family if parsed else "", subject=subject)
+        return Turn(answer, plan, result.data, citations, notes=notes, mode=mode)
+
+    def _search(self, session: Any, organization_id: uuid.UUID, plan: QueryPlan) -> list[uuid.UUID]:
+        assert plan.search is not None
+        entity_type = CATALOGUE[plan.entity].entity_type
+        search = self.actions.services.semantic_search()
+        found = search.search(
+            session, organization_id, plan.search.query, entity_types=[entity_type], limit=plan.search.limit
+        )
+        return [hit.entity_id for hit in found.hits if hit.entity_type == entity_type]
+
+    # --- storing --------------------------------------------------------------------------------
+
+    def _store(self, state: _State, turn: Turn) -> ChatResponse:
+        plan_json = turn.plan.model_dump(mode="json", exclude_none=True) if turn.plan else None
+        data_json = turn.data.as_dict()
+        citations = [c.as_dict() for c in turn.citations]
+        actions = [a.model_dump(mode="json") for a in turn.actions]
+        with self.runtime.db.organization_scope(state.principal.organization_id) as session:
+            if state.is_new:
+                from okyaku.chat.models import ChatConversation
+
+                conversation = ChatConversation(
+                    id=state.conversation_id, title=state.request.message[:200], user_id=state.principal.user_id
+                )
+                session.add(conversation)
+                session.flush()
+            else:
+                conversation = store.get_conversation(session, state.conversation_id, for_update=True)
+            store.append_message(session, conversation, "user", state.request.message)
+            message = store.append_message(
+                session,
+                conversation,
+                "assistant",
+                turn.answer,
+                plan=plan_json,
+                data=data_json,
+                citations=citations,
+                actions=actions,
+                notes=turn.notes,
+                degraded=turn.degraded,
+                mode=turn.mode,
+            )
+            message_id = message.id
+        return ChatResponse(
+            conversation_id=state.conversation_id,
+            message_id=message_id,
+            answer=turn.answer,
+            data=data_json,
+            citations=citations,
+            plan=plan_json,
+            actions=turn.actions,
+            degraded=turn.degraded,
+            notes=turn.notes,
+        )
+
+
+def _emit(turn: Turn, streaming: bool) -> Iterator[tuple[str, Any]]:
+    if streaming and turn.answer:
+        for word in turn.answer.split(" "):
+            yield "delta", word + " "
+    yield "turn", turn
+
+
+def _action_turn(outcome: ActionOutcome, notes: list[str]) -> Turn:
+    citations = [CitationOut(c.entity_type, c.entity_id, c.label) for c in outcome.citations or []]
+    return Turn(outcome.answer, actions=[outcome.action] if outcome.action else [], citations=citations, notes=notes)
+
+
+def _history(messages: list[ChatMessage]) -> list[Message]:
+    """The conversation for the planner: questions, and for answers only their plan or action —
+    never record text, so nothing a record says reaches the turn that may call tools."""
+    out: list[Message] = []
+    for message in messages:
+        if message.role == "user":
+            out.append(user(message.content))
+        elif message.plan:
+            out.append(assistant("Answered with query_crm plan: " + json.dumps(message.plan)))
+        elif message.actions:
+            out.append(assistant("Proposed: " + "; ".join(str(a.get("summary", "")) for a in message.actions)))
+        else:
+            out.append(assistant("(answered without a query)"))
+    return out
+
+
+def _focus(session: Any, entity_type: str, entity_id: uuid.UUID) -> Candidate:
+    entity = _CONTEXT_ENTITIES[entity_type]
+    from sqlalchemy import select
+
+    from okyaku.chat.compile import _label_expression, _Scope
+    from okyaku.db.models import Base
+
+    table = Base.metadata.tables[CATALOGUE[entity].table]
+    label = _label_expression(_Scope(CATALOGUE[entity], table, None, None), CATALOGUE[entity], table)  # type: ignore[arg-type]
+    row = session.execute(select(label).where(table.c.id == entity_id)).first()
+    if row is None:
+        raise NotFound(
+            f"{entity_type} {entity_id} not found", details={"field": "context.entity_id", "id": str(entity_id)}
+        )
+    return Candidate(entity_type, str(entity_id), str(row[0]))
+
+
+def _focus_text(focus: Candidate | None) -> str:
+    return f'{focus.entity_type} "{focus.label}" (id {focus.entity_id})' if focus else ""
+
+
+__all__ = ["ChatService", "find_records"]
