@@ -285,6 +285,42 @@ def test_search_by_keyword_and_by_meaning_then_open_records(page, world, screens
     shot(page, screenshots, "07-company-record")
 
 
+def test_ask_the_chat_panel_and_get_a_streamed_cited_answer(page, world, screenshots) -> None:
+    plan = {
+        "entity": "deals",
+        "filters": [{"field": "status", "op": "eq", "value": "open"}],
+        "fields": ["name", "company.name", "amount"],
+        "order_by": [{"field": "amount", "direction": "desc"}],
+    }
+    world.openai.script(
+        Reply.tool_call("query_crm", plan),
+        Reply.stream(["Three deals are open; ", "the largest is ", "Northwind fleet tracking (120,000)."]),
+    )
+    sign_in(page, world)
+    page.goto(f"/console/deals/{world.ids['telescopes']}")
+    panel = page.get_by_role("complementary", name="Ask about your CRM")
+    assert "this deal" in panel.inner_text()  # the page's record goes with the question
+    panel.get_by_label("Question").fill("which deals are still open?")
+    panel.get_by_role("button", name="Ask").click()
+    answer = panel.locator(".turn.assistant p.answer")
+    answer.wait_for()
+    assert answer.inner_text() == "Three deals are open; the largest is Northwind fleet tracking (120,000)."
+    assert panel.locator(".turn.user").inner_text() == "which deals are still open?"
+    rows = panel.locator("table.chat-data tbody tr")
+    assert rows.count() == 3 and "Northwind fleet tracking" in rows.first.inner_text()
+    chips = panel.locator("a.chip")
+    deal_chips = panel.locator('a.chip[href^="/console/deals/"]')
+    assert sorted(deal_chips.all_inner_texts()) == ["Aurora lens renewal", "Aurora telescopes", "Northwind fleet tracking"]
+    assert "Zephyr" not in panel.inner_text()
+    conversation = panel.locator("#chat-conversation").get_attribute("value")
+    assert uuid.UUID(conversation)  # the next question continues this conversation
+    [planning] = [r for r in world.openai.requests_to("chat") if r.body.get("tools")][-1:]
+    assert "telescopes" in str(planning.messages).lower() or world.ids["telescopes"] in str(planning.messages)
+    shot(page, screenshots, "08-chat-answer")
+    chips.filter(has_text="Northwind fleet tracking").click()
+    page.wait_for_url(f"**/console/deals/{world.ids['fleet']}")
+
+
 def test_approve_edit_then_approve_reject_and_the_stale_record_conflict(page, world, screenshots) -> None:
     ids = world.ids
     reason = "The buyer asked for contract terms."
@@ -318,7 +354,7 @@ def test_approve_edit_then_approve_reject_and_the_stale_record_conflict(page, wo
     diff = card.get_by_role("table", name="Field changes")
     assert "Qualification" in diff.inner_text() and "Negotiation" in diff.inner_text()
     assert reason in card.inner_text()
-    shot(page, screenshots, "08-approval-queue")
+    shot(page, screenshots, "09-approval-queue")
 
     card.get_by_role("button", name="Approve", exact=True).click()
     page.wait_for_url("**notice=approved")
@@ -364,7 +400,7 @@ def test_approve_edit_then_approve_reject_and_the_stale_record_conflict(page, wo
         from okyaku.db.models import Deal
 
         assert session.get(Deal, uuid.UUID(ids["lenses"])).amount == 15000  # nothing applied
-    shot(page, screenshots, "09-approval-conflict")
+    shot(page, screenshots, "10-approval-conflict")
 
     page.goto("/console/approvals?status=failed")
     assert page.locator(f"#action-{stale.id}").is_visible()
@@ -373,12 +409,12 @@ def test_approve_edit_then_approve_reject_and_the_stale_record_conflict(page, wo
     page.wait_for_url("**/console/runs")
     runs = page.locator("table.records tbody tr")
     assert runs.count() >= 4 and "deal_assistant" in runs.first.inner_text()
-    shot(page, screenshots, "10-agent-runs")
+    shot(page, screenshots, "11-agent-runs")
     runs.first.get_by_role("link").click()
     page.wait_for_url("**/console/runs/*")
     steps = page.get_by_role("region", name="Step log")
     assert "update_deal" in steps.inner_text() and "tool" in steps.inner_text()
-    shot(page, screenshots, "11-agent-run")
+    shot(page, screenshots, "12-agent-run")
 
 
 class _EvilSite:
@@ -423,7 +459,7 @@ def test_a_forged_form_from_another_site_is_refused(page, world, screenshots) ->
             page.goto(f"http://127.0.0.1:{evil.port}/")
         assert answer.value.status == 403
         assert "did not come from your console session" in page.content()
-        shot(page, screenshots, "12-csrf-refused")
+        shot(page, screenshots, "13-csrf-refused")
     finally:
         evil.close()
     assert world.services.agents.approvals.get(world.ours.organization_id, action.id).status == "pending"
@@ -443,7 +479,7 @@ def test_another_organizations_ids_are_404_pages(page, world, screenshots) -> No
         assert response.status == 404, path
         assert page.get_by_role("alert").inner_text() == "There is no such record in your organization."
         assert "Zephyr" not in page.content()
-    shot(page, screenshots, "13-other-organization-404")
+    shot(page, screenshots, "14-other-organization-404")
     page.goto("/console/search?q=Zephyr+Aurora")
     results = page.locator("ol.hits").inner_text()
     assert "Aurora Optics" in results and "Zephyr" not in results

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from okyaku.console.pages_agents import agents_router
+from okyaku.console.pages_chat import chat_router
 from okyaku.console.pages_records import records_router
 from okyaku.console.services import ConsoleServices
 from okyaku.console.web import (
@@ -127,6 +128,8 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
         page.start_session(services.signer.new_anonymous())
         return page.redirect(CONSOLE + "/login?signed_out=1")
 
+    if services.chat is not None:
+        app.include_router(chat_router())
     app.include_router(agents_router())
     app.include_router(records_router())
     install_html_errors(app)

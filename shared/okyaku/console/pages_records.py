@@ -186,6 +186,7 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "card": card,
                 "proposals": proposals,
                 "notice": NOTICES.get(notice or ""),
+                "chat_context": {"type": entity, "id": str(record_id)},
             },
         )
 

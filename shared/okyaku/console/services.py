@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from okyaku.agents.service import AgentsService
+    from okyaku.chat.service import ChatService
     from okyaku.embeddings.protocol import Embedder
     from okyaku.embeddings.search import SemanticSearch
     from okyaku.llm.gateway import LLMGateway
@@ -43,8 +44,8 @@ class ConsoleServices:
     agents: AgentsService
     search: SemanticSearch
     secure_cookie: str = "auto"
-    # Set when a chat service is wired in (okyaku.chat); None: the chat panel is not shown.
-    chat: Any = None
+    # The chat service (okyaku.chat); None: the chat panel is not shown.
+    chat: ChatService | None = None
     insight_providers: Sequence[InsightProvider] = field(default_factory=tuple)
 
 
@@ -52,6 +53,7 @@ def console_services(
     runtime: Runtime | None = None,
     *,
     llm: LLMGateway | None = None,
+    chat_llm: LLMGateway | None = None,
     signer: SessionSigner | None = None,
     embedder: Embedder | None = None,
     explanations: Literal["default", "template"] = "default",
@@ -59,6 +61,7 @@ def console_services(
 ) -> ConsoleServices:
     """Everything the console needs, from settings (tests pass their runtime and LLM gateway)."""
     from okyaku.agents.api import agents_service
+    from okyaku.chat.service import ChatService
     from okyaku.console.web import template_environment
     from okyaku.embeddings.search import SemanticSearch
     from okyaku.embeddings.triggers import default_embedder
@@ -68,6 +71,7 @@ def console_services(
     runtime = runtime or Runtime()
     settings = runtime.settings
     llm = llm or LLMGateway.from_settings(settings)
+    agents = agents_service(runtime, llm)
     return ConsoleServices(
         runtime=runtime,
         signer=signer
@@ -77,8 +81,9 @@ def console_services(
         templates=template_environment(),
         # "template": score explanations without the LLM (tests, or to keep pages fast without Ollama).
         predictions=prediction_service(runtime, writer="default" if explanations == "default" else None),
-        agents=agents_service(runtime, llm),
+        agents=agents,
         search=SemanticSearch(embedder or default_embedder(runtime)),
         secure_cookie=settings.console_secure_cookie,
+        chat=ChatService(runtime, chat_llm or llm, approvals=agents.approvals),
         insight_providers=tuple(insight_providers),
     )

@@ -145,6 +145,28 @@ class SessionSigner:
             return None
         return session
 
+    def sign_ticket(self, session: ConsoleSession, payload: dict[str, Any], *, ttl_s: float = 120.0) -> str:
+        """A short-lived signed value bound to this session (e.g. a chat question for its stream URL)."""
+        body = json.dumps({"p": payload, "n": session.nonce, "e": self.clock() + ttl_s}, separators=(",", ":")).encode()
+        return _b64(body) + "." + _b64(self._mac("ticket", body))
+
+    def open_ticket(self, session: ConsoleSession, ticket: str | None) -> dict[str, Any] | None:
+        """The payload of a ticket this session signed that has not expired, else None."""
+        if not ticket or "." not in ticket or len(ticket) > 8192:
+            return None
+        body_text, _, mac_text = ticket.partition(".")
+        try:
+            body, mac = _unb64(body_text), _unb64(mac_text)
+            if not hmac.compare_digest(mac, self._mac("ticket", body)):
+                return None
+            data = json.loads(body)
+        except (ValueError, TypeError):
+            return None
+        if data.get("n") != session.nonce or float(data.get("e", 0)) < self.clock():
+            return None
+        payload = data.get("p")
+        return payload if isinstance(payload, dict) else None
+
     def csrf_token(self, session: ConsoleSession) -> str:
         return _b64(self._mac("csrf", session.nonce.encode()))
 
