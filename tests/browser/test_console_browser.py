@@ -310,7 +310,8 @@ def test_ask_the_chat_panel_and_get_a_streamed_cited_answer(page, world, screens
     assert rows.count() == 3 and "Northwind fleet tracking" in rows.first.inner_text()
     chips = panel.locator("a.chip")
     deal_chips = panel.locator('a.chip[href^="/console/deals/"]')
-    assert sorted(deal_chips.all_inner_texts()) == ["Aurora lens renewal", "Aurora telescopes", "Northwind fleet tracking"]
+    expected = ["Aurora lens renewal", "Aurora telescopes", "Northwind fleet tracking"]
+    assert sorted(deal_chips.all_inner_texts()) == expected
     assert "Zephyr" not in panel.inner_text()
     conversation = panel.locator("#chat-conversation").get_attribute("value")
     assert uuid.UUID(conversation)  # the next question continues this conversation
