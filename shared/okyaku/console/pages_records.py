@@ -4,7 +4,9 @@ pages with activities, the lead score card and the deal forecast card.
 No ``from __future__ import annotations``: FastAPI reads the route annotations at run time."""
 
 import logging
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -24,20 +26,27 @@ logger = logging.getLogger(__name__)
 SearchKind = Literal["keyword", "semantic"]
 FORECAST_MONTHS = 6
 FORECAST_SIMULATIONS = 2000
+# The Monte Carlo forecast is most of the dashboard's time: reuse one for a minute per organization.
+FORECAST_TTL_S = 60.0
 
 
 def pipeline_forecast(services: ConsoleServices, organization_id: uuid.UUID) -> dict[str, Any]:
     """The pipeline forecast card: P10/P50/P90 by month, or why it is not there."""
     if not feature_enabled(services.runtime.settings, "predictions"):
         return {"unavailable": "Predictions are switched off (AI_PREDICTIONS_ENABLED=false)."}
+    cached = services.forecasts.get(organization_id)
+    if cached is not None and time.monotonic() - cached[0] < FORECAST_TTL_S:
+        return cached[1]
     try:
         result = services.predictions.pipeline_forecast(
             organization_id, months=FORECAST_MONTHS, simulations=FORECAST_SIMULATIONS
         )
     except OkyakuError as error:
         return {"unavailable": error.message}
+    result["computed_at"] = datetime.now(UTC)
     bands = [charts.Band(m["month"], m["p10"], m["p50"], m["p90"]) for m in result["by_month"]]
     result["chart"] = charts.band_chart("Forecast of won revenue by month (P50 with P10-P90)", bands)
+    services.forecasts[organization_id] = (time.monotonic(), result)
     return result
 
 

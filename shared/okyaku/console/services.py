@@ -47,6 +47,8 @@ class ConsoleServices:
     # The chat service (okyaku.chat); None: the chat panel is not shown.
     chat: ChatService | None = None
     insight_providers: Sequence[InsightProvider] = field(default_factory=tuple)
+    # organization -> (monotonic time, pipeline forecast): the dashboard reuses one for a minute
+    forecasts: dict[uuid.UUID, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
 
 def console_services(
