@@ -207,6 +207,18 @@ def fits_the_viewport(page: Any) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
 
 
+UNLABELLED = """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.outerHTML)"""
+
+
+def check_accessible(page: Any) -> None:
+    """Every control has a label, the page has its landmarks, and the first Tab reaches the skip link."""
+    assert page.evaluate(UNLABELLED) == []
+    assert page.locator("main#main").count() == 1 and page.locator("h1").count() == 1
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+
 def test_sign_in_see_the_dashboard_on_laptop_and_phone_then_sign_out(page, world, screenshots) -> None:
     response = page.goto("/")
     assert response.ok and page.url.endswith("/console/login?next=/console")
@@ -226,6 +238,7 @@ def test_sign_in_see_the_dashboard_on_laptop_and_phone_then_sign_out(page, world
     forecast = page.get_by_role("region", name="Forecast of won revenue by month")
     assert forecast.get_by_role("img").count() == 1 and forecast.locator("tbody tr").count() == 6
     assert "Zephyr" not in page.content()
+    check_accessible(page)
     shot(page, screenshots, "02-dashboard")
 
     page.set_viewport_size(PHONE)
@@ -257,7 +270,12 @@ def test_search_by_keyword_and_by_meaning_then_open_records(page, world, screens
     assert card.get_by_role("table", name="Factors").locator("tbody tr").count() >= 1
     assert "Transparent rules" in card.inner_text() or "Learnt from" in card.inner_text()
     assert page.get_by_role("link", name="Aurora Optics").is_visible()
+    check_accessible(page)
     shot(page, screenshots, "04-contact-record")
+    page.set_viewport_size(PHONE)
+    assert fits_the_viewport(page), "the record page scrolls sideways on a phone"
+    shot(page, screenshots, "04-contact-record-phone")
+    page.set_viewport_size(LAPTOP)
 
     # "where are our trucks" shares no word with any deal: keyword search finds nothing, search by
     # meaning finds the fleet-tracking deal of the freight company.
@@ -355,7 +373,12 @@ def test_approve_edit_then_approve_reject_and_the_stale_record_conflict(page, wo
     diff = card.get_by_role("table", name="Field changes")
     assert "Qualification" in diff.inner_text() and "Negotiation" in diff.inner_text()
     assert reason in card.inner_text()
+    check_accessible(page)
     shot(page, screenshots, "09-approval-queue")
+    page.set_viewport_size(PHONE)
+    assert fits_the_viewport(page), "the approval queue scrolls sideways on a phone"
+    shot(page, screenshots, "09-approval-queue-phone")
+    page.set_viewport_size(LAPTOP)
 
     card.get_by_role("button", name="Approve", exact=True).click()
     page.wait_for_url("**notice=approved")
