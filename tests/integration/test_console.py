@@ -158,10 +158,24 @@ def test_another_organizations_ids_are_404_pages(
     assert console.get("/console/contacts/not-a-uuid").status_code == 404
 
 
+def test_revoking_the_api_key_ends_its_console_sessions(console, tenant, owner_db) -> None:
+    from sqlalchemy import text
+
+    sign_in(console, tenant.org.api_key)
+    assert console.get("/console").status_code == 200
+    with owner_db.session() as session:
+        session.execute(text("UPDATE api_keys SET revoked_at = now() WHERE organization_id = :o"), {"o": tenant.id})
+    response = console.get("/console/deals")
+    assert response.status_code == 303 and response.headers["location"].startswith("/console/login")
+
+
 def test_a_tampered_or_expired_cookie_is_not_a_session(services, tenant) -> None:
+    from okyaku.tenancy import authenticate
+
     signer = services.signer
+    key_id = authenticate(services.runtime.db, f"Bearer {tenant.org.api_key}").api_key_id
     session = signer.signed_in(
-        organization_id=tenant.id, user_id=None, api_key_id=uuid.uuid4(), user_label="x", organization_name="y"
+        organization_id=tenant.id, user_id=None, api_key_id=key_id, user_label="x", organization_name="y"
     )
     cookie = signer.dumps(session)
     body, mac = cookie.split(".")

@@ -14,9 +14,11 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import select
 
 from okyaku.console.services import ConsoleServices
 from okyaku.console.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, ConsoleSession, SessionSigner
+from okyaku.db.models import ApiKey
 from okyaku.errors import Forbidden
 
 logger = logging.getLogger(__name__)
@@ -160,8 +162,17 @@ def get_page(request: Request) -> Page:
     return Page(request, services, session, fresh_cookie=False)
 
 
+def key_still_valid(page: Page) -> bool:
+    """The session's API key exists and is not revoked: revoking a key ends its console sessions."""
+    session = page.session
+    assert session.organization_id is not None
+    with page.services.runtime.db.organization_scope(session.organization_id) as db_session:
+        found = db_session.scalar(select(ApiKey.id).where(ApiKey.id == session.api_key_id, ApiKey.revoked_at.is_(None)))
+    return found is not None
+
+
 def signed_in_page(page: Annotated[Page, Depends(get_page)]) -> Page:
-    if not page.session.signed_in:
+    if not page.session.signed_in or not key_still_valid(page):
         target = page.request.url.path + (f"?{page.request.url.query}" if page.request.url.query else "")
         raise SignInRequired(target)
     return page
