@@ -3,6 +3,8 @@ seed's example questions from the rows, cited, with degraded: true — and says 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -155,3 +157,44 @@ def test_an_ambiguous_person_is_asked_back(chat, crm, runtime, tenant):
     result = ask(chat, "create a task to call John tomorrow")
     assert "Which one" in result["answer"] and "John Smith" in result["answer"] and "John Doe" in result["answer"]
     assert result["actions"] == []
+
+
+def test_streaming_without_the_llm_sends_the_templated_answer_then_the_final_event(chat, crm):
+    with chat.stream("POST", "/api/v1/ai/chat/stream", json={"message": "deals closing this month"}) as response:
+        assert response.status_code == 200
+        blocks = "".join(response.iter_text()).strip().split("\n\n")
+    kinds = [b.split("\n", 1)[0] for b in blocks]
+    assert kinds[-1] == "event: final" and set(kinds[:-1]) == {"event: delta"}
+    final = json.loads(blocks[-1].split("data: ", 1)[1])
+    streamed = "".join(json.loads(b.split("data: ", 1)[1])["text"] for b in blocks[:-1])
+    assert streamed.strip() == final["answer"] and final["degraded"] is True
+
+
+def test_rows_are_capped_and_the_answer_says_so(runtime, make_gateway, dead_llm_url, tenant, clock, crm):
+    from okyaku.runtime import Runtime
+
+    capped = Runtime(runtime.settings.model_copy(update={"ai_chat_row_limit": 1}), db=runtime.db)
+    client = chat_client(capped, make_gateway(dead_llm_url), tenant.org.api_key, clock)
+    result = ask(client, "deals closing this month")
+    assert len(result["data"]["rows"]) == 1 and result["data"]["total"] == 2
+    assert "Showing 1 of 2 matching rows." in result["notes"] and "(showing 1)" in result["answer"]
+    client.close()
+
+
+def test_the_chat_transaction_cannot_write(runtime, tenant):
+    from sqlalchemy import exc, text
+
+    from okyaku.chat.execute import read_only
+
+    with (
+        pytest.raises(exc.InternalError, match="read-only transaction"),
+        read_only(runtime.db, tenant.id, timeout_ms=1000, zone="UTC") as session,
+    ):
+        session.execute(text("INSERT INTO companies (name) VALUES ('written from chat')"))
+
+
+def test_only_those_in_a_value_no_field_holds_says_so(chat, crm):
+    first = ask(chat, "deals closing this month")
+    result = ask(chat, "only those in Atlantis", conversation_id=first["conversation_id"])
+    assert result["answer"].startswith('None of these records has "atlantis" as a stage name or company country')
+    assert result["data"]["rows"] == []

@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from okyaku.agents.models import PendingAction
@@ -300,3 +301,27 @@ def _events(body: str) -> list[tuple[str, dict]]:
         lines = dict(line.split(": ", 1) for line in block.splitlines())
         events.append((lines["event"], json.loads(lines["data"])))
     return events
+
+
+def test_a_semantic_step_keeps_the_records_search_finds(runtime, llm, tenant, clock, crm, openai_server, publisher, db):
+    from okyaku.chat.api import create_chat_app
+    from okyaku.chat.service import ChatService
+    from okyaku.embeddings.consumer import handle_sqs_event
+    from okyaku.embeddings.hashing import HashingEmbedder
+    from okyaku.embeddings.indexer import EmbeddingIndexer
+    from okyaku.embeddings.search import SemanticSearch
+    from tests.integration.test_embeddings_pipeline import sqs_event
+
+    embedder = HashingEmbedder()
+    assert handle_sqs_event(sqs_event(publisher.events), None, EmbeddingIndexer(db, embedder)) == {
+        "batchItemFailures": []
+    }
+    service = ChatService(runtime, llm, clock=clock, search=SemanticSearch(embedder))
+    client = TestClient(create_chat_app(service), headers={"Authorization": f"Bearer {tenant.org.api_key}"})
+    plan = {"entity": "activities", "search": {"query": "renewal terms", "limit": 2}, "fields": ["subject", "type"]}
+    openai_server.script(plan_call(plan), Reply.text("The renewal terms were emailed to John Smith."))
+    result = ask(client, "what did we discuss about renewal terms?")
+    assert column(result, "subject")[0] == "Renewal terms"
+    assert len(result["data"]["rows"]) <= 2
+    assert result["answer"] == "The renewal terms were emailed to John Smith."
+    client.close()

@@ -178,7 +178,7 @@ def test_templated_answers_state_what_the_data_says():
     plan = QueryPlan(entity="deals", fields=["name", "amount"])
     data = DataTable(["name", "amount"], [["Acme", 12000]], total=1, totals={"total_amount": 12000})
     assert templated_answer(plan, data, family="deals_won", subject="deals won") == (
-        "1 deals won, 12,000 in total:\n- Acme (amount: 12,000)"
+        "1 deal won, 12,000 in total:\n- Acme (amount: 12,000)"
     )
     assert templated_answer(plan, DataTable(["name"], [], total=0), subject="deals won") == "No deals won found."
 

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,9 @@ from okyaku.chat.plan import DateRange, RelativeDate
 from okyaku.chat.resolve import Candidate, find_records
 from okyaku.chat.schemas import ChatAction
 from okyaku.runtime import Runtime
+
+if TYPE_CHECKING:
+    from okyaku.embeddings.search import SemanticSearch
 
 CHAT_AGENT = "chat"
 
@@ -63,11 +66,18 @@ def _run_tool(tool: AgentTool, ctx: ToolContext, args: Any) -> Any:
 
 
 class ChatActions:
-    def __init__(self, runtime: Runtime, approvals: ApprovalService, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        approvals: ApprovalService,
+        clock: Callable[[], datetime],
+        *,
+        search: SemanticSearch | None = None,
+    ) -> None:
         self.runtime = runtime
         self.approvals = approvals
         self.clock = clock
-        self.services = ToolServices(runtime)
+        self.services = ToolServices(runtime, search=search)  # the agents' lazily built search
 
     def _context(self, organization_id: uuid.UUID, user_id: uuid.UUID | None, question: str) -> ToolContext:
         return ToolContext(

@@ -44,6 +44,19 @@ def _listing(data: DataTable, limit: int = SHOWN_ROWS) -> str:
     return "\n".join(lines)
 
 
+_SINGULAR = {"deals": "deal", "contacts": "contact", "companies": "company", "activities": "activity", "tasks": "task"}
+
+
+def singular(subject: str) -> str:
+    """ "deals won" -> "deal won": the first plural entity word of a subject, for a count of one."""
+    words = subject.split(" ")
+    for i, word in enumerate(words):
+        if word in _SINGULAR:
+            words[i] = _SINGULAR[word]
+            break
+    return " ".join(words)
+
+
 def _count_phrase(data: DataTable) -> int:
     return data.total if data.total is not None else len(data.rows)
 
@@ -54,9 +67,11 @@ def templated_answer(plan: QueryPlan, data: DataTable, *, family: str = "", subj
     if plan.is_aggregate:
         return _aggregate_answer(plan, data, family, subject)
     count = _count_phrase(data)
+    if count == 0 and family == "hottest_leads":
+        return "No contact has a lead score yet: the scoring function has not scored any lead."
     if count == 0:
         return f"No {subject} found."
-    head = f"{count:,} {subject}"
+    head = f"{count:,} {singular(subject) if count == 1 else subject}"
     total_amount = data.totals.get("total_amount")
     if family in ("deals_closing", "deals_won", "deals_lost") and total_amount is not None:
         head += f", {format_value(total_amount)} in total"

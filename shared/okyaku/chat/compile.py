@@ -97,6 +97,12 @@ class _Scope:
         return clause
 
 
+def scope_for(entity: str, *, zone: ZoneInfo | None = None, today: date | None = None) -> _Scope:
+    """A FROM clause on ``entity`` alone, for lookups outside a plan."""
+    spec = CATALOGUE[entity]
+    return _Scope(spec, _table(spec.table), zone or ZoneInfo("UTC"), today or date.today())
+
+
 def _table(name: str) -> Any:
     return Base.metadata.tables[name]
 
@@ -235,7 +241,8 @@ def _aggregate(scope: _Scope, aggregation: Aggregation) -> ColumnElement[Any]:
     return func.min(expr) if aggregation.function == "min" else func.max(expr)
 
 
-def _label_expression(scope: _Scope, entity: EntitySpec, source: FromClause) -> ColumnElement[Any]:
+def label_expression(entity: EntitySpec, source: FromClause) -> ColumnElement[Any]:
+    """What names a record of ``entity`` (a contact's full name, else email; an activity's subject)."""
     if entity.name == "contacts":
         return func.coalesce(
             func.nullif(func.concat_ws(" ", source.c.first_name, source.c.last_name), ""), source.c.email
@@ -257,7 +264,7 @@ def _ref_columns(scope: _Scope, paths: Sequence[str]) -> tuple[list[Any], list[O
         seen.add(resolved.relation.name)
         joined = scope.source(resolved)
         id_name, label_name = f"_ref_{resolved.relation.name}", f"_reflabel_{resolved.relation.name}"
-        exprs += [joined.c.id.label(id_name), _label_expression(scope, resolved.entity, joined).label(label_name)]
+        exprs += [joined.c.id.label(id_name), label_expression(resolved.entity, joined).label(label_name)]
         outputs += [OutputColumn(id_name, "uuid", True), OutputColumn(label_name, "string", True)]
         sources.append(CitationSource(resolved.entity.entity_type, id_name, label_name))
     return exprs, outputs, sources
@@ -333,7 +340,7 @@ def _compile_listing(
         resolved = resolve_field(entity, path)
         selected.append(field_expression(scope, resolved).label(f"c{index}"))
         columns.append(OutputColumn(path, resolved.spec.kind))
-    own = [scope.base.c.id.label("_id"), _label_expression(scope, entity, scope.base).label("_label")]
+    own = [scope.base.c.id.label("_id"), label_expression(entity, scope.base).label("_label")]
     ref_exprs, ref_outputs, ref_citations = _ref_columns(scope, paths)
     orders: list[Any] = []
     for order in plan.order_by:

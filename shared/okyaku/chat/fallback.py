@@ -15,73 +15,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from okyaku.chat import vocabulary as v
 from okyaku.chat.catalogue import CATALOGUE, resolve_field
-from okyaku.chat.periods import NUMBER, PERIOD_PATTERN, UNIT, describe_period, number, parse_period, span_days
+from okyaku.chat.periods import describe_period, number, parse_period, span_days
 from okyaku.chat.plan import Aggregation, DateRange, Filter, GroupBy, OrderBy, QueryPlan, RelativeDate
 
 CANNOT = "I can't answer that without the language model."
-
-ENTITY_WORDS = {
-    "companies": ("companies", "company", "accounts", "account", "organisations", "organizations"),
-    "contacts": ("contacts", "contact", "people", "persons", "leads", "lead"),
-    "deals": ("deals", "deal", "opportunities", "opportunity"),
-    "activities": ("activities", "activity", "interactions", "touchpoints"),
-    "tasks": ("tasks", "task", "to-dos", "todos"),
-}
-# Words for a field, per entity: what "by stage", "sort by amount" may mean.
-FIELD_WORDS: dict[str, dict[str, str]] = {
-    "companies": {
-        "owner": "owner.name",
-        "size": "employee_count",
-        "employees": "employee_count",
-        "revenue": "annual_revenue",
-    },
-    "contacts": {
-        "company": "company.name",
-        "owner": "owner.name",
-        "stage": "lifecycle_stage",
-        "lifecycle": "lifecycle_stage",
-        "status": "lead_status",
-        "score": "lead_score",
-        "title": "job_title",
-        "country": "company.country",
-    },
-    "deals": {
-        "stage": "stage.name",
-        "pipeline": "pipeline.name",
-        "company": "company.name",
-        "owner": "owner.name",
-        "contact": "contact.name",
-        "close date": "expected_close_date",
-        "closing date": "expected_close_date",
-        "value": "amount",
-        "size": "amount",
-        "country": "company.country",
-        "industry": "company.industry",
-    },
-    "activities": {
-        "contact": "contact.name",
-        "company": "company.name",
-        "deal": "deal.name",
-        "owner": "owner.name",
-        "date": "occurred_at",
-    },
-    "tasks": {
-        "assignee": "assignee.name",
-        "owner": "assignee.name",
-        "contact": "contact.name",
-        "due date": "due_date",
-        "due": "due_date",
-    },
-}
-# "only those in X": the fields X might be a value of, per entity.
-IN_FIELDS = {
-    "companies": ("country", "city", "industry"),
-    "contacts": ("company.country", "company.city", "company.name", "lifecycle_stage"),
-    "deals": ("stage.name", "company.country", "company.city", "pipeline.name", "company.name"),
-    "activities": ("company.name", "type"),
-    "tasks": ("status", "priority"),
-}
 
 
 @dataclass(frozen=True)
@@ -124,7 +63,7 @@ def normalise(question: str) -> str:
 
 
 def _entity(word: str) -> str | None:
-    for entity, words in ENTITY_WORDS.items():
+    for entity, words in v.ENTITY_WORDS.items():
         if word in words:
             return entity
     return None
@@ -133,7 +72,7 @@ def _entity(word: str) -> str | None:
 def field_for(entity: str, phrase: str) -> str | None:
     """A field of ``entity`` that ``phrase`` names exactly (its name, or a listed synonym)."""
     phrase = phrase.strip().removeprefix("the ").removeprefix("their ").removeprefix("its ")
-    words = FIELD_WORDS.get(entity, {})
+    words = v.FIELD_WORDS.get(entity, {})
     if phrase in words:
         return words[phrase]
     candidate = phrase.replace(" ", "_")
@@ -155,88 +94,9 @@ def _period_or_none(phrase: str | None, today: date) -> tuple[RelativeDate | Dat
 
 # --- the families --------------------------------------------------------------------------------
 
-_DEALS = r"(?:(?:our|the|all|my|which|what|show(?: me)?|list) )*(?:(?:open) )?(?:deals?|opportunities)"
-_CLOSING = re.compile(
-    r"(?:which |what |show(?: me)? |list )?(?:the )?(?:open )?(?:deals?|opportunities) (?:that )?(?:are )?"
-    r"(?:closing|close|expected to close|due to close|set to close)(?: in| during| by)? (?P<period>.+)"
-)
-_WON_LOST = re.compile(
-    r"(?:which |what |show(?: me)? |list |how many )?(?:the )?(?:deals?|opportunities) (?:did )?(?:we |have we |were |that were |that we )?"  # noqa: E501
-    r"(?P<outcome>won|win|lost|lose|closed won|closed lost)(?: in| during| over)?(?: (?P<period>.+?))?"
-    r"(?: and (?:their|the) (?:total|sum|value|total value|amount))?"
-)
-_WON_LOST_2 = re.compile(
-    r"(?:show(?: me)? |list |what are )?(?:the |our )?(?P<outcome>won|lost) (?:deals?|opportunities)(?: in| during| over)?(?: (?P<period>.+?))?"  # noqa: E501
-    r"(?: and (?:their|the) (?:total|sum|value|total value|amount))?"
-)
-_HOTTEST = re.compile(
-    r"(?:who are |what are |which are |show(?: me)? |list |give me )?(?:my |our |the )?"
-    r"(?:top (?P<n1>" + NUMBER + r") )?(?P<adj>hottest|hot|best|warmest|top|highest[- ]scor\w+|most promising)"
-    r"(?: (?P<n2>" + NUMBER + r"))? (?:leads?|contacts?|prospects?)(?: right now| now| today)?"
-)
-_ACTIVITIES = re.compile(
-    r"(?:summari[sz]e|summary of|give me a summary of|show(?: me)?|list|what are|what were|recap)"
-    r"(?: all)?(?: (?:our|the|my|recent|latest))* (?P<kind>activities|activity|interactions|calls|meetings|emails|notes|history)"  # noqa: E501
-    r"(?: (?:with|for|at|involving|of) (?P<name>.+))?"
-)
-_PIPELINE = re.compile(
-    r"(?:what is |what's |show(?: me)? |give me )?(?:the |our |my )?(?:total |open )?"
-    r"(?:pipeline(?: value| amount| total)?|value of (?:the |our )?(?:open )?(?:pipeline|deals))"
-    r"(?: (?:by|per|for each|in each|broken down by) (?P<group>stage|pipeline|owner|company))?"
-)
-_NOT_TALKED = re.compile(
-    r"(?:which |what |show(?: me)? |list )?(?:the |our |my |all )?(?P<entity>contacts|people|companies|accounts|customers|leads)"  # noqa: E501
-    r"(?: that| who| which)?(?: have we| did we| we| i)?(?: have| had)?(?: not| haven't| hasn't| have not| with no| without| had no| no)(?: been)?"  # noqa: E501
-    r" (?:talked to|spoken to|spoken with|talked with|contacted|touched|reached out to|heard from|engaged with|"
-    r"any activity|activity|activities|contact)"
-    r"(?: (?:in|for|since|during|over|within))?(?: the)?(?: (?:last|past))? (?P<n>"
-    + NUMBER
-    + r") (?P<unit>"
-    + UNIT
-    + r")"
-)
-_COUNT_BY = re.compile(
-    r"(?:how many|count(?: of)?(?: the)?(?: all)?|number of|the number of|total number of) (?P<entity>[a-z-]+)"
-    r"(?: do we have| are there| we have)?"
-    r"(?: (?:by|per|for each|in each|grouped by|broken down by) (?P<group>[a-z ]+?))?"
-    r"(?: (?:created|added) (?P<period>.+))?"
-)
-_SORT = re.compile(
-    r"(?:and |now |then |ok )?(?:sort|order|rank)(?: them| it| those| these| the results| the list| that)? by"
-    r" (?P<field>[a-z_ ]+?)(?: (?P<dir>ascending|descending|asc|desc|highest first|lowest first|biggest first|smallest first"  # noqa: E501
-    r"|largest first|newest first|oldest first|most recent first))?"
-)
-_ONLY_IN = re.compile(
-    r"(?:and |now |then |what about )?(?:only|just)(?: show)?(?: me)?(?: the ones| those| these| ones| the)?(?: that are| which are)?"  # noqa: E501
-    r" (?:in|from|at) (?P<value>.+)"
-)
-_TOP_N = re.compile(r"(?:and |now )?(?:only |just )?(?:show |give me )?(?:the )?(?:top|first) (?P<n>" + NUMBER + r")")
-_TASK = re.compile(
-    r"(?:create|add|make|set up|schedule|open)(?: me)? (?:a |an )?(?:new )?(?:follow[- ]up )?(?:task|reminder|to-?do)"
-    r" (?:to |for me to |for us to |: ?)(?P<what>.+)"
-)
-_TASK_WHEN = re.compile(
-    r"(?P<what>.+?) (?P<when>today|tomorrow|(?:on |by |this |next )?(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"  # noqa: E501
-    r"|(?:in|within) (?P<n>" + NUMBER + r") (?P<unit>" + UNIT + r")|(?:on |by )\d{4}-\d\d-\d\d|next week|next month)"
-)
-_PERSON_VERB = re.compile(
-    r"\b(?:call|phone|ring|email|e-mail|meet(?: with)?|ping|text|contact|follow up with|check in with|reach out to|remind)\s+"  # noqa: E501
-    r"(?P<name>[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?)"
-)
-_DIRECTION_DESC = (
-    "descending",
-    "desc",
-    "highest first",
-    "biggest first",
-    "largest first",
-    "newest first",
-    "most recent first",
-)
-_DIRECTION_ASC = ("ascending", "asc", "lowest first", "smallest first", "oldest first")
-
 
 def _closing(text: str, today: date) -> Parsed | None:
-    match = _CLOSING.fullmatch(text)
+    match = v.CLOSING.fullmatch(text)
     if not match:
         return None
     period, ok = _period_or_none(match.group("period"), today)
@@ -257,7 +117,7 @@ def _closing(text: str, today: date) -> Parsed | None:
 
 
 def _won_lost(text: str, today: date) -> Parsed | None:
-    match = _WON_LOST.fullmatch(text) or _WON_LOST_2.fullmatch(text)
+    match = v.WON_LOST.fullmatch(text) or v.WON_LOST_2.fullmatch(text)
     if not match:
         return None
     outcome = "won" if match.group("outcome") in ("won", "win", "closed won") else "lost"
@@ -281,7 +141,7 @@ def _won_lost(text: str, today: date) -> Parsed | None:
 
 
 def _hottest(text: str) -> Parsed | None:
-    match = _HOTTEST.fullmatch(text)
+    match = v.HOTTEST.fullmatch(text)
     if not match:
         return None
     raw = match.group("n1") or match.group("n2")
@@ -300,7 +160,7 @@ _ACTIVITY_TYPES = {"calls": "call", "meetings": "meeting", "emails": "email", "n
 
 
 def _activities(text: str, original: str, context_company: bool) -> Parsed | None:
-    match = _ACTIVITIES.fullmatch(text)
+    match = v.ACTIVITIES.fullmatch(text)
     if not match:
         return None
     kind = match.group("kind")
@@ -332,7 +192,7 @@ def _activities(text: str, original: str, context_company: bool) -> Parsed | Non
 
 
 def _pipeline(text: str) -> Parsed | None:
-    match = _PIPELINE.fullmatch(text)
+    match = v.PIPELINE.fullmatch(text)
     if not match or not (
         text.startswith(("what", "show", "give", "the", "our", "my", "total", "open", "pipeline", "value"))
     ):
@@ -342,7 +202,7 @@ def _pipeline(text: str) -> Parsed | None:
         Aggregation(function="sum", field="amount", alias="value"),
         Aggregation(function="count", alias="deals"),
     ]
-    group_by = [GroupBy(field=FIELD_WORDS["deals"][group])] if group else []
+    group_by = [GroupBy(field=v.FIELD_WORDS["deals"][group])] if group else []
     plan = QueryPlan(
         entity="deals",
         filters=[Filter(field="status", op="eq", value="open")],
@@ -354,7 +214,7 @@ def _pipeline(text: str) -> Parsed | None:
 
 
 def _not_talked(text: str, today: date) -> Parsed | None:
-    match = _NOT_TALKED.fullmatch(text)
+    match = v.NOT_TALKED.fullmatch(text)
     if not match:
         return None
     entity = "companies" if match.group("entity") in ("companies", "accounts") else "contacts"
@@ -382,7 +242,7 @@ def _not_talked(text: str, today: date) -> Parsed | None:
 
 
 def _count_by(text: str, today: date) -> Parsed | None:
-    match = _COUNT_BY.fullmatch(text)
+    match = v.COUNT_BY.fullmatch(text)
     if not match:
         return None
     words = match.group("entity")
@@ -425,13 +285,13 @@ def _count_by(text: str, today: date) -> Parsed | None:
 
 
 def _task(text: str, original: str, today: date) -> Parsed | None:
-    match = _TASK.fullmatch(text)
+    match = v.TASK.fullmatch(text)
     if not match:
         return None
     what = match.group("what").strip()
     due: RelativeDate | DateRange | None = None
     due_phrase: str | None = None
-    when = _TASK_WHEN.fullmatch(what)
+    when = v.TASK_WHEN.fullmatch(what)
     if when:
         what, due_phrase = when.group("what").strip(), when.group("when").strip()
         if when.group("n"):
@@ -445,7 +305,7 @@ def _task(text: str, original: str, today: date) -> Parsed | None:
             return Parsed("cannot")
     offset = original.lower().find(what[:20]) if what else -1
     written = original[offset : offset + len(what)] if offset >= 0 else what
-    person = _PERSON_VERB.search(written)
+    person = v.PERSON_VERB.search(written)
     title = written[:1].upper() + written[1:]
     return Parsed(
         "task",
@@ -459,7 +319,7 @@ def _task(text: str, original: str, today: date) -> Parsed | None:
 
 
 def _refine(text: str, previous: QueryPlan) -> Parsed | None:
-    sort = _SORT.fullmatch(text)
+    sort = v.SORT.fullmatch(text)
     if sort:
         if previous.is_aggregate:
             names = {g.name: g.field for g in previous.group_by} | {a.name: a.name for a in previous.aggregations}
@@ -471,9 +331,9 @@ def _refine(text: str, previous: QueryPlan) -> Parsed | None:
             return Parsed("cannot")
         kind = "number" if previous.is_aggregate else resolve_field(CATALOGUE[previous.entity], target).spec.kind
         direction = sort.group("dir")
-        if direction in _DIRECTION_DESC:
+        if direction in v.DIRECTION_DESC:
             order = "desc"
-        elif direction in _DIRECTION_ASC:
+        elif direction in v.DIRECTION_ASC:
             order = "asc"
         else:  # numbers and dates: biggest/newest first; names: A to Z
             order = "desc" if kind in ("number", "date", "datetime") else "asc"
@@ -482,16 +342,16 @@ def _refine(text: str, previous: QueryPlan) -> Parsed | None:
             fields = [*fields, target]
         plan = previous.model_copy(update={"order_by": [OrderBy(field=target, direction=order)], "fields": fields})
         return Parsed("plan", plan, "refine_sort", f"sorted by {sort.group('field').strip()}")
-    only = _ONLY_IN.fullmatch(text)
+    only = v.ONLY_IN.fullmatch(text)
     if only:
         value = only.group("value").strip()
-        candidates = IN_FIELDS.get(previous.entity, ())
+        candidates = v.IN_FIELDS.get(previous.entity, ())
         if not candidates:
             return Parsed("cannot")
         return Parsed(
             "plan", previous, "refine_filter", f"only those in {value}", lookups=[Lookup(value, targets=candidates)]
         )
-    top = _TOP_N.fullmatch(text)
+    top = v.TOP_N.fullmatch(text)
     if top and not previous.is_aggregate:
         plan = previous.model_copy(update={"limit": number(top.group("n"))})
         return Parsed("plan", plan, "refine_limit", f"the first {number(top.group('n'))}")
@@ -530,4 +390,4 @@ def parse_question(
     return Parsed("cannot")
 
 
-__all__ = ["CANNOT", "PERIOD_PATTERN", "Lookup", "Parsed", "TaskRequest", "parse_question"]
+__all__ = ["CANNOT", "Lookup", "Parsed", "TaskRequest", "parse_question"]

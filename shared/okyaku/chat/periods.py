@@ -63,17 +63,6 @@ _SIMPLE = {
     "yesterday": "yesterday",
     "tomorrow": "tomorrow",
 }
-PERIOD_PATTERN = (
-    r"(?P<period>today|yesterday|tomorrow|(?:this|last|next|the current|the previous|the past) (?:week|month|quarter|year)"  # noqa: E501
-    r"|(?:in |during |over |within )?(?:the )?(?:last|past|next|coming) "
-    + NUMBER
-    + r" "
-    + UNIT
-    + r"|(?:in |during )?(?:19|20)\d\d"
-    + r"|(?:on |by |this |next |last )?(?:"
-    + "|".join(WEEKDAYS)
-    + r"))"
-)
 
 
 def parse_period(phrase: str, today: date) -> RelativeDate | DateRange | None:

@@ -5,6 +5,7 @@ One match: use it. Several: ask which. None: say so. Never pick one of several.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,10 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from okyaku.chat.catalogue import CATALOGUE, resolve_field
-from okyaku.chat.compile import _label_expression, _Scope, field_expression
+from okyaku.chat.compile import field_expression, label_expression, scope_for
 from okyaku.chat.fallback import Lookup
 from okyaku.chat.plan import Filter, QueryPlan
-from okyaku.db.models import Base
 
 MAX_CHOICES = 5
 
@@ -39,9 +39,9 @@ class LookupOutcome:
 def find_records(session: Session, entity: str, name: str) -> list[Candidate]:
     """Records of ``entity`` whose label is ``name`` (any case); failing that, contains it."""
     spec = CATALOGUE[entity]
-    table: Any = Base.metadata.tables[spec.table]
-    scope = _Scope(spec, table, None, None)  # type: ignore[arg-type]
-    label = _label_expression(scope, spec, table)
+    scope = scope_for(entity)
+    table: Any = scope.base
+    label = label_expression(spec, table)
     exact = list(
         session.execute(select(table.c.id, label).where(func.lower(label) == name.lower()).limit(MAX_CHOICES + 1))
     )
@@ -59,11 +59,18 @@ def find_records(session: Session, entity: str, name: str) -> list[Candidate]:
     return [Candidate(spec.entity_type, str(r[0]), str(r[1])) for r in rows]
 
 
+def record_label(session: Session, entity: str, entity_id: uuid.UUID) -> str | None:
+    """The label of one record of ``entity``, or None when the organization has no such record."""
+    scope = scope_for(entity)
+    table: Any = scope.base
+    row = session.execute(select(label_expression(CATALOGUE[entity], table)).where(table.c.id == entity_id)).first()
+    return None if row is None else str(row[0] or entity_id)
+
+
 def find_field_value(session: Session, entity: str, path: str, value: str) -> str | None:
     """The stored spelling of ``value`` in ``path`` of ``entity`` (any case), if some record has it."""
     spec = CATALOGUE[entity]
-    table: Any = Base.metadata.tables[spec.table]
-    scope = _Scope(spec, table, None, None)  # type: ignore[arg-type]
+    scope = scope_for(entity)
     resolved = resolve_field(spec, path)
     if resolved.spec.kind not in ("string", "enum"):
         return None
@@ -103,10 +110,14 @@ def resolve_lookup(session: Session, plan: QueryPlan, lookup: Lookup) -> LookupO
         return LookupOutcome(
             [],
             [],
-            missing=f'None of these records has "{lookup.value}" as a {" or ".join(p.replace("_", " ") for p in lookup.targets)}.',  # noqa: E501
+            missing=f'None of these records has "{lookup.value}" as a {" or ".join(map(_words, lookup.targets))}.',
         )
     if len(hits) > 1:
-        options = " or ".join(f"{path.replace('.', ' ').replace('_', ' ')} {stored}" for path, stored in hits)
+        options = " or ".join(f"{_words(path)} {stored}" for path, stored in hits)
         return LookupOutcome([], [], clarify=f'"{lookup.value}" could mean {options}. Which one?')
     path, stored = hits[0]
     return LookupOutcome([Filter(field=path, op="eq", value=stored)], [])
+
+
+def _words(path: str) -> str:
+    return path.replace(".", " ").replace("_", " ")

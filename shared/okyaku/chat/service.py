@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from okyaku.agents.approvals import ApprovalService
@@ -25,7 +25,7 @@ from okyaku.chat.fallback import CANNOT, Parsed, parse_question
 from okyaku.chat.models import ChatMessage
 from okyaku.chat.plan import Filter, QueryPlan
 from okyaku.chat.planner import Decision, LLMPlanner
-from okyaku.chat.resolve import Candidate, find_records, resolve_lookup
+from okyaku.chat.resolve import Candidate, find_records, record_label, resolve_lookup
 from okyaku.chat.safety import refusal
 from okyaku.chat.schemas import ChatAction, ChatRequest, ChatResponse
 from okyaku.errors import NotFound, OkyakuError
@@ -35,6 +35,9 @@ from okyaku.llm.gateway import LLMGateway
 from okyaku.llm.types import Message, assistant, user
 from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal
+
+if TYPE_CHECKING:
+    from okyaku.embeddings.search import SemanticSearch
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ class ChatService:
         *,
         clock: Callable[[], datetime] = utc_now,
         approvals: ApprovalService | None = None,
+        search: SemanticSearch | None = None,
     ) -> None:
         self.runtime = runtime
         self.llm = llm
@@ -94,7 +98,7 @@ class ChatService:
         self.row_limit = settings.ai_chat_row_limit
         self.timeout_ms = settings.ai_chat_statement_timeout_ms
         self.planner = LLMPlanner(llm, row_limit=self.row_limit) if llm is not None else None
-        self.actions = ChatActions(runtime, approvals or ApprovalService(runtime, clock=clock), clock)
+        self.actions = ChatActions(runtime, approvals or ApprovalService(runtime, clock=clock), clock, search=search)
 
     # --- asking ---------------------------------------------------------------------------------
 
@@ -403,20 +407,12 @@ def _history(messages: list[ChatMessage]) -> list[Message]:
 
 
 def _focus(session: Any, entity_type: str, entity_id: uuid.UUID) -> Candidate:
-    entity = _CONTEXT_ENTITIES[entity_type]
-    from sqlalchemy import select
-
-    from okyaku.chat.compile import _label_expression, _Scope
-    from okyaku.db.models import Base
-
-    table = Base.metadata.tables[CATALOGUE[entity].table]
-    label = _label_expression(_Scope(CATALOGUE[entity], table, None, None), CATALOGUE[entity], table)  # type: ignore[arg-type]
-    row = session.execute(select(label).where(table.c.id == entity_id)).first()
-    if row is None:
+    label = record_label(session, _CONTEXT_ENTITIES[entity_type], entity_id)
+    if label is None:
         raise NotFound(
             f"{entity_type} {entity_id} not found", details={"field": "context.entity_id", "id": str(entity_id)}
         )
-    return Candidate(entity_type, str(entity_id), str(row[0]))
+    return Candidate(entity_type, str(entity_id), label)
 
 
 def _focus_text(focus: Candidate | None) -> str:
