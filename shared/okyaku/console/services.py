@@ -74,6 +74,7 @@ def console_services(
     settings = runtime.settings
     llm = llm or LLMGateway.from_settings(settings)
     agents = agents_service(runtime, llm)
+    search = SemanticSearch(embedder or default_embedder(runtime))
     return ConsoleServices(
         runtime=runtime,
         signer=signer
@@ -84,8 +85,8 @@ def console_services(
         # "template": score explanations without the LLM (tests, or to keep pages fast without Ollama).
         predictions=prediction_service(runtime, writer="default" if explanations == "default" else None),
         agents=agents,
-        search=SemanticSearch(embedder or default_embedder(runtime)),
+        search=search,
         secure_cookie=settings.console_secure_cookie,
-        chat=ChatService(runtime, chat_llm or llm, approvals=agents.approvals),
+        chat=ChatService(runtime, chat_llm or llm, approvals=agents.approvals, search=search),
         insight_providers=tuple(insight_providers),
     )
