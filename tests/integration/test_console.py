@@ -196,15 +196,26 @@ def test_a_tampered_or_expired_cookie_is_not_a_session(services, tenant) -> None
     assert SessionSigner("another-secret", ttl_s=3600).loads(cookie) is None
 
 
-def lambda_event(path: str, *, cookies: list[str] | None = None) -> dict[str, Any]:
+def lambda_event(
+    path: str,
+    *,
+    cookies: list[str] | None = None,
+    method: str = "GET",
+    form: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    from urllib.parse import urlencode, urlsplit
+
+    split = urlsplit(path)
+    path = split.path
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": "GET /console/{proxy+}",
+        "routeKey": "ANY /console/{proxy+}",
         "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"host": "abc.execute-api.us-east-1.amazonaws.com", "x-forwarded-proto": "https"},
+        "rawQueryString": split.query,
+        "headers": {"host": "abc.execute-api.us-east-1.amazonaws.com", "x-forwarded-proto": "https", **(headers or {})},
         "requestContext": {
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "t"},
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "t"},
             "requestId": "req-1",
             "routeKey": "GET /console/{proxy+}",
             "stage": "$default",
@@ -214,6 +225,9 @@ def lambda_event(path: str, *, cookies: list[str] | None = None) -> dict[str, An
     }
     if cookies:
         event["cookies"] = cookies
+    if form is not None:
+        event["body"] = urlencode(form)
+        event["headers"]["content-type"] = "application/x-www-form-urlencoded"
     return event
 
 
@@ -249,3 +263,33 @@ def test_pages_and_assets_pass_through_api_gateway_and_mangum(services) -> None:
     root = handler(lambda_event("/"), None)
     assert root["statusCode"] == 303 and root["headers"]["location"] == "/console"
     assert handler(lambda_event("/console/static/nope.js"), None)["statusCode"] == 404
+
+
+def test_sign_in_and_a_chat_stream_through_api_gateway_and_mangum(services, tenant, pipeline) -> None:
+    """The whole answer comes back in one buffered Lambda response: every event, the final one last."""
+    make_crm(tenant, pipeline)
+    handler = function_handler(name="console", http=create_console_app(services))
+    login = handler(lambda_event("/console/login"), None)
+    cookie = login["cookies"][0].split(";")[0]
+    form = {"api_key": tenant.org.api_key, "csrf_token": csrf_of(body_of(login).decode()), "next": "/console"}
+    signed = handler(lambda_event("/console/login", method="POST", cookies=[cookie], form=form), None)
+    assert signed["statusCode"] == 303, body_of(signed)
+    cookie = signed["cookies"][0].split(";")[0]
+    page = handler(lambda_event("/console", cookies=[cookie]), None)
+    assert page["statusCode"] == 200 and "Ask about your CRM" in body_of(page).decode()
+
+    question = {"csrf_token": csrf_of(body_of(page).decode()), "message": "how many deals by stage?"}
+    turn = handler(
+        lambda_event("/console/chat", method="POST", cookies=[cookie], form=question, headers={"hx-request": "true"}),
+        None,
+    )
+    assert turn["statusCode"] == 200, body_of(turn)
+    stream_url = re.search(r'sse-connect="([^"]+)"', body_of(turn).decode()).group(1).replace("&amp;", "&")
+    stream = handler(lambda_event(stream_url, cookies=[cookie]), None)
+    assert stream["statusCode"] == 200 and stream["headers"]["content-type"].startswith("text/event-stream")
+    events = re.findall(r"^event: (\w+)$", body_of(stream).decode(), flags=re.MULTILINE)
+    assert events[-2:] == ["final", "done"] and events.count("final") == 1
+    assert 'class="answer"' in body_of(stream).decode()
+    # The ticket is bound to this session: another visitor cannot open the stream.
+    stranger = handler(lambda_event(stream_url), None)
+    assert stranger["statusCode"] == 303
