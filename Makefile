@@ -8,7 +8,7 @@ SAM_VENV ?= .venv-sam
 SAM_CLI_VERSION ?= 1.170.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test lint typecheck unit bench clean sam-setup browser-setup
+.PHONY: setup run test lint typecheck unit bench fuzz clean sam-setup browser-setup
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ typecheck: setup
 
 test: lint typecheck sam-setup browser-setup
 	$(BIN)/pytest
+
+# The fuzz tests of make test, with many more cases per function (seeded; minutes, not seconds).
+fuzz: setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/pytest -q tests/integration/test_fuzz.py
 
 bench: setup
 	$(BIN)/python -m bench

@@ -25,8 +25,8 @@ from sqlalchemy import text
 from bench._database import bench_organization
 from okyaku.config import Settings
 from okyaku.db import Database
-from okyaku.predictions.synthetic import INDUSTRIES, TITLES, crm_lead_logit, generate_leads
 from okyaku.runtime import Runtime
+from tests.support.synthetic_crm import INDUSTRIES, TITLES, crm_lead_logit, generate_leads
 
 ROOT = Path(__file__).resolve().parents[1]
 LEADFORGE_DIR = ROOT / ".okyaku" / "leadforge"
@@ -130,6 +130,7 @@ def _analyze(owner_url: str) -> None:
 
 def scoring_rows(runtime: Runtime, organization_id: uuid.UUID, leads: int) -> list[Row]:
     from okyaku.predictions import features as feats
+    from okyaku.predictions.examples import scoring_population
     from okyaku.predictions.scoring import score_dataset
     from okyaku.predictions.service import cyclic_gc_paused, load_model, score_and_store, train_target
 
@@ -150,7 +151,7 @@ def scoring_rows(runtime: Runtime, organization_id: uuid.UUID, leads: int) -> li
     )
     now = datetime.now(UTC)
     with runtime.transaction(organization_id) as session:
-        ids = feats.scoring_population(session, "lead")
+        ids = scoring_population(session, "lead")
         loaded = load_model(session, "lead")
         with cyclic_gc_paused():  # as score_and_store runs them
             features, dataset = _timed(lambda: feats.contact_features(session, [(i, now) for i in ids]), 3)

@@ -49,6 +49,10 @@ def build(target: Path, template_path: Path = ROOT / "template.yaml") -> dict[st
         requirements = [(ROOT / "shared" / "requirements.txt").read_text(), "boto3>=1.34\n"]
         if "OkyakuMlLayer" in layers:
             requirements.append((ROOT / "infrastructure" / "layers" / "requirements-ml.txt").read_text())
+        if "OkyakuAnomaliesLayer" in layers:
+            # an image has no 250 MB limit: statsmodels (robust STL) comes along here
+            requirements.append((ROOT / "infrastructure" / "layers" / "requirements-anomalies.txt").read_text())
+            requirements.append("statsmodels>=0.14\n")
         (folder / "requirements.txt").write_text("".join(requirements))
         built[folder.name] = folder
     return built

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 120.0
     llm_connect_timeout_s: float = 3.0
     llm_health_timeout_s: float = 3.0
+    llm_health_cache_s: float = 15.0
     llm_max_retries: int = 2
     llm_backoff_base_s: float = 0.5
     llm_backoff_max_s: float = 8.0
@@ -65,16 +66,45 @@ class Settings(BaseSettings):
     ai_agent_time_budget_s: float = 300.0
     ai_agent_max_proposals: int = 10
     ai_approval_ttl_hours: float = 72.0
+    # Fairness: runs queued or running at once per organization (429 beyond), and how long a run
+    # may wait in the queue before it is failed (a lost message, a worker that never came).
+    ai_agent_max_active_runs: int = Field(default=5, ge=1)
+    ai_agent_queued_timeout_s: float = Field(default=900.0, gt=0)
 
+    # Conversation intelligence (okyaku.conversation): texts longer than CONVERSATION_CHUNK_CHARS
+    # are analysed in chunks and merged; the sweep looks at this many unanalysed activities a page.
+    conversation_chunk_chars: int = Field(default=6000, ge=500)
+    conversation_max_tokens: int = Field(default=2048, ge=256)
+    conversation_sweep_batch: int = Field(default=50, ge=1, le=1000)
     # Chat over the CRM (okyaku.chat): every plan runs read-only, capped and timed out.
     ai_chat_row_limit: int = 200
     ai_chat_statement_timeout_ms: int = 5000
     ai_chat_timezone: str = "UTC"
     ai_chat_history_turns: int = 6
 
+    # Anomalies, insights and notifications (okyaku.anomalies): the schedules put one message per
+    # organization on ANOMALY_SCAN_QUEUE_URL (unset: each organization is scanned in-process).
+    anomaly_scan_queue_url: str = ""
+    anomaly_series_threshold: float = 3.5
+    anomaly_series_days: int = 2
+    anomaly_churn_threshold: float = 50.0
+    anomaly_dismiss_snooze_days: float = 30.0
+    notifications_email_from: str = ""
+
     # HTTP
     api_max_page_size: int = 200
-    import_max_bytes: int = 50 * 1024 * 1024
+    # Lambda takes at most 6 MB of request event; API Gateway sends a multipart upload base64-encoded
+    # (4/3 larger), so what fits through the gateway is a file of about 4 MB.
+    import_max_bytes: int = 4_000_000
+
+    # OpenFaaS triggers (okyaku.openfaas): a request with X-Topic runs a schedule or a queue
+    # message only when signed (HMAC-SHA256) with this secret, or the file's content.
+    openfaas_trigger_secret: SecretStr = SecretStr("")
+    openfaas_trigger_secret_file: str = "/var/openfaas/secrets/okyaku-trigger-secret"
+    openfaas_trigger_max_skew_s: int = 300
+    # Topics accepted unsigned (comma-separated), for a gateway no one else can reach: the stock
+    # connectors cannot sign. Empty (the default): every trigger must be signed.
+    openfaas_unsigned_topics: str = ""
 
     # Web console (okyaku.console): sessions are signed with CONSOLE_SESSION_SECRET; unset, a random
     # secret per process (right for the local runner, where every function shares one process).

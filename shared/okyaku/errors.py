@@ -56,8 +56,14 @@ class ValidationFailed(OkyakuError):
 
 
 class RateLimited(OkyakuError):
+    """429; ``retry_after_s`` becomes the ``Retry-After`` header."""
+
     status_code = 429
     code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message, details=details, code=code)
+        self.retry_after_s = retry_after_s
 
 
 class DependencyUnavailable(OkyakuError):
@@ -74,3 +80,17 @@ class FeatureDisabled(OkyakuError):
 
 def field_error(field: str, message: str, type_: str = "value_error") -> dict[str, str]:
     return {"field": field, "message": message, "type": type_}
+
+
+UNEXPECTED_MESSAGE = "an unexpected error occurred; the details are in the logs"
+
+
+def public_error(error: BaseException) -> dict[str, str]:
+    """What a client (or a stored record a client reads) may be told about ``error``.
+
+    Our own errors carry messages written for clients; anything else (a driver's text with SQL,
+    hosts or users in it) becomes a stable code and message, and its details go to the logs.
+    """
+    if isinstance(error, OkyakuError):
+        return {"code": error.code, "message": error.message}
+    return {"code": "internal_error", "message": UNEXPECTED_MESSAGE}

@@ -10,20 +10,40 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from okyaku.errors import OkyakuError, ValidationFailed
+from okyaku.errors import OkyakuError, RateLimited, ValidationFailed, field_error
 from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal, authenticate
+from okyaku.validation import field_details
 
 logger = logging.getLogger(__name__)
 
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable")
+    message: str
+    details: Any = Field(default=None, description="for 422: a list of {field, message, type}")
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every route."""
+
+    error: ErrorDetail
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key"},
-    404: {"description": "No such record in your organization"},
-    409: {"description": "The record changed since you read it"},
-    422: {"description": "Invalid input, with field-level details"},
-    503: {"description": "A dependency (database, LLM, queue) is unavailable"},
+    status: {"description": description, "model": ErrorResponse}
+    for status, description in {
+        400: "A body that cannot be read (not JSON, wrong encoding)",
+        401: "Missing or invalid API key",
+        403: "Your role may not do this",
+        404: "No such record in your organization",
+        409: "The record changed since you read it",
+        422: "Invalid input, with field-level details",
+        503: "A dependency (database, LLM, queue) is unavailable",
+    }.items()
 }
 
 
@@ -43,23 +63,16 @@ def create_app(title: str, runtime: Runtime | None = None, *, description: str =
 
 
 def error_response(error: OkyakuError) -> JSONResponse:
-    return JSONResponse(status_code=error.status_code, content=error.to_body())
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, RateLimited) else None
+    return JSONResponse(status_code=error.status_code, content=error.to_body(), headers=headers)
 
 
-def _field_path(location: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or ".".join(str(p) for p in location)
+REQUEST_SOURCES = ("body", "query", "path", "header", "cookie")
 
 
 def validation_details(errors: Any) -> list[dict[str, str]]:
-    return [
-        {
-            "field": _field_path(tuple(e.get("loc", ()))),
-            "message": str(e.get("msg", "")).removeprefix("Value error, "),
-            "type": e.get("type", ""),
-        }
-        for e in errors
-    ]
+    """A request's validation errors, named by field (not by where in the request they came)."""
+    return field_details(errors, drop_sources=REQUEST_SOURCES)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -74,7 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        codes = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
         body = {
             "error": {
                 "code": codes.get(error.status_code, "http_error"),
@@ -115,6 +128,6 @@ def expected_version(if_match: str | None) -> int | None:
     if not match:
         raise ValidationFailed(
             "If-Match must carry a record version",
-            details=[{"field": "If-Match", "message": 'expected a version such as "3"', "type": "value_error"}],
+            details=[field_error("If-Match", 'expected a version such as "3"')],
         )
     return int(match.group(1))

@@ -29,8 +29,8 @@ import pytest
 
 from okyaku.config import Settings
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import publisher_from_settings
 from okyaku.local.runner import LocalRunner
+from okyaku.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_TEMPLATE = ROOT / "tests" / "data" / "runner" / "template.yaml"
@@ -62,6 +62,7 @@ class DevProcess:
     lines: list[str] = field(default_factory=list)
     url: str = ""
     api_key: str = ""
+    runner_token: str = ""
 
     @classmethod
     def start(cls, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> DevProcess:
@@ -85,6 +86,7 @@ class DevProcess:
             raise AssertionError("okyaku dev did not start:\n" + dev.output) from None
         dev.url = next(m.group(1) for line in dev.lines if (m := re.search(r"running at (http://\S+)", line)))
         dev.api_key = next(m.group(1) for line in dev.lines if (m := re.search(r"API key: (oky_\S+)", line)))
+        dev.runner_token = next(m.group(1) for line in dev.lines if (m := re.search(r"Runner token: (\S+)", line)))
         return dev
 
     def _read(self) -> None:
@@ -100,6 +102,10 @@ class DevProcess:
         key = self.api_key if api_key is None else api_key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def admin(self) -> httpx.Client:
+        """A client of the runner's own routes (``/_okyaku/``), with the token it printed."""
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.runner_token}"}, timeout=30)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -180,7 +186,8 @@ def test_it_serves_the_api_with_the_printed_key(dev: DevProcess) -> None:
 
 def test_change_events_reach_the_sqs_consumer_with_retries_and_redrive(dev: DevProcess, recorder_output: Path) -> None:
     def status() -> dict[str, Any]:
-        return httpx.get(f"{dev.url}/_okyaku/status", timeout=10).json()  # type: ignore[no-any-return]
+        with dev.admin() as admin:
+            return admin.get("/_okyaku/status").json()  # type: ignore[no-any-return]
 
     # The demo data's events arrive first; let them drain so ours travel in a batch of their own.
     wait_for(lambda: all(q["pending"] == 0 for q in status()["queues"]), "the demo events to be delivered", 60)
@@ -229,15 +236,18 @@ def test_change_events_reach_the_sqs_consumer_with_retries_and_redrive(dev: DevP
 
 
 def test_schedules_fire_eventbridge_events(dev: DevProcess, recorder_output: Path) -> None:
-    status = httpx.get(f"{dev.url}/_okyaku/status", timeout=10).json()
-    (schedule,) = status["schedules"]
-    assert schedule["rule"] == "RecorderFunctionHourly" and schedule["next_fire"].endswith(":00:00+00:00")
-    response = httpx.post(f"{dev.url}/_okyaku/schedules/RecorderFunctionHourly/fire", timeout=10)
-    assert response.status_code == 200, response.text
+    assert httpx.get(f"{dev.url}/_okyaku/status", timeout=10).status_code == 401  # no token
+    assert httpx.post(f"{dev.url}/_okyaku/schedules/RecorderFunctionHourly/fire", timeout=10).status_code == 401
+    with dev.admin() as admin:
+        status = admin.get("/_okyaku/status").json()
+        (schedule,) = status["schedules"]
+        assert schedule["rule"] == "RecorderFunctionHourly" and schedule["next_fire"].endswith(":00:00+00:00")
+        response = admin.post("/_okyaku/schedules/RecorderFunctionHourly/fire")
+        assert response.status_code == 200, response.text
+        assert admin.post("/_okyaku/schedules/NoSuchRule/fire").status_code == 404
     (event,) = [b["event"] for b in recorded(recorder_output) if b["kind"] == "event"]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
     assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/RecorderFunctionHourly"]
-    assert httpx.post(f"{dev.url}/_okyaku/schedules/NoSuchRule/fire", timeout=10).status_code == 404
 
 
 def test_ctrl_c_stops_it_and_a_second_start_reuses_the_data(dev: DevProcess, data_dir: Path) -> None:
@@ -257,7 +267,8 @@ def test_ctrl_c_stops_it_and_a_second_start_reuses_the_data(dev: DevProcess, dat
             created = client.post("/api/v1/contacts", json={"first_name": "Katherine", "last_name": "Johnson"})
             assert created.status_code == 201, created.text
             assert client.get(f"/api/v1/contacts/{created.json()['id']}").status_code == 200
-            relay = httpx.post(f"{again.url}/_okyaku/schedules/OutboxRelayFunctionEveryMinute/fire", timeout=30)
+            with again.admin() as admin:
+                relay = admin.post("/_okyaku/schedules/OutboxRelayFunctionEveryMinute/fire")
             assert relay.status_code == 200 and relay.json()["result"]["failed"] == 0
     finally:
         assert again.stop() == 0, again.output
@@ -315,9 +326,9 @@ def test_local_runner_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             occurred_at=datetime.now(UTC),
         )
         # The installed publisher is what every handler's runtime picks up.
-        local = publisher_from_settings(Settings())
+        local = Runtime(Settings()).publisher
         assert local is not None
         local.publish([change])
         batches = wait_for(lambda: [b for b in recorded(output) if b["kind"] == "sqs"], "the change event")
         assert [r["entity_id"] for r in batches[0]["records"]] == [str(change.entity_id)]
-    assert publisher_from_settings(Settings(change_events_queue_url="")) is None  # uninstalled on stop
+    assert Runtime(Settings(change_events_queue_url="")).publisher is None  # uninstalled on stop

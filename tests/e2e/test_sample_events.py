@@ -26,12 +26,14 @@ from okyaku.db import Database
 from okyaku.db.models import OutboxEvent
 from okyaku.events import decode_change_event
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import CallbackPublisher, use_local_publisher
+from okyaku.lambda_events import queue_arn, sqs_record
+from okyaku.local.lambda_host import FunctionHost
 from okyaku.local.postgres import LocalDatabase
-from okyaku.local.runner import FunctionHost, QueuedMessage, queue_arn, sqs_record
+from okyaku.local.sqs import QueuedMessage
 from okyaku.local.template import Template, parse_template
 from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
+from tests.support.publishers import CollectingPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -151,9 +153,8 @@ def function_env(pg: LocalDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.delenv("CHANGE_EVENTS_QUEUE_URL", raising=False)
     get_settings.cache_clear()
     published: list[ChangeEvent] = []
-    use_local_publisher(CallbackPublisher(published.extend))
+    monkeypatch.setattr(Runtime, "hosted_publisher", CollectingPublisher(published))
     yield published
-    use_local_publisher(None)
     get_settings.cache_clear()
 
 
@@ -225,14 +226,14 @@ def test_the_schedule_sample_makes_the_relay_publish_pending_events(
 ) -> None:
     org = create_organization(db, f"Relay {uuid.uuid4().hex[:6]}", "admin@relay.example")
     # Written with no publisher at all: the events stay pending in the outbox.
-    use_local_publisher(None)
+    Runtime.hosted_publisher = None
     offline = Runtime(settings, db=db, publisher=None)
     from okyaku.crm.api import contacts
     from okyaku.crm.schemas import ContactCreate
 
     with offline.transaction(org.organization_id) as session:
         contact = contacts.create(session, ContactCreate(first_name="Pending", email="pending@relay.example"))
-    use_local_publisher(CallbackPublisher(function_env.extend))
+    Runtime.hosted_publisher = CollectingPublisher(function_env)
 
     (relay,) = functions_for(EVENTS / "outbox_relay" / "schedule.json", TEMPLATE)
     summary = hosts[relay].invoke(load(EVENTS / "outbox_relay" / "schedule.json"))

@@ -362,3 +362,35 @@ def test_concurrent_approvals_apply_once(agents, openai_server, crm, tenant, pub
     assert len({json.dumps(r, sort_keys=True) for r in results}) == 1  # every caller saw the one result
     assert len(deal_events(publisher, crm["deal"]["id"])) == events_before + 1
     assert tenant.client.get(f"/api/v1/deals/{crm['deal']['id']}").json()["version"] == crm["deal"]["version"] + 1
+
+
+def test_one_organization_cannot_fill_the_run_queue(make_agents_client, make_tenant, runtime):
+    from okyaku.agents.dispatch import AgentRunMessage
+
+    class Parked:  # a queue nobody works: runs stay queued
+        def __init__(self) -> None:
+            self.messages: list[AgentRunMessage] = []
+
+        def dispatch(self, message: AgentRunMessage) -> None:
+            self.messages.append(message)
+
+    busy, other = make_tenant("Busy"), make_tenant("Other")
+    client = make_agents_client(busy.org.api_key)
+    service = client.app.state.agents
+    service.dispatcher = Parked()
+    limit = runtime.settings.ai_agent_max_active_runs
+    for _ in range(limit):
+        assert client.post("/api/v1/ai/agents/data_analyst/run", json={"task": "count deals"}).status_code == 202
+    refused = client.post("/api/v1/ai/agents/data_analyst/run", json={"task": "one more"})
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+    assert refused.json()["error"]["code"] == "too_many_agent_runs"
+    # another organization is not held up by this one
+    other_client = make_agents_client(other.org.api_key)
+    other_client.app.state.agents.dispatcher = Parked()
+    assert other_client.post("/api/v1/ai/agents/data_analyst/run", json={"task": "count deals"}).status_code == 202
+
+    # runs whose message never reached a worker are failed after the queue timeout, freeing the slots
+    service.clock.advance(seconds=runtime.settings.ai_agent_queued_timeout_s + 1)
+    listed = client.get("/api/v1/ai/agents/executions").json()
+    assert len(listed) == limit and {(e["status"], e["stop_reason"]) for e in listed} == {("failed", "queue_timeout")}
+    assert client.post("/api/v1/ai/agents/data_analyst/run", json={"task": "again"}).status_code == 202

@@ -16,10 +16,11 @@ import pytest
 from sqlalchemy import func, select
 
 from okyaku.agents.dispatch import AgentRunMessage
-from okyaku.agents.framework import ExecutionLog, RunInProgress, utc_now
+from okyaku.agents.framework import ExecutionLog, RunInProgress
 from okyaku.agents.models import AgentStep, PendingAction
 from okyaku.agents.schemas import RunRequest
 from okyaku.agents.service import AgentsService, ExecutionView
+from okyaku.clock import utc_now
 from okyaku.db.models import Contact, Deal, Task
 from okyaku.llm import FeatureFlags
 from okyaku.runtime import Runtime

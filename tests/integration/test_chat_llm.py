@@ -307,10 +307,10 @@ def test_a_semantic_step_keeps_the_records_search_finds(runtime, llm, tenant, cl
     from okyaku.chat.api import create_chat_app
     from okyaku.chat.service import ChatService
     from okyaku.embeddings.consumer import handle_sqs_event
-    from okyaku.embeddings.hashing import HashingEmbedder
     from okyaku.embeddings.indexer import EmbeddingIndexer
     from okyaku.embeddings.search import SemanticSearch
     from tests.integration.test_embeddings_pipeline import sqs_event
+    from tests.support.hashing_embedder import HashingEmbedder
 
     embedder = HashingEmbedder()
     assert handle_sqs_event(sqs_event(publisher.events), None, EmbeddingIndexer(db, embedder)) == {

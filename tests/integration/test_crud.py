@@ -241,3 +241,31 @@ def test_deleting_a_company_detaches_its_contacts_and_deals_with_events(tenant, 
     assert after_deal["company_id"] is None and after_deal["version"] == deal["version"] + 1
     updates = {(str(e.entity_id), tuple(e.changed_fields)) for e in publisher.events if e.operation == "updated"}
     assert {(contact["id"], ("company_id",)), (deal["id"], ("company_id",))} <= updates
+
+
+def test_deleting_a_company_with_thousands_of_contacts_detaches_all_and_loses_no_event(tenant, runtime, publisher, db):
+    from okyaku.crm import schemas as crm_schemas
+    from okyaku.crm.records import COMPANY_SPEC, CONTACT_SPEC, RecordService
+    from okyaku.events.outbox import PUBLISH_INLINE_LIMIT
+    from okyaku.events.relay import relay_pending
+
+    count = PUBLISH_INLINE_LIMIT + 200  # more events than one response publishes inline
+    with runtime.transaction(tenant.id) as session:
+        company = RecordService(COMPANY_SPEC).create(session, crm_schemas.CompanyCreate(name="Big Co"))
+        contacts = RecordService(CONTACT_SPEC)
+        for i in range(count):
+            contacts.create(session, crm_schemas.ContactCreate(first_name=f"C{i}", company_id=company.id))
+    relay_pending(db, publisher)  # the creations, published by the relay too (more than the inline limit)
+    publisher.events.clear()
+    assert tenant.client.delete(f"/api/v1/companies/{company.id}").status_code == 204
+    assert publisher.events == []  # left to the relay rather than holding up the response
+
+    relay_pending(db, publisher)
+    updates = [e for e in publisher.events if e.entity_type == "contact"]
+    assert len(updates) == count and len({e.entity_id for e in updates}) == count
+    assert {(e.operation, tuple(e.changed_fields), e.version) for e in updates} == {("updated", ("company_id",), 2)}
+    assert [e.entity_id for e in publisher.events if e.entity_type == "company"] == [company.id]
+    listed = tenant.client.get("/api/v1/contacts", params={"limit": 200}).json()["data"]
+    assert all(c["company_id"] is None and c["version"] == 2 for c in listed)
+    relay_pending(db, publisher)
+    assert len(publisher.events) == count + 1  # published once

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, text
 
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.indexes import hnsw_index_name
 from okyaku.embeddings.models import Embedding
 from okyaku.embeddings.triggers import EmbeddingTriggers
+from tests.support.hashing_embedder import HashingEmbedder
 
 
 def count(db, org_id, **where):

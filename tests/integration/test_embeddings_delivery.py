@@ -6,10 +6,10 @@ import json
 
 from sqlalchemy import func, select
 
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.models import Embedding
 from okyaku.embeddings.triggers import EmbeddingTriggers
 from okyaku.events.publishers import SqsPublisher
+from tests.support.hashing_embedder import HashingEmbedder
 
 
 def lambda_event(messages, queue_arn):

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from okyaku.embeddings.consumer import handle_sqs_event
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.models import Embedding
 from okyaku.events.publishers import sqs_entry
+from tests.support.hashing_embedder import HashingEmbedder
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:okyaku-embeddings"
 

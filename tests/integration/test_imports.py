@@ -454,3 +454,21 @@ def test_cli_imports_a_file(pg, db, tenant, tmp_path):
         [*command, "--org", str(uuid.uuid4())], env=env, capture_output=True, text=True, timeout=60
     )
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_an_import_killed_mid_run_is_reported_failed_not_running_forever(db, tenant):
+    from datetime import UTC, datetime, timedelta
+
+    from okyaku.db.models import ImportJob
+
+    with db.organization_scope(tenant.id) as session:
+        killed = ImportJob(entity_type="contact", filename="big.csv", created_at=datetime.now(UTC) - timedelta(hours=1))
+        recent = ImportJob(entity_type="contact", filename="now.csv")
+        session.add_all([killed, recent])
+        session.flush()
+        killed_id, recent_id = killed.id, recent.id
+    report = tenant.client.get(f"/api/v1/imports/{killed_id}").json()
+    assert report["status"] == "failed" and "stopped before it finished" in report["failure"]
+    assert tenant.client.get(f"/api/v1/imports/{recent_id}").json()["status"] == "running"  # may still be going
+    with db.organization_scope(tenant.id) as session:
+        assert session.get(ImportJob, killed_id).finished_at is not None  # stored, not only shown

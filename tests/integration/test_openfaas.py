@@ -22,16 +22,18 @@ from okyaku.config import get_settings
 from okyaku.db import Database
 from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
-from okyaku.events.publishers import CallbackPublisher, use_local_publisher
+from okyaku.local.lambda_host import FunctionHost
 from okyaku.local.postgres import LocalDatabase
-from okyaku.local.runner import FunctionHost
 from okyaku.local.template import parse_template
-from okyaku.openfaas import CRON_TOPIC, Request, adapt, unix_cron
+from okyaku.openfaas import CRON_TOPIC, Request, adapt, signed_trigger_headers, unix_cron
+from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
+from tests.support.publishers import CollectingPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENFAAS = ROOT / "infrastructure" / "openfaas"
 TEMPLATE = parse_template(ROOT / "template.yaml")
+TRIGGER_SECRET = "openfaas-trigger-secret-for-tests"
 
 
 def load_build_module() -> Any:
@@ -64,6 +66,7 @@ def test_stack_yml_has_every_function_of_the_template_with_its_triggers() -> Non
         assert function["lang"] == "python3-http-debian"
         assert function["handler"] == f"./build/{name_of(logical_id)}"
         assert function["environment_file"] == ["env.yml"]
+        assert "okyaku-trigger-secret" in function.get("secrets", []), "triggers are verified with it"
         environment = {**shared_environment, **function["environment"]}
         assert environment["OKYAKU_FUNCTION"] == logical_id
         assert environment["OKYAKU_TIMEOUT_S"] == str(spec.timeout_s)
@@ -134,9 +137,9 @@ def test_build_assembles_one_folder_per_function(built: dict[str, Path]) -> None
         assert not list(folder.rglob("__pycache__"))
         requirements = (folder / "requirements.txt").read_text()
         assert "fastapi" in requirements and "boto3" in requirements
-        assert ("scikit-learn" in requirements) == (
-            logical_id in {"ScoringFunction", "ForecastingFunction", "ConsoleFunction"}
-        )
+        ml_layer = {"ScoringFunction", "ForecastingFunction", "AnomaliesFunction", "ConsoleFunction"}
+        assert ("scikit-learn" in requirements) == (logical_id in ml_layer)
+        assert ("ruptures" in requirements and "statsmodels" in requirements) == (logical_id == "AnomaliesFunction")
 
 
 def test_a_built_handler_answers_in_a_fresh_interpreter(built: dict[str, Path], pg: LocalDatabase) -> None:
@@ -170,16 +173,21 @@ def handlers(pg: LocalDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[dic
     """Each function's OpenFaaS handle(), wrapping its real Lambda handler."""
     monkeypatch.setenv("DATABASE_URL", pg.app_url)
     monkeypatch.delenv("CHANGE_EVENTS_BUS_NAME", raising=False)
+    monkeypatch.setenv("OPENFAAS_TRIGGER_SECRET", TRIGGER_SECRET)
     get_settings.cache_clear()
     published: list[ChangeEvent] = []
-    use_local_publisher(CallbackPublisher(published.extend))
+    monkeypatch.setattr(Runtime, "hosted_publisher", CollectingPublisher(published))
     hosts = {i: FunctionHost(spec, concurrency=1) for i, spec in TEMPLATE.functions.items()}
     adapted = {name_of(i): adapt(invoker(host), function_name=i) for i, host in hosts.items()}
     yield {"handle": adapted, "published": published}
-    use_local_publisher(None)
     for host in hosts.values():
         host.shutdown()
     get_settings.cache_clear()
+
+
+def signed(topic: str, body: bytes = b"") -> dict[str, str]:
+    """The headers of a trigger as ``python -m okyaku.openfaas fire`` (or a signing connector) sends it."""
+    return signed_trigger_headers(TRIGGER_SECRET, topic, body)
 
 
 def invoker(host: FunctionHost) -> Any:
@@ -224,10 +232,20 @@ def test_http_requests_through_the_gateway_reach_the_api(handlers: dict[str, Any
 
 
 def test_the_cron_connector_runs_the_scheduled_job(handlers: dict[str, Any]) -> None:
-    response = handlers["handle"]["outbox-relay"](Request("POST", "/", headers={"X-Topic": CRON_TOPIC}), None)
+    response = handlers["handle"]["outbox-relay"](Request("POST", "/", headers=signed(CRON_TOPIC)), None)
     assert response["statusCode"] == 200, response
     report = json.loads(response["body"])
     assert report["failed"] == 0 and "published" in report
+
+
+def test_an_unsigned_trigger_reaches_no_handler(handlers: dict[str, Any]) -> None:
+    # What the stock cron-connector (or anyone reaching the gateway) sends: no signature.
+    for name, topic in (("outbox-relay", CRON_TOPIC), ("embeddings", "EmbeddingsQueue")):
+        response = handlers["handle"][name](Request("POST", "/", b"{}", {"X-Topic": topic}), None)
+        assert response["statusCode"] == 401, (name, response)
+        assert json.loads(response["body"])["error"]["code"] == "invalid_trigger_signature"
+    plain = handlers["handle"]["outbox-relay"](Request("GET", "/"), None)
+    assert plain["statusCode"] == 404 and json.loads(plain["body"])["error"]["code"] == "not_found"
 
 
 def test_a_queue_connector_delivers_change_events_to_the_consumers(handlers: dict[str, Any]) -> None:
@@ -236,20 +254,23 @@ def test_a_queue_connector_delivers_change_events_to_the_consumers(handlers: dic
         "raw": change(unknown).model_dump_json().encode(),
         "eventbridge": json.dumps(eventbridge_envelope(change(unknown), account="1", region="us-east-1")).encode(),
     }
-    for function_id in {s.function_id for s in TEMPLATE.sqs_sources if s.function_id != "AgentsFunction"}:
+    # the consumers of the change-event bus (not the functions' own work queues: agent runs, scans)
+    routed = {queue for rule in TEMPLATE.event_rules for queue in rule.queue_targets}
+    for function_id in {s.function_id for s in TEMPLATE.sqs_sources if s.queue in routed}:
         (queue,) = [s.queue for s in TEMPLATE.sqs_sources if s.function_id == function_id]
         handle = handlers["handle"][name_of(function_id)]
         for shape, body in bodies.items():
-            response = handle(Request("POST", "/", body, {"X-Topic": queue, "X-Call-Id": shape}), None)
+            response = handle(Request("POST", "/", body, signed(queue, body) | {"X-Call-Id": shape}), None)
             assert response["statusCode"] == 200, (function_id, shape, response)
-        broken = handle(Request("POST", "/", b'{"not": "an event"}', {"X-Topic": queue, "X-Call-Id": "m-1"}), None)
+        broken_body = b'{"not": "an event"}'
+        broken = handle(Request("POST", "/", broken_body, signed(queue, broken_body) | {"X-Call-Id": "m-1"}), None)
         # Not acknowledged: the connector leaves the message for redelivery (then its DLQ).
         assert broken["statusCode"] == 500 and json.loads(broken["body"])["failed"] == ["m-1"], function_id
 
 
 def test_a_queue_connector_delivers_agent_runs(handlers: dict[str, Any]) -> None:
     body = json.dumps({"organization_id": str(uuid.uuid4()), "execution_id": str(uuid.uuid4())}).encode()
-    response = handlers["handle"]["agents"](Request("POST", "/", body, {"X-Topic": "AgentRunsQueue"}), None)
+    response = handlers["handle"]["agents"](Request("POST", "/", body, signed("AgentRunsQueue", body)), None)
     assert response["statusCode"] == 200, response  # an unknown run is nothing to do
 
 
@@ -286,5 +307,5 @@ def test_werkzeug_requests_as_the_template_passes_them(handlers: dict[str, Any],
     event = TemplateEvent("GET", "/api/v1/contacts?limit=5", {"Authorization": f"Bearer {org.api_key}"})
     response = handlers["handle"]["crm-api"](event, None)
     assert response["statusCode"] == 200 and json.loads(response["body"])["data"] == []
-    cron = handlers["handle"]["outbox-relay"](TemplateEvent("POST", "/", {"X-Topic": CRON_TOPIC}), None)
+    cron = handlers["handle"]["outbox-relay"](TemplateEvent("POST", "/", signed(CRON_TOPIC)), None)
     assert cron["statusCode"] == 200

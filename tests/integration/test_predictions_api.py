@@ -14,10 +14,10 @@ from okyaku.crm import schemas
 from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.records import ACTIVITY_SPEC, CONTACT_SPEC, ActivityService, RecordService
 from okyaku.predictions.api import create_forecasting_app, create_scoring_app
-from okyaku.predictions.synthetic import CrmHistory, create_crm_history
 from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
 from tests.conftest import STAGES
+from tests.support.synthetic_crm import CrmHistory, create_crm_history
 
 contacts = RecordService(CONTACT_SPEC)
 activities = ActivityService(ACTIVITY_SPEC)

@@ -8,13 +8,13 @@ import uuid
 import pytest
 
 from okyaku.embeddings.consumer import handle_sqs_event
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.search import SemanticSearch
 from okyaku.errors import NotFound
 from okyaku.rag import ContextBuilder, EntityRef, estimate_tokens
 from tests.integration.test_embeddings_pipeline import sqs_event
 from tests.integration.test_search import seed_labelled_crm
+from tests.support.hashing_embedder import HashingEmbedder
 
 
 @pytest.fixture(scope="module")

@@ -118,6 +118,7 @@ def test_the_build_has_every_layer_with_its_dependencies(built: Built) -> None:
     requirements = {
         "OkyakuLayer": ROOT / "shared" / "requirements.txt",
         "OkyakuMlLayer": ROOT / "infrastructure" / "layers" / "requirements-ml.txt",
+        "OkyakuAnomaliesLayer": ROOT / "infrastructure" / "layers" / "requirements-anomalies.txt",
     }
     assert set(layers) == set(requirements)
     for layer_id, path in requirements.items():
@@ -181,6 +182,16 @@ EXERCISE = {
         x = np.array([[0.0], [1.0], [2.0], [3.0]])
         model = LogisticRegression().fit(x, [0, 0, 1, 1])
         print("sklearn", model.predict([[2.5]])[0])
+    """,
+    # change points from the layers; no statsmodels there, so the weekday-median baseline
+    "AnomaliesFunction": """
+        from datetime import date
+        from okyaku.anomalies.series import judge_day
+        history = [10.0, 12, 11, 9, 10, 3, 2] * 4 + [10, 12, 11, 9, 10, 3, 2]
+        judgement = judge_day(history, 40.0, date(2026, 3, 2))
+        assert judgement.anomalous and judgement.method == "weekday_median", judgement
+        import ruptures
+        print("ruptures", ruptures.__version__)
     """,
 }
 

@@ -17,7 +17,6 @@ from okyaku.crm.api import create_crm_app
 from okyaku.embeddings.api import create_search_app
 from okyaku.embeddings.consumer import handle_sqs_event
 from okyaku.embeddings.documents import EntityDocument
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.indexes import ensure_hnsw_index, hnsw_index_name
 from okyaku.embeddings.search import SemanticSearch
@@ -26,6 +25,7 @@ from okyaku.runtime import Runtime
 from okyaku.tenancy import NewOrganization, create_organization
 from tests.conftest import STAGES, RecordingPublisher
 from tests.integration.test_embeddings_pipeline import sqs_event
+from tests.support.hashing_embedder import HashingEmbedder
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "search"
 TYPE_OF_PREFIX = {"co": "company", "ct": "contact", "dl": "deal", "ac": "activity"}

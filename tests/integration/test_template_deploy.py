@@ -34,10 +34,12 @@ from okyaku.cli.invoke import with_api_key
 from okyaku.config import get_settings
 from okyaku.db import Database
 from okyaku.events import decode_change_event
-from okyaku.events.publishers import use_local_publisher
+from okyaku.lambda_events import sqs_record
+from okyaku.local.lambda_host import FunctionHost
 from okyaku.local.postgres import LocalDatabase
-from okyaku.local.runner import FunctionHost, QueuedMessage, sqs_record
+from okyaku.local.sqs import QueuedMessage
 from okyaku.local.template import Template, load_template_dict, parse_template
+from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -375,7 +377,7 @@ def functions_env(deployed: Deployment, pg: LocalDatabase, monkeypatch: pytest.M
     monkeypatch.setenv("AWS_ENDPOINT_URL", deployed.endpoint)
     monkeypatch.delenv("CHANGE_EVENTS_QUEUE_URL", raising=False)
     monkeypatch.setenv("OLLAMA_EMBEDDING_MODEL", "local:all-minilm-l6-v2")  # in-process, no Ollama here
-    use_local_publisher(None)
+    monkeypatch.setattr(Runtime, "hosted_publisher", None)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -8,12 +8,12 @@ import uuid
 import pytest
 
 from okyaku.embeddings.api import parse_types
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.embeddings.indexes import checked_model, has_iterative_scan, hnsw_index_name, hnsw_index_sql
 from okyaku.embeddings.search import keyword_query, make_snippet, reciprocal_rank_fusion
 from okyaku.entry import UnsupportedEvent, classify_event
 from okyaku.errors import ValidationFailed
 from okyaku.rag import estimate_tokens
+from tests.support.hashing_embedder import HashingEmbedder
 
 
 def test_keyword_query_ors_the_words_and_drops_syntax():

@@ -16,25 +16,23 @@ import pytest
 from okyaku.events import decode_change_event
 from okyaku.events.envelope import CHANGE_EVENT_DETAIL_TYPE, CHANGE_EVENT_SOURCE, eventbridge_envelope
 from okyaku.events.model import ChangeEvent
-from okyaku.local.runner import (
-    LocalQueue,
-    LocalRunner,
-    QueuedMessage,
-    Scheduler,
+from okyaku.lambda_events import (
     build_http_event,
     failed_message_ids,
     http_response_from_result,
-    lambda_message_attributes,
     scheduled_event,
     sqs_record,
 )
+from okyaku.local.event_patterns import event_pattern_matches
+from okyaku.local.runner import LocalRunner
+from okyaku.local.scheduler import Scheduler
+from okyaku.local.sqs import LocalQueue, QueuedMessage, lambda_message_attributes
 from okyaku.local.template import (
     HttpRoute,
     QueueSpec,
     ScheduleEvent,
     SqsEventSource,
     TemplateError,
-    event_pattern_matches,
     parse_template,
 )
 

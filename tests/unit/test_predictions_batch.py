@@ -9,9 +9,9 @@ import pytest
 
 from okyaku.predictions.scoring import score_dataset
 from okyaku.predictions.service import LoadedModel, cyclic_gc_paused, input_hash, input_hashes
-from okyaku.predictions.synthetic import generate_leads
 from okyaku.predictions.tabular import Dataset, FeatureSpec, display_value
 from okyaku.predictions.training import TrainingConfig, train_classifier
+from tests.support.synthetic_crm import generate_leads
 
 
 def loaded_model() -> LoadedModel:

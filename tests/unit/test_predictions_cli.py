@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from okyaku.cli import main
-from okyaku.predictions.synthetic import generate_leads
+from tests.support.synthetic_crm import generate_leads
 
 
 def write_csv(path, n: int, seed: int = 0) -> None:

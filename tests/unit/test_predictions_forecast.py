@@ -48,3 +48,26 @@ def test_deals_beyond_the_horizon_count_as_later():
 def test_an_empty_pipeline_is_zero():
     result = simulate_pipeline([], today=TODAY, months=2, simulations=100)
     assert result["deals"] == 0 and result["total"]["p90"] == 0.0 and len(result["by_month"]) == 2
+
+
+def test_a_large_pipeline_is_simulated_in_bounded_memory(monkeypatch):
+    import tracemalloc
+
+    from okyaku.predictions import forecast
+
+    deals = [deal(i, 0.5, 1000.0, 15 + i % 60, stage=f"S{i % 3}", spread=0.1) for i in range(600)]
+    tracemalloc.start()
+    result = simulate_pipeline(deals, today=TODAY, months=3, simulations=20_000)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Dense simulations x deals arrays would be 12M cells (≈ 96 MB each, several at once); chunks keep it small.
+    assert peak < 80 * 1024 * 1024, f"peak {peak / 2**20:.0f} MB"
+    assert result["deals"] == 600 and sum(s["deals"] for s in result["by_stage"]) == 600
+    assert result["total"]["expected"] == pytest.approx(sum(m["expected"] for m in result["by_month"]), rel=1e-6)
+    # Chunked or not, the same expectation (each deal: 0.5 x 1000 within the horizon or later).
+    monkeypatch.setattr(forecast, "MAX_CELLS_PER_CHUNK", 20_000 * 7)
+    chunked = simulate_pipeline(deals, today=TODAY, months=3, simulations=20_000)
+    both = result["total"]["expected"] + result["later"]["expected"]
+    assert both == pytest.approx(600 * 500.0, rel=0.01)
+    assert chunked["total"]["expected"] + chunked["later"]["expected"] == pytest.approx(both, rel=0.01)
+    assert chunked["total"]["expected"] == pytest.approx(result["total"]["expected"], rel=0.02)

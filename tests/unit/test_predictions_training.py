@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from okyaku.predictions.scoring import score_dataset
-from okyaku.predictions.synthetic import NOISE, TRUE_SIGNAL, generate_leads
 from okyaku.predictions.tabular import Dataset
 from okyaku.predictions.training import TrainingConfig, train_classifier, train_regressor
+from tests.support.synthetic_crm import NOISE, TRUE_SIGNAL, generate_leads
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from okyaku.local.template import (
+from okyaku.local.schedule_expressions import (
     ScheduleExpressionError,
-    TemplateError,
-    load_template_dict,
-    logical_id_of,
     parse_cron,
     parse_rate,
     parse_schedule_expression,
-    parse_template,
 )
+from okyaku.local.template import TemplateError, load_template_dict, logical_id_of, parse_template
 
 ROOT = Path(__file__).resolve().parents[2]
 CRM_RESOURCES = ["companies", "contacts", "pipelines", "deals", "activities", "tasks", "imports"]
@@ -171,7 +168,7 @@ def _sample_path(path: str) -> str:
 
 def test_every_route_of_every_http_function_is_routed_to_it() -> None:
     """The template's HttpApi events cover each function's API (its OpenAPI paths), method included."""
-    from okyaku.local.runner import load_handler_module
+    from okyaku.local.lambda_host import load_handler_module
 
     template = parse_template(ROOT / "template.yaml")
     http_functions = sorted({route.function_id for route in template.routes})
@@ -238,6 +235,9 @@ def test_layer_requirements_match_the_package_dependencies() -> None:
     extras = project["optional-dependencies"]
     layers = ROOT / "infrastructure" / "layers"
     assert requirement_names(layers / "requirements-ml.txt") == {_name(r) for r in extras["ml"]}
+    # The anomalies layer: ruptures; numpy comes from the ML layer, statsmodels does not fit.
+    anomalies = {_name(r) for r in extras["anomalies"]} - {"statsmodels", "numpy"}
+    assert requirement_names(layers / "requirements-anomalies.txt") == anomalies
 
 
 def test_the_runner_test_template_has_a_bus_rule_and_a_consumer_with_batch_item_failures() -> None:
@@ -416,3 +416,17 @@ def test_cron_is_evaluated_in_utc() -> None:
 def test_invalid_crons_are_refused(expression: str, message: str) -> None:
     with pytest.raises(ScheduleExpressionError, match=re.escape(message)):
         parse_cron(expression)
+
+
+def test_the_anomalies_function_fans_out_through_its_own_queue() -> None:
+    template = parse_template(ROOT / "template.yaml")
+    function = template.functions["AnomaliesFunction"]
+    (source,) = [s for s in template.sqs_sources if s.function_id == "AnomaliesFunction"]
+    # its queue is fed by the function itself (the fan-out), never by the change-event bus
+    assert logical_id_of(function.environment["ANOMALY_SCAN_QUEUE_URL"]) == source.queue
+    assert all(source.queue not in rule.queue_targets for rule in template.event_rules)
+    assert source.batch_size == 1 and source.report_batch_item_failures
+    (schedule,) = [s for s in template.schedules if s.function_id == "AnomaliesFunction"]
+    assert schedule.expression == "cron(0 6 * * ? *)"
+    routes = {r.route_key for r in template.routes if r.function_id == "AnomaliesFunction"}
+    assert {"ANY /api/v1/ai/anomalies", "ANY /api/v1/ai/insights", "ANY /api/v1/notifications"} <= routes

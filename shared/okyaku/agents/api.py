@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, statu
 
 from okyaku.agents.approvals import ApprovalFilters
 from okyaku.agents.dispatch import RunDispatcher
-from okyaku.agents.framework import utc_now
 from okyaku.agents.schemas import (
     ActionStatus,
     AgentOut,
@@ -31,6 +30,7 @@ from okyaku.agents.schemas import (
     StepOut,
 )
 from okyaku.agents.service import AgentsService
+from okyaku.clock import utc_now
 from okyaku.http import PrincipalDep, create_app
 from okyaku.llm.gateway import LLMGateway
 from okyaku.llm.web import install_llm

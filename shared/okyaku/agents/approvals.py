@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,16 +21,14 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import Select, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from okyaku.agents.framework import Proposal
 from okyaku.agents.models import PendingAction
+from okyaku.agents.tooling import Proposal
 from okyaku.agents.tools.records import CREATE_MODELS, SERVICES, UPDATE_MODELS
-from okyaku.crm.listing import decode_cursor, encode_cursor
+from okyaku.clock import utc_now
+from okyaku.crm.listing import decode_cursor, encode_cursor, invalid_cursor
 from okyaku.errors import Conflict, NotFound, OkyakuError, ValidationFailed, field_error
 from okyaku.runtime import Runtime
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from okyaku.validation import field_details
 
 
 @dataclass(frozen=True)
@@ -134,11 +132,11 @@ class ApprovalService:
                     statement = statement.where(getattr(PendingAction, name) == value)
             if cursor:
                 _, created, last_id = decode_cursor(cursor)
-                if created is None:
-                    raise ValidationFailed("invalid cursor", details=[field_error("cursor", "not from this list")])
-                statement = statement.where(
-                    tuple_(PendingAction.created_at, PendingAction.id) < (datetime.fromisoformat(created), last_id)
-                )
+                try:
+                    created_at = datetime.fromisoformat(created or "")
+                except ValueError as error:
+                    raise invalid_cursor() from error
+                statement = statement.where(tuple_(PendingAction.created_at, PendingAction.id) < (created_at, last_id))
             statement = statement.order_by(PendingAction.created_at.desc(), PendingAction.id.desc()).limit(limit + 1)
             rows = list(session.scalars(statement))
         next_cursor = None
@@ -276,13 +274,7 @@ class ApprovalService:
             models[row.entity_type].model_validate(values)
         except ValidationError as error:
             raise ValidationFailed(
-                "the approved values are not valid",
-                details=[
-                    field_error(
-                        "edited_fields." + ".".join(str(p) for p in e.get("loc", ())), e.get("msg", ""), e["type"]
-                    )
-                    for e in error.errors()
-                ],
+                "the approved values are not valid", details=field_details(error, prefix="edited_fields")
             ) from error
         return values, edits
 

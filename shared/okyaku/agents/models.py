@@ -6,7 +6,20 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Identity, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,6 +37,7 @@ class AgentExecution(Base):
     """One run of one agent: what it was asked, how far it got, what it used, how it ended."""
 
     __tablename__ = "agent_executions"
+    __table_args__ = (Index("ix_agent_executions_org_created", "organization_id", "created_at"),)
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
@@ -53,6 +67,7 @@ class AgentStep(Base):
     """One entry of a run's log: a model turn, a tool call with its result or error, or a limit."""
 
     __tablename__ = "agent_steps"
+    __table_args__ = (UniqueConstraint("execution_id", "seq", name="agent_steps_execution_id_seq_key"),)
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     organization_id: Mapped[uuid.UUID] = org_fk(index=False)
     execution_id: Mapped[uuid.UUID] = mapped_column(
@@ -66,7 +81,7 @@ class AgentStep(Base):
     content: Mapped[str | None] = mapped_column(Text)
     tool_calls: Mapped[list[Any] | None] = mapped_column(JSONB)
     arguments: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    result: Mapped[Any] = mapped_column(JSONB)
+    result: Mapped[Any] = mapped_column(JSONB, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     prompt_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
@@ -79,6 +94,11 @@ class PendingAction(Base):
     """A change an agent proposed: the exact field diff, why, and what became of it."""
 
     __tablename__ = "pending_actions"
+    __table_args__ = (
+        Index("ix_pending_actions_queue", "organization_id", "status", "created_at"),
+        Index("ix_pending_actions_entity", "organization_id", "entity_type", "entity_id"),
+        Index("ix_pending_actions_execution", "execution_id"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )

@@ -7,20 +7,22 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
 from okyaku.agents.approvals import ApprovalService
 from okyaku.agents.definitions import AGENTS, rules
 from okyaku.agents.dispatch import AgentRunMessage, RunDispatcher, dispatcher_from_settings
-from okyaku.agents.framework import AgentDefinition, AgentLimits, AgentRunner, RunOutcome, steps_of, utc_now
+from okyaku.agents.framework import AgentDefinition, AgentLimits, AgentRunner, RunOutcome, steps_of
 from okyaku.agents.models import AgentExecution, AgentStep, PendingAction
 from okyaku.agents.schemas import RunRequest
 from okyaku.agents.tools.records import SERVICES
 from okyaku.agents.tools.services import ToolServices
-from okyaku.errors import DependencyUnavailable, NotFound
+from okyaku.clock import utc_now
+from okyaku.errors import DependencyUnavailable, NotFound, RateLimited, public_error
 from okyaku.queue import consume_batch
 from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal
@@ -94,6 +96,7 @@ class AgentsService:
         context = definition.validate_context(request.context)
         organization_id = principal.organization_id
         with self.runtime.db.organization_scope(organization_id) as session:
+            self._admit(session, organization_id)
             for key, entity_type in FOCUS_KEYS.items():
                 value = getattr(context, key, None)
                 if isinstance(value, uuid.UUID):
@@ -124,6 +127,42 @@ class AgentsService:
             ) from error
         return execution
 
+    def _admit(self, session: Session, organization_id: uuid.UUID) -> None:
+        """One organization may not fill the shared run queue: at most AI_AGENT_MAX_ACTIVE_RUNS
+        queued or running at once (429 with Retry-After beyond); runs that waited in the queue past
+        AI_AGENT_QUEUED_TIMEOUT_S are failed first, so a lost message does not hold a slot forever."""
+        settings = self.runtime.settings
+        # Concurrent starts of one organization take turns, so the count below cannot be raced.
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"agent-runs:{organization_id}"})
+        self.fail_stale_queued(session)
+        active = session.scalar(
+            select(func.count()).select_from(AgentExecution).where(AgentExecution.status.in_(("queued", "running")))
+        )
+        if (active or 0) >= settings.ai_agent_max_active_runs:
+            raise RateLimited(
+                f"{active} agent runs of this organization are queued or running; try again when one has finished",
+                retry_after_s=30,
+                code="too_many_agent_runs",
+                details={"active": active, "limit": settings.ai_agent_max_active_runs},
+            )
+
+    def fail_stale_queued(self, session: Session) -> int:
+        """Fail runs still queued after AI_AGENT_QUEUED_TIMEOUT_S; returns how many."""
+        now = self.clock()
+        cutoff = now - timedelta(seconds=self.runtime.settings.ai_agent_queued_timeout_s)
+        result = session.execute(
+            update(AgentExecution)
+            .where(AgentExecution.status == "queued", AgentExecution.created_at < cutoff)
+            .values(
+                status="failed",
+                stop_reason="queue_timeout",
+                error={"code": "queue_timeout", "message": "the run waited in the queue too long and never started"},
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     def run(self, organization_id: uuid.UUID, execution_id: uuid.UUID) -> RunOutcome | None:
         """The worker's entry point (queue message or local thread)."""
         return self.runner.run_blocking(organization_id, execution_id)
@@ -144,7 +183,7 @@ class AgentsService:
             if execution is not None and execution.status == "queued":
                 execution.status = "failed"
                 execution.stop_reason = "dispatch_failed"
-                execution.error = {"code": "dispatch_failed", "message": f"{type(error).__name__}: {error}"}
+                execution.error = {"code": "dispatch_failed", "message": public_error(error)["message"]}
                 execution.finished_at = now
                 execution.updated_at = now
 
@@ -168,6 +207,7 @@ class AgentsService:
     ) -> list[AgentExecution]:
         self.require_enabled()
         with self.runtime.db.organization_scope(organization_id) as session:
+            self.fail_stale_queued(session)
             statement = select(AgentExecution)
             if agent is not None:
                 statement = statement.where(AgentExecution.agent == agent)

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from okyaku.errors import BadRequest
+
+if TYPE_CHECKING:
+    from okyaku.events.publishers import EventPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ def run_dev(args: argparse.Namespace) -> int:
         except OSError as error:
             raise BadRequest(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from error
         try:
-            demo = _demo_organization(demo_file, seed=not args.no_demo, scale=args.demo_scale)
+            demo = _demo_organization(demo_file, seed=not args.no_demo, scale=args.demo_scale, publisher=runner)
             _print_banner(runner, demo, demo_file)
             runner.serve_until_signal()
         finally:
@@ -173,14 +176,16 @@ def _reset(pg_dir: Path, demo_file: Path) -> None:
     demo_file.unlink(missing_ok=True)
 
 
-def _demo_organization(demo_file: Path, *, seed: bool, scale: float = 1.0) -> DemoOrganization:
+def _demo_organization(
+    demo_file: Path, *, seed: bool, scale: float = 1.0, publisher: EventPublisher | None = None
+) -> DemoOrganization:
     """The demo organization of an earlier start, or a new one (with demo data unless told not)."""
     from okyaku.db import Database
     from okyaku.local.demo import DEMO_ADMIN_EMAIL, DEMO_ORGANIZATION_NAME, DemoSize, seed_demo_data
     from okyaku.runtime import Runtime
     from okyaku.tenancy import create_organization, list_organization_ids
 
-    runtime = Runtime()  # publishes through the runner, which is already listening
+    runtime = Runtime(publisher=publisher)  # the runner's queues: it is already listening
     if demo_file.exists():
         saved = json.loads(demo_file.read_text())
         organization_id = uuid.UUID(saved["organization_id"])
@@ -239,7 +244,9 @@ def _print_banner(runner: Any, demo: DemoOrganization, demo_file: Path) -> None:
         "  Try it:",
         f'    curl -H "Authorization: Bearer {demo.api_key}" "{runner.url}/api/v1/contacts?limit=5"',
         f"  API docs: {runner.url}/api/v1/docs",
-        f"  Runner status (queues, dead letters, schedules): {runner.url}/_okyaku/status",
+        f"  Runner token: {runner.admin_token}",
+        "  Runner status (queues, dead letters, schedules), with the runner token:",
+        f'    curl -H "Authorization: Bearer {runner.admin_token}" {runner.url}/_okyaku/status',
         "",
         "  Functions:",
     ]

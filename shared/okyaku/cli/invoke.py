@@ -70,7 +70,7 @@ def _use_local_database(data_dir: Path) -> Any:
 
 def run_invoke(args: argparse.Namespace) -> int:
     from okyaku.config import get_settings
-    from okyaku.local.runner import FunctionHost, apply_template_environment
+    from okyaku.local.lambda_host import FunctionHost, apply_template_environment
     from okyaku.local.template import TemplateError, parse_template
 
     try:

@@ -78,5 +78,5 @@ def create_content_app(runtime: Runtime | None = None, llm: LLMGateway | None = 
     )
     install_llm(app, llm or LLMGateway.from_settings(app.state.runtime.settings))
     app.include_router(content_router())
-    app.include_router(ai_health_router())
+    app.include_router(ai_health_router(app.state.runtime.settings.llm_health_cache_s))
     return app

@@ -3,33 +3,28 @@
 No ``from __future__ import annotations`` here: the routes are typed with models chosen at run time."""
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, FastAPI, Header, Query, Response, status
 from pydantic import BaseModel
 
 from okyaku.crm import filters as f
 from okyaku.crm import schemas as s
+from okyaku.crm.access_api import router as access_router
+from okyaku.crm.entities import ENTITIES
 from okyaku.crm.imports_api import router as imports_router
 from okyaku.crm.pipelines import DealService, PipelineService
-from okyaku.crm.records import (
-    ACTIVITY_SPEC,
-    COMPANY_SPEC,
-    CONTACT_SPEC,
-    TASK_SPEC,
-    ActivityService,
-    RecordService,
-    TaskService,
-)
+from okyaku.crm.records import ActivityService, RecordService, TaskService
 from okyaku.http import PrincipalDep, RuntimeDep, create_app, expected_version
 from okyaku.runtime import Runtime
 
-companies = RecordService(COMPANY_SPEC)
-contacts = RecordService(CONTACT_SPEC)
-pipelines = PipelineService()
-deals = DealService()
-activities = ActivityService(ACTIVITY_SPEC)
-tasks = TaskService(TASK_SPEC)
+# The registry's services, by the names tests and scripts use.
+companies: RecordService = ENTITIES["company"].service
+contacts: RecordService = ENTITIES["contact"].service
+pipelines = cast(PipelineService, ENTITIES["pipeline"].service)
+deals = cast(DealService, ENTITIES["deal"].service)
+activities = cast(ActivityService, ENTITIES["activity"].service)
+tasks = cast(TaskService, ENTITIES["task"].service)
 
 
 def crud_router(
@@ -110,45 +105,20 @@ def crud_router(
 
 def create_crm_app(runtime: Runtime | None = None) -> FastAPI:
     app = create_app("Okyaku CRM API", runtime, description="Companies, contacts, pipelines, deals, activities, tasks.")
-    app.include_router(
-        crud_router(
-            "companies",
-            "companies",
-            companies,
-            s.CompanyCreate,
-            s.CompanyUpdate,
-            s.CompanyOut,
-            f.CompanyFilters,
+    for entity in ENTITIES.values():
+        app.include_router(
+            crud_router(
+                entity.path,
+                entity.path,
+                entity.service,
+                entity.create_model,
+                entity.update_model,
+                entity.out_model,
+                entity.filter_model,
+            )
         )
-    )
-    app.include_router(
-        crud_router("contacts", "contacts", contacts, s.ContactCreate, s.ContactUpdate, s.ContactOut, f.ContactFilters)
-    )
-    app.include_router(
-        crud_router(
-            "pipelines",
-            "pipelines",
-            pipelines,
-            s.PipelineCreate,
-            s.PipelineUpdate,
-            s.PipelineOut,
-            f.PipelineFilters,
-        )
-    )
-    app.include_router(crud_router("deals", "deals", deals, s.DealCreate, s.DealUpdate, s.DealOut, f.DealFilters))
-    app.include_router(
-        crud_router(
-            "activities",
-            "activities",
-            activities,
-            s.ActivityCreate,
-            s.ActivityUpdate,
-            s.ActivityOut,
-            f.ActivityFilters,
-        )
-    )
-    app.include_router(crud_router("tasks", "tasks", tasks, s.TaskCreate, s.TaskUpdate, s.TaskOut, f.TaskFilters))
     app.include_router(imports_router)
+    app.include_router(access_router)
 
     @app.get("/api/v1/deals/{deal_id}/stage-history", response_model=list[s.StageChangeOut], tags=["deals"])
     def deal_stage_history(deal_id: uuid.UUID, runtime: RuntimeDep, principal: PrincipalDep) -> Any:

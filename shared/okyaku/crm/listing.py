@@ -42,15 +42,24 @@ def encode_cursor(sort: str, value: Any, row_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def invalid_cursor() -> ValidationFailed:
+    return ValidationFailed("invalid cursor", details=[field_error("cursor", "not a cursor returned by this API")])
+
+
 def decode_cursor(cursor: str) -> tuple[str, str | None, uuid.UUID]:
+    """``(sort, value, id)`` of a cursor made by :func:`encode_cursor`; 422 for anything else.
+
+    The element types are checked here: a cursor is client input, and a number where a string
+    belongs would otherwise reach SQL as a value of another type.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         sort, value, row_id = json.loads(base64.urlsafe_b64decode(padded))
-        return str(sort), value, uuid.UUID(row_id)
+        if not isinstance(sort, str) or not (value is None or isinstance(value, str)) or not isinstance(row_id, str):
+            raise TypeError("cursor elements of the wrong type")
+        return sort, value, uuid.UUID(row_id)
     except (ValueError, TypeError) as error:
-        raise ValidationFailed(
-            "invalid cursor", details=[field_error("cursor", "not a cursor returned by this API")]
-        ) from error
+        raise invalid_cursor() from error
 
 
 def text_query(q: str) -> str | None:

@@ -3,6 +3,7 @@ the organization set inside every transaction so that row-level security applies
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,18 @@ from sqlalchemy import Engine, create_engine, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from okyaku.errors import Conflict, DependencyUnavailable, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+# Why a role would see past row-level security: any of these and isolation silently disappears.
+_ROLE_CHECK_SQL = """
+SELECT r.rolsuper AS superuser,
+       r.rolbypassrls AS bypass_rls,
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+           AND pg_has_role(current_user, c.relowner, 'USAGE')) AS owned_tables
+FROM pg_roles r WHERE r.rolname = current_user
+"""
 
 
 def normalize_url(url: str) -> str:
@@ -45,11 +58,16 @@ class Database:
             with self._sessions() as session, session.begin():
                 yield session
         except exc.OperationalError as error:
-            raise DependencyUnavailable("the database is unavailable", details=str(error.orig)) from error
+            # The driver's text names hosts, ports and users: it goes to the log, not to the client.
+            logger.warning("database unavailable: %s", error.orig)
+            raise DependencyUnavailable("the database is unavailable") from error
         except exc.DataError as error:
             # A value Postgres cannot read (e.g. a tampered cursor): the caller's input, not a crash.
+            diag = getattr(error.orig, "diag", None)
             raise ValidationFailed(
-                "a value in the request could not be read", details=str(error.orig), code="invalid_value"
+                "a value in the request could not be read",
+                details=getattr(diag, "message_primary", None),
+                code="invalid_value",
             ) from error
         except exc.IntegrityError as error:
             constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
@@ -65,6 +83,29 @@ class Database:
         with self.session() as session:
             set_organization(session, organization_id)
             yield session
+
+    def check_application_role(self) -> None:
+        """Refuse to serve as a role that row-level security does not bind (a clear 503, at start)."""
+        with self.session() as session:
+            row = session.execute(text(_ROLE_CHECK_SQL)).one()
+        reasons = [
+            reason
+            for reason, present in (
+                ("is a superuser", row.superuser),
+                ("has BYPASSRLS", row.bypass_rls),
+                (f"owns {row.owned_tables} tables", row.owned_tables),
+            )
+            if present
+        ]
+        if reasons:
+            raise DependencyUnavailable(
+                "refusing to serve: the database role "
+                + " and ".join(reasons)
+                + ", so row-level security would not isolate organizations; connect DATABASE_URL as the "
+                "application role (e.g. okyaku_app), not the owner",
+                code="database_role_unsafe",
+                details={"reasons": reasons},
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from okyaku.db import Database
@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 _PENDING_KEY = "okyaku.pending_events"
 MAX_BACKOFF = timedelta(minutes=30)
+# A write with more events than this (a large import, a company deleted with thousands of
+# contacts) leaves publishing to the scheduled relay instead of holding up its response.
+PUBLISH_INLINE_LIMIT = 1000
 
 
 def record_change(
@@ -48,6 +51,39 @@ def record_change(
     return event
 
 
+def record_changes(
+    session: Session,
+    *,
+    entity_type: str,
+    changes: Sequence[tuple[uuid.UUID, int]],
+    operation: Operation,
+    changed_fields: Iterable[str] = (),
+) -> list[ChangeEvent]:
+    """Outbox rows for many records of one type, ``(id, version)`` each, in one INSERT."""
+    if not changes:
+        return []
+    occurred_at = datetime.now(UTC)
+    fields = sorted(changed_fields)
+    rows = session.scalars(
+        insert(OutboxEvent).returning(OutboxEvent),
+        [
+            {
+                "event_id": uuid.uuid4(),
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "operation": operation,
+                "changed_fields": fields,
+                "entity_version": version,
+                "occurred_at": occurred_at,
+            }
+            for entity_id, version in changes
+        ],
+    ).all()
+    events = [to_change_event(row) for row in rows]
+    session.info.setdefault(_PENDING_KEY, []).extend(events)
+    return events
+
+
 def to_change_event(row: OutboxEvent) -> ChangeEvent:
     return ChangeEvent(
         event_id=row.event_id,
@@ -71,7 +107,7 @@ def write_transaction(db: Database, organization_id: uuid.UUID, publisher: Event
     with db.organization_scope(organization_id) as session:
         yield session
         events = list(session.info.pop(_PENDING_KEY, []))
-    if events and publisher is not None:
+    if events and publisher is not None and len(events) <= PUBLISH_INLINE_LIMIT:
         publish_events(db, organization_id, publisher, events)
 
 

@@ -1,15 +1,15 @@
 """Where change events go after commit: an EventBridge bus (fanned out by rules to one queue
-per consumer) or one SQS queue when configured, the local runner's queues in the embedded
-default, nowhere (left pending for the relay) otherwise."""
+per consumer) or one SQS queue when configured, nowhere (left pending for the relay) otherwise.
+(The local runner hands its runtimes its own publisher: see ``okyaku.runtime``.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from okyaku.aws import boto3_client
 from okyaku.config import Settings
-from okyaku.events.envelope import decode_change_event, eventbridge_entry
+from okyaku.events.envelope import eventbridge_entry
 from okyaku.events.model import ChangeEvent
 
 if TYPE_CHECKING:
@@ -107,28 +107,7 @@ class EventBridgePublisher:
                 )
 
 
-class CallbackPublisher:
-    """Hands events to a callable (the local runner's in-process queue)."""
-
-    def __init__(self, deliver: Callable[[Sequence[ChangeEvent]], None]) -> None:
-        self._deliver = deliver
-
-    def publish(self, events: Sequence[ChangeEvent]) -> None:
-        self._deliver(events)
-
-
-_local_override: EventPublisher | None = None
-
-
-def use_local_publisher(publisher: EventPublisher | None) -> None:
-    """The local runner installs its queue here before it imports any handler."""
-    global _local_override
-    _local_override = publisher
-
-
 def publisher_from_settings(settings: Settings) -> EventPublisher | None:
-    if _local_override is not None:
-        return _local_override
     if settings.change_events_bus_name:
         return EventBridgePublisher(
             settings.change_events_bus_name,
@@ -142,8 +121,3 @@ def publisher_from_settings(settings: Settings) -> EventPublisher | None:
             region=settings.aws_region,
         )
     return None  # events stay pending until a relay with a queue publishes them
-
-
-def decode_sqs_body(body: str) -> ChangeEvent:
-    """Kept for existing callers: ``okyaku.events.decode_change_event`` (every envelope)."""
-    return decode_change_event(body)

@@ -50,6 +50,13 @@ class CircuitHealth(BaseModel):
     rejected_calls: int
 
 
+class AIHealthSummary(BaseModel):
+    """What anyone may know: whether the AI runs degraded. Send an API key for the details."""
+
+    status: Literal["ok", "degraded"]
+    degraded: bool
+
+
 class AIHealthReport(BaseModel):
     status: Literal["ok", "degraded"]
     degraded: bool

@@ -134,7 +134,7 @@ def forecasting_router() -> APIRouter:
         service: ServiceDep,
         months: Annotated[int, Query(ge=1, le=24)] = 6,
         simulations: Annotated[int, Query(ge=100, le=20_000)] = 5000,
-        seed: int = 0,
+        seed: Annotated[int, Query(ge=0, le=2**32 - 1, description="random seed of the simulation")] = 0,
         pipeline_id: uuid.UUID | None = None,
     ) -> Any:
         return service.pipeline_forecast(

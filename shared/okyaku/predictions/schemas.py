@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Method = Literal["model", "prior"]
 
@@ -150,6 +150,10 @@ class HistoryOut(BaseModel):
 
 
 class ModelOut(BaseModel):
+    """A trained model's summary: what the service returns and the API and CLI show."""
+
+    model_config = ConfigDict(from_attributes=True)  # read from a stored PredictionModel row
+
     target: str
     version: int
     method: Method
@@ -162,3 +166,8 @@ class ModelOut(BaseModel):
     metrics: dict[str, Any]
     features: list[Any]
     excluded_features: list[Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.model_dump()
+        data["trained_at"] = self.trained_at.isoformat()
+        return data

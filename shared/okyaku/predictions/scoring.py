@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from okyaku.predictions.classifier import ClassifierModel, logit, sigmoid
 from okyaku.predictions.factors import Factor, ScoredRow, SubScore
 from okyaku.predictions.priors import PriorModel
 from okyaku.predictions.tabular import GROUPS, Dataset, FloatArray, display_value
-from okyaku.predictions.training import ClassifierModel, logit, sigmoid
 
 MIN_FACTOR_POINTS = 0.5
 MAX_FACTORS = 8

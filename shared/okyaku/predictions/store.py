@@ -15,8 +15,9 @@ from sqlalchemy import Float, Integer, Text, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Session
 
+from okyaku.predictions.classifier import deserialize, serialize
 from okyaku.predictions.models import PredictionModel
-from okyaku.predictions.training import ClassifierOutcome, RegressorOutcome, deserialize, serialize
+from okyaku.predictions.training import ClassifierOutcome, RegressorOutcome
 
 _CACHE_SIZE = 32
 _cache: OrderedDict[uuid.UUID, Any] = OrderedDict()

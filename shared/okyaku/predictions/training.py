@@ -1,12 +1,13 @@
 """Training: model choice by validation, calibration, holdout metrics, the leakage screen.
 
 scikit-learn is imported inside the functions that need it: importing this module is cheap, so
-an HTTP cold start that only serves stored scores never pays for it."""
+an HTTP cold start that only serves stored scores never pays for it.
+
+The calibrated classifier itself is in ``classifier.py``; artefacts stored before it moved name
+``okyaku.predictions.training.ClassifierModel`` and ``.Calibrator``, which still resolve here."""
 
 from __future__ import annotations
 
-import io
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,15 +15,26 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from okyaku.predictions.tabular import Dataset, ExcludedFeature, FeatureSpec, FloatArray, TabularEncoder, uninformative
-
-Algorithm = Literal["logistic", "gradient_boosting"]
-IntArray = npt.NDArray[np.int64]
+from okyaku.predictions.classifier import (
+    PROBABILITY_FLOOR,
+    Algorithm,
+    Calibrator,
+    ClassifierModel,
+    IntArray,
+)
+from okyaku.predictions.scoring import feature_impacts
+from okyaku.predictions.tabular import (
+    Dataset,
+    ExcludedFeature,
+    FeatureSpec,
+    FloatArray,
+    TabularEncoder,
+    uninformative,
+)
 
 MIN_EXAMPLES = 200
 MIN_POSITIVES = 20
 LEAK_AUC = 0.98  # one feature alone separating outcomes this well is almost always derived from them
-PROBABILITY_FLOOR = 1e-4
 
 
 @dataclass(frozen=True)
@@ -38,114 +50,6 @@ class TrainingConfig:
     # holdout run); above, the evaluated model is stored as is: 80 % is plenty, and it is cheaper.
     refit_on_all: bool = True
     refit_below: int = 20_000
-
-
-# --- calibrated classifier ------------------------------------------------------------------
-
-
-class Calibrator:
-    """Maps a model's raw score (log-odds) to a probability. Monotone increasing either way, so
-    calibration never flips the direction of a factor."""
-
-    def __init__(self, method: Literal["sigmoid", "isotonic"]) -> None:
-        self.method = method
-        self.slope = 1.0
-        self.intercept = 0.0
-        self.isotonic: Any = None
-
-    def fit(self, raw: FloatArray, labels: IntArray) -> Calibrator:
-        from sklearn.linear_model import LogisticRegression
-
-        if self.method == "isotonic":
-            from sklearn.isotonic import IsotonicRegression
-
-            self.isotonic = IsotonicRegression(
-                out_of_bounds="clip", y_min=PROBABILITY_FLOOR, y_max=1 - PROBABILITY_FLOOR, increasing=True
-            ).fit(raw, labels)
-        else:
-            platt = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), labels)
-            self.slope = float(platt.coef_[0, 0])
-            self.intercept = float(platt.intercept_[0])
-        return self
-
-    def logit(self, raw: FloatArray) -> FloatArray:
-        if self.method == "isotonic":
-            return logit(self.predict(raw))
-        return self.slope * raw + self.intercept
-
-    def predict(self, raw: FloatArray) -> FloatArray:
-        if self.method == "isotonic":
-            calibrated = np.asarray(self.isotonic.predict(raw), dtype=float)
-            return np.asarray(np.clip(calibrated, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR), dtype=float)
-        return sigmoid(self.slope * raw + self.intercept)
-
-
-def sigmoid(x: FloatArray) -> FloatArray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -35, 35))), dtype=float)
-
-
-def logit(p: FloatArray) -> FloatArray:
-    p = np.clip(p, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-    return np.asarray(np.log(p / (1 - p)), dtype=float)
-
-
-class ClassifierModel:
-    """Encoder + estimator + calibrator: raw features in, calibrated probabilities out."""
-
-    def __init__(self, encoder: TabularEncoder, algorithm: Algorithm, estimator: Any, calibrator: Calibrator) -> None:
-        self.encoder = encoder
-        self.algorithm = algorithm
-        self.estimator = estimator
-        self.calibrator = calibrator
-
-    @property
-    def specs(self) -> list[FeatureSpec]:
-        return self.encoder.specs
-
-    def raw_score(self, matrix: FloatArray) -> FloatArray:
-        return np.asarray(self.estimator.decision_function(matrix), dtype=float).reshape(-1)
-
-    def predict_matrix(self, matrix: FloatArray) -> FloatArray:
-        if len(matrix) == 0:
-            return np.zeros(0)
-        return self.calibrator.predict(self.raw_score(matrix))
-
-    def predict(self, dataset: Dataset) -> FloatArray:
-        return self.predict_matrix(self.encoder.transform(dataset))
-
-    def linear_terms(self) -> tuple[FloatArray, list[list[int]]] | None:
-        """For logistic regression: per-matrix-column weights in calibrated log-odds, and for each
-        encoder column the expanded columns (imputed value, missing indicator) it feeds."""
-        if self.algorithm != "logistic" or self.calibrator.method != "sigmoid":
-            return None
-        imputer, scaler, logistic = self.estimator[0], self.estimator[1], self.estimator[2]
-        width = len(self.encoder.column_names)
-        expanded: list[list[int]] = [[j] for j in range(width)]
-        indicator = getattr(imputer, "indicator_", None)
-        if indicator is not None:
-            for k, source in enumerate(indicator.features_):
-                expanded[int(source)].append(width + k)
-        weights = self.calibrator.slope * logistic.coef_[0] / scaler.scale_
-        return np.asarray(weights, dtype=float), expanded
-
-    def expand(self, matrix: FloatArray) -> FloatArray:
-        """The logistic pipeline's inputs after imputation (before scaling)."""
-        return np.asarray(self.estimator[0].transform(matrix), dtype=float)
-
-
-def serialize(model: Any) -> bytes:
-    import joblib
-
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer, compress=3)
-    return buffer.getvalue()
-
-
-def deserialize(blob: bytes) -> Any:
-    import joblib
-
-    # Only artefacts this code wrote to the organization's own rows are ever loaded.
-    return joblib.load(io.BytesIO(blob))
 
 
 # --- splits ---------------------------------------------------------------------------------
@@ -463,8 +367,6 @@ def train_classifier(
 
 def global_importance(model: ClassifierModel, dataset: Dataset, top: int = 10) -> list[dict[str, Any]]:
     """Mean absolute score change (points) when a feature is set to its typical value, over ``dataset``."""
-    from okyaku.predictions.scoring import feature_impacts
-
     impacts = feature_impacts(model, model.encoder.transform(dataset))
     ranked = sorted(
         ((spec, float(np.mean(np.abs(impacts[:, i])))) for i, spec in enumerate(model.specs)),
@@ -578,7 +480,3 @@ def train_regressor(
     encoder, estimator = fit(np.concatenate([fit_idx, test_idx]))
     final = RegressorModel(encoder, estimator, low, high, float(np.median(targets)))
     return RegressorOutcome("model", final, n, len(train_idx), len(test_idx), metrics, list(encoder.specs))
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

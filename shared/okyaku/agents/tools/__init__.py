@@ -1,7 +1,7 @@
 """The CRM tools agents may use: reads scoped to the caller's organization, and writes that
 only propose (see ``write.py``)."""
 
-from okyaku.agents.framework import AgentTool
+from okyaku.agents.tooling import AgentTool
 from okyaku.agents.tools.read import READ_TOOLS
 from okyaku.agents.tools.write import WRITE_TOOLS
 

@@ -14,11 +14,12 @@ from pydantic import Field, ValidationError
 from sqlalchemy import ColumnElement, Select, case, desc, func, literal, null, select
 from sqlalchemy.orm import Session
 
-from okyaku.agents.framework import AgentTool, ToolArgs, ToolContext, ToolFailed, tool
+from okyaku.agents.tooling import AgentTool, ToolArgs, ToolContext, ToolFailed, tool
 from okyaku.agents.tools.records import FILTER_MODELS, SERVICES, EntityType, clip, person_name, view
 from okyaku.crm.listing import ListParams
 from okyaku.db.models import Activity, Company, Contact, Deal, DealStageHistory, Pipeline, PipelineStage, Task
 from okyaku.errors import NotFound, ValidationFailed
+from okyaku.validation import field_details
 
 RELATED_LIMIT = 10
 FilterValue = str | int | float | bool | None
@@ -29,15 +30,7 @@ def _filters(entity_type: str, raw: dict[str, Any]) -> Any:
         return FILTER_MODELS[entity_type].model_validate(raw)
     except ValidationError as error:
         raise ValidationFailed(
-            f"invalid filters for {entity_type}",
-            details=[
-                {
-                    "field": "filters." + ".".join(str(p) for p in e.get("loc", ())),
-                    "message": e.get("msg", ""),
-                    "type": e.get("type", ""),
-                }
-                for e in error.errors()
-            ],
+            f"invalid filters for {entity_type}", details=field_details(error, prefix="filters")
         ) from error
 
 

@@ -7,57 +7,18 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from okyaku.crm import filters as f
-from okyaku.crm import schemas as s
-from okyaku.crm.pipelines import DealService
-from okyaku.crm.records import (
-    ACTIVITY_SPEC,
-    COMPANY_SPEC,
-    CONTACT_SPEC,
-    TASK_SPEC,
-    ActivityService,
-    RecordService,
-    TaskService,
-)
+from okyaku.crm.entities import ENTITIES
+from okyaku.crm.records import RecordService
 
 EntityType = Literal["contact", "company", "deal", "activity", "task"]
 ENTITY_TYPES: tuple[str, ...] = ("contact", "company", "deal", "activity", "task")
 
-# The same service classes as the CRUD API, so every applied change records its change event.
-SERVICES: dict[str, RecordService] = {
-    "company": RecordService(COMPANY_SPEC),
-    "contact": RecordService(CONTACT_SPEC),
-    "deal": DealService(),
-    "activity": ActivityService(ACTIVITY_SPEC),
-    "task": TaskService(TASK_SPEC),
-}
-OUT_MODELS: dict[str, type[BaseModel]] = {
-    "company": s.CompanyOut,
-    "contact": s.ContactOut,
-    "deal": s.DealOut,
-    "activity": s.ActivityOut,
-    "task": s.TaskOut,
-}
-CREATE_MODELS: dict[str, type[BaseModel]] = {
-    "company": s.CompanyCreate,
-    "contact": s.ContactCreate,
-    "deal": s.DealCreate,
-    "activity": s.ActivityCreate,
-    "task": s.TaskCreate,
-}
-UPDATE_MODELS: dict[str, type[BaseModel]] = {
-    "company": s.CompanyUpdate,
-    "contact": s.ContactUpdate,
-    "deal": s.DealUpdate,
-    "activity": s.ActivityUpdate,
-    "task": s.TaskUpdate,
-}
-FILTER_MODELS: dict[str, type[f.Filters]] = {
-    "company": f.CompanyFilters,
-    "contact": f.ContactFilters,
-    "deal": f.DealFilters,
-    "activity": f.ActivityFilters,
-    "task": f.TaskFilters,
-}
+# The CRUD API's registry (the same services), so every applied change records its change event.
+SERVICES: dict[str, RecordService] = {name: ENTITIES[name].service for name in ENTITY_TYPES}
+OUT_MODELS: dict[str, type[BaseModel]] = {name: ENTITIES[name].out_model for name in ENTITY_TYPES}
+CREATE_MODELS: dict[str, type[BaseModel]] = {name: ENTITIES[name].create_model for name in ENTITY_TYPES}
+UPDATE_MODELS: dict[str, type[BaseModel]] = {name: ENTITIES[name].update_model for name in ENTITY_TYPES}
+FILTER_MODELS: dict[str, type[f.Filters]] = {name: ENTITIES[name].filter_model for name in ENTITY_TYPES}
 _NOISE = {"created_at", "updated_at", "external_id", "search_vector"}
 BODY_CHARS = 800
 

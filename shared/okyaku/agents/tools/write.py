@@ -14,11 +14,12 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from okyaku.agents.framework import AgentTool, Proposal, ToolArgs, ToolContext, ToolFailed, tool
+from okyaku.agents.tooling import AgentTool, Proposal, ToolArgs, ToolContext, ToolFailed, tool
 from okyaku.agents.tools.records import CREATE_MODELS, SERVICES, UPDATE_MODELS, person_name
 from okyaku.crm.schemas import LeadStatus, LifecycleStage, TaskPriority
 from okyaku.db.models import Company, Contact, Deal, PipelineStage
 from okyaku.errors import NotFound, ValidationFailed
+from okyaku.validation import field_details
 
 Reasoning = Field(min_length=3, max_length=2000, description="Why this change, citing the facts you saw")
 PropertyValue = str | int | float | bool | None
@@ -54,13 +55,7 @@ def _check(model_kind: Literal["create", "update"], entity_type: str, changes: d
     try:
         models[entity_type].model_validate({k: v["after"] for k, v in changes.items()})
     except ValidationError as error:
-        raise ValidationFailed(
-            f"the proposed {entity_type} is not valid",
-            details=[
-                {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", ""), "type": e["type"]}
-                for e in error.errors()
-            ],
-        ) from error
+        raise ValidationFailed(f"the proposed {entity_type} is not valid", details=field_details(error)) from error
 
 
 def _links(

@@ -11,13 +11,30 @@ import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy.dialects import postgresql
 
-from okyaku.db.models import TENANT_TABLES
 from okyaku.db.rls import CURRENT_ORGANIZATION, tenant_isolation_sql
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# Frozen: the tables this revision creates that hold organization rows (okyaku.db.models'
+# TENANT_TABLES when it was written; later tables get their isolation in their own revisions).
+TENANT_TABLES = (
+    "users",
+    "api_keys",
+    "companies",
+    "contacts",
+    "pipelines",
+    "pipeline_stages",
+    "deals",
+    "deal_stage_history",
+    "activities",
+    "tasks",
+    "custom_property_definitions",
+    "import_jobs",
+    "outbox",
+)
 
 
 def upgrade() -> None:

@@ -13,7 +13,6 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects import postgresql
 
 from okyaku.db.rls import tenant_isolation_sql
-from okyaku.embeddings.indexes import hnsw_index_name, hnsw_index_sql
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -24,6 +23,13 @@ depends_on: str | Sequence[str] | None = None
 # indexes are built by `okyaku embeddings ensure-index`, which needs no downtime.
 LOCAL_MODEL = "local:all-minilm-l6-v2"
 LOCAL_DIMENSION = 384
+# Frozen: what okyaku.embeddings.indexes.hnsw_index_name/hnsw_index_sql gave for that model when
+# this revision was written (a migration does not import feature code, so history stays as it ran).
+LOCAL_HNSW_INDEX = "ix_embeddings_hnsw_local_all_minilm_l6_v2_384_04c1b79d"
+LOCAL_HNSW_INDEX_SQL = (
+    f"CREATE INDEX IF NOT EXISTS {LOCAL_HNSW_INDEX} ON embeddings USING hnsw "
+    f"((embedding::vector({LOCAL_DIMENSION})) vector_cosine_ops) WHERE model = '{LOCAL_MODEL}'"
+)
 
 
 def upgrade() -> None:
@@ -63,7 +69,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_embeddings_org_model_type", "embeddings", ["organization_id", "model", "entity_type"])
     op.create_index("ix_embeddings_search", "embeddings", ["search_vector"], postgresql_using="gin")
-    op.execute(hnsw_index_sql(LOCAL_MODEL, LOCAL_DIMENSION))
+    op.execute(LOCAL_HNSW_INDEX_SQL)
 
     role = context.config.attributes.get("app_role", "okyaku_app")
     for statement in tenant_isolation_sql("embeddings", role):  # same isolation as the core tables
@@ -71,7 +77,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(f"DROP INDEX IF EXISTS {hnsw_index_name(LOCAL_MODEL, LOCAL_DIMENSION)}")
+    op.execute(f"DROP INDEX IF EXISTS {LOCAL_HNSW_INDEX}")
     op.drop_index("ix_embeddings_search", table_name="embeddings", postgresql_using="gin")
     op.drop_index("ix_embeddings_org_model_type", table_name="embeddings")
     op.drop_table("embeddings")

@@ -1,0 +1,237 @@
+"""Proposed CRM updates from an analysis, as pending actions of the approval queue.
+
+Nothing here writes a CRM record: each proposal is a ``pending_actions`` row (agent
+"conversation") that a person approves, edits or rejects through ``/api/v1/ai/approvals``, which
+applies it through the CRM services. Every proposal's reasoning quotes the words it came from.
+
+- the activity's deal: a stage move (the stated stage, by name, in the deal's pipeline), an
+  expected close date, an amount — one proposal with the fields that would really change;
+- the activity's contact: a job title or phone number stated for that person;
+- a task per action item that has a due date, linked to the activity's contact, deal and company.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from okyaku.agents.models import PendingAction
+from okyaku.conversation.schema import ConversationAnalysis
+from okyaku.conversation.store import ActivitySnapshot
+from okyaku.crm.schemas import ContactUpdate, DealUpdate, TaskCreate
+from okyaku.db.models import Contact, Deal, PipelineStage
+
+AGENT = "conversation"
+
+
+@dataclass
+class Proposed:
+    action: str
+    operation: str
+    entity_type: str
+    entity_id: uuid.UUID | None
+    changes: dict[str, dict[str, Any]]
+    reasoning: str
+    base_version: int | None
+    low_risk: bool
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def _said(quote: str) -> str:
+    return "\u201c" + " ".join(quote.split()) + "\u201d"
+
+
+def _valid(model: type[BaseModel], changes: dict[str, dict[str, Any]]) -> bool:
+    """The same input schema as the CRUD API: a proposal that could not be applied is not made."""
+    try:
+        model.model_validate({k: v["after"] for k, v in changes.items()})
+    except ValidationError:
+        return False
+    return True
+
+
+def _deal_proposal(session: Session, analysis: ConversationAnalysis, deal_id: uuid.UUID) -> Proposed | None:
+    deal = session.get(Deal, deal_id)
+    if deal is None:
+        return None
+    changes: dict[str, dict[str, Any]] = {}
+    reasons: list[str] = []
+    quotes: dict[str, str] = {}
+    signals = analysis.deal
+    if signals.stage is not None:
+        wanted = signals.stage.stage.strip().casefold()
+        stages = session.scalars(select(PipelineStage).where(PipelineStage.pipeline_id == deal.pipeline_id)).all()
+        stage = next((s for s in stages if s.name.casefold() == wanted), None)
+        if stage is not None and stage.id != deal.stage_id:
+            changes["stage_id"] = {
+                "before": str(deal.stage_id),
+                "after": str(stage.id),
+                "before_label": deal.stage.name,
+                "after_label": stage.name,
+            }
+            reasons.append(f"stage to {stage.name}: {_said(signals.stage.quote)}")
+            quotes["stage_id"] = signals.stage.quote
+    if signals.close_date is not None and signals.close_date.close_date != deal.expected_close_date:
+        changes["expected_close_date"] = {
+            "before": to_jsonable_python(deal.expected_close_date),
+            "after": signals.close_date.close_date.isoformat(),
+        }
+        reasons.append(
+            f"expected close date {signals.close_date.close_date.isoformat()}: {_said(signals.close_date.quote)}"
+        )
+        quotes["expected_close_date"] = signals.close_date.quote
+    if signals.amount is not None:
+        amount = Decimal(str(signals.amount.amount)).quantize(Decimal("0.01"))
+        same_currency = signals.amount.currency is None or signals.amount.currency.upper() == deal.currency
+        if same_currency and amount != deal.amount:
+            changes["amount"] = {"before": to_jsonable_python(deal.amount), "after": str(amount)}
+            reasons.append(f"amount {amount} {deal.currency}: {_said(signals.amount.quote)}")
+            quotes["amount"] = signals.amount.quote
+    if not changes or not _valid(DealUpdate, changes):
+        return None
+    return Proposed(
+        action="update_deal",
+        operation="update",
+        entity_type="deal",
+        entity_id=deal.id,
+        changes=changes,
+        reasoning="From the conversation: " + "; ".join(reasons),
+        base_version=deal.version,
+        low_risk=False,
+        context={"record": {"type": "deal", "id": str(deal.id), "name": deal.name}, "quotes": quotes},
+    )
+
+
+def _names_match(person_name: str | None, contact: Contact) -> bool:
+    if not person_name:
+        return True
+    words = {w.casefold().strip(".,") for w in person_name.split()}
+    known = {n.casefold() for n in (contact.first_name, contact.last_name) if n}
+    return bool(words & known)
+
+
+def _contact_proposal(session: Session, analysis: ConversationAnalysis, contact_id: uuid.UUID) -> Proposed | None:
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        return None
+    changes: dict[str, dict[str, Any]] = {}
+    reasons: list[str] = []
+    quotes: dict[str, str] = {}
+    for fact in analysis.contact_facts:
+        if fact.field in changes or not _names_match(fact.person_name, contact):
+            continue
+        value = fact.value.strip()
+        if value and value != getattr(contact, fact.field):
+            changes[fact.field] = {"before": getattr(contact, fact.field), "after": value}
+            reasons.append(f"{fact.field.replace('_', ' ')} {value}: {_said(fact.quote)}")
+            quotes[fact.field] = fact.quote
+    if not changes or not _valid(ContactUpdate, changes):
+        return None
+    name = " ".join(p for p in (contact.first_name, contact.last_name) if p) or contact.email or str(contact.id)
+    return Proposed(
+        action="update_contact",
+        operation="update",
+        entity_type="contact",
+        entity_id=contact.id,
+        changes=changes,
+        reasoning="From the conversation: " + "; ".join(reasons),
+        base_version=contact.version,
+        low_risk=False,
+        context={"record": {"type": "contact", "id": str(contact.id), "name": name}, "quotes": quotes},
+    )
+
+
+def _task_proposals(analysis: ConversationAnalysis, activity: ActivitySnapshot) -> list[Proposed]:
+    proposals = []
+    for item in analysis.action_items:
+        if item.due_date is None:
+            continue
+        owner = (
+            item.owner_name
+            if item.owner == "named" and item.owner_name
+            else {"us": "us", "them": "the customer"}.get(item.owner, item.owner)
+        )
+        values: dict[str, Any] = {
+            "title": item.description[:500],
+            "description": f"Owner: {owner}. From the {activity.type}: {_said(item.quote)}",
+            "due_date": datetime.combine(item.due_date, time(0, 0), tzinfo=UTC).isoformat(),
+            "priority": "normal",
+            "contact_id": str(activity.contact_id) if activity.contact_id else None,
+            "deal_id": str(activity.deal_id) if activity.deal_id else None,
+            "company_id": str(activity.company_id) if activity.company_id else None,
+        }
+        changes = {k: {"before": None, "after": v} for k, v in values.items() if v is not None}
+        if not _valid(TaskCreate, changes):
+            continue
+        proposals.append(
+            Proposed(
+                action="create_task",
+                operation="create",
+                entity_type="task",
+                entity_id=None,
+                changes=changes,
+                reasoning=f"Action item due {item.due_date.isoformat()} (owner: {owner}): {_said(item.quote)}",
+                base_version=None,
+                low_risk=True,
+                context={"quotes": {"task": item.quote}},
+            )
+        )
+    return proposals
+
+
+def propose_updates(session: Session, analysis: ConversationAnalysis, activity: ActivitySnapshot) -> list[Proposed]:
+    proposals: list[Proposed] = []
+    if activity.deal_id is not None and (deal := _deal_proposal(session, analysis, activity.deal_id)):
+        proposals.append(deal)
+    if activity.contact_id is not None and (contact := _contact_proposal(session, analysis, activity.contact_id)):
+        proposals.append(contact)
+    proposals.extend(_task_proposals(analysis, activity))
+    return proposals
+
+
+def store_proposals(
+    session: Session,
+    proposals: list[Proposed],
+    *,
+    activity: ActivitySnapshot,
+    analysis_id: uuid.UUID,
+    now: datetime,
+    ttl: timedelta,
+) -> list[uuid.UUID]:
+    """Pending actions in the caller's transaction, so they exist exactly when the analysis does."""
+    ids: list[uuid.UUID] = []
+    for proposal in proposals:
+        row = PendingAction(
+            id=uuid.uuid4(),
+            agent=AGENT,
+            execution_id=None,
+            action=proposal.action,
+            operation=proposal.operation,
+            entity_type=proposal.entity_type,
+            entity_id=proposal.entity_id,
+            changes=to_jsonable_python(proposal.changes),
+            reasoning=proposal.reasoning,
+            context={
+                **proposal.context,
+                "source": {"type": "activity", "id": str(activity.id), "version": activity.version},
+                "analysis_id": str(analysis_id),
+            },
+            status="pending",
+            low_risk=proposal.low_risk,
+            base_version=proposal.base_version,
+            expires_at=now + ttl,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        ids.append(row.id)
+    session.flush()
+    return ids

@@ -1,0 +1,431 @@
+"""Conversation intelligence: activities analysed on arrival, kept with their history, proposals made.
+
+- ``on_change_record``: an activity change event (SQS). Unchanged text (same content hash) does
+  nothing; a new text is analysed and stored with its proposals in one transaction. While the LLM is
+  unavailable the record raises, so the queue retries it with backoff (then its DLQ).
+- ``sweep``: the schedule's job. Analyses every activity whose current text has no analysis (missed
+  events, dead-lettered deliveries, an outage), stopping when the LLM is down or time runs out.
+- ``activity_analysis`` / ``analyse_now`` / ``analyse_text``: the HTTP reads and writes. Without the
+  LLM they answer with the rules floor and say "not analysed yet", never an empty analysis.
+
+Proposals are made only by the first analysis of a given text (a re-run on demand adds a version
+to the history, not new proposals), and two deliveries of one event serialise on a per-activity
+advisory lock, so no analysis or proposal is stored twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import select
+
+from okyaku.agents.models import PendingAction
+from okyaku.conversation.analyzer import AnalysisResult, ConversationAnalyzer, TextToAnalyse
+from okyaku.conversation.models import ConversationAnalysisRow
+from okyaku.conversation.prompts import ANALYZE
+from okyaku.conversation.proposals import propose_updates, store_proposals
+from okyaku.conversation.responses import (
+    NO_TEXT,
+    NOT_ANALYSED_LLM_DOWN,
+    NOT_ANALYSED_PENDING,
+    REANALYSIS_FAILED,
+    ActivityAnalysisOut,
+    AnalysisVersionOut,
+    AnalyzeTextRequest,
+    CompetitorIn,
+    ProposalOut,
+    StoredAnalysisOut,
+    TextAnalysisOut,
+)
+from okyaku.conversation.rules import Competitor, Perspective, extract_rules
+from okyaku.conversation.schema import ANALYSIS_SCHEMA_VERSION, ConversationAnalysis, DroppedItem, RulesFindings
+from okyaku.conversation.store import (
+    ActivitySnapshot,
+    analyses_of,
+    competitors,
+    count_unanalysed,
+    latest_for_hash,
+    load_activity,
+    lock_activity,
+    next_analysis_version,
+    organization_name,
+    replace_competitors,
+    store_analysis,
+    unanalysed_activity_ids,
+)
+from okyaku.db.models import Deal, PipelineStage
+from okyaku.errors import NotFound
+from okyaku.events import decode_change_event
+from okyaku.features import feature_enabled, require_feature
+from okyaku.llm.errors import LLMOutputInvalid, LLMRequestRejected, LLMUnavailable
+from okyaku.llm.gateway import LLMGateway
+from okyaku.runtime import Runtime
+from okyaku.tenancy import list_organization_ids
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["analysed", "unchanged", "superseded", "no_text", "not_found", "ignored", "disabled"]
+Trigger = Literal["event", "sweep", "request"]
+LLM_ERRORS = (LLMUnavailable, LLMOutputInvalid, LLMRequestRejected)
+SWEEP_SAFETY_MARGIN_S = 30.0
+SWEEP_DEFAULT_BUDGET_S = 240.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SweepReport:
+    organizations: int = 0
+    analysed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    still_unanalysed: int = 0
+    llm_available: bool = True
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class _Context:
+    activity: ActivitySnapshot
+    organization_name: str | None
+    competitors: list[Competitor]
+    stage_names: tuple[str, ...]
+
+
+class ConversationService:
+    def __init__(self, runtime: Runtime, llm: LLMGateway, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.runtime = runtime
+        self.llm = llm
+        self.clock = clock
+        settings = runtime.settings
+        self.analyzer = ConversationAnalyzer(
+            llm, chunk_chars=settings.conversation_chunk_chars, max_tokens=settings.conversation_max_tokens
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return feature_enabled(self.runtime.settings, "conversation")
+
+    # --- the queue ---------------------------------------------------------------------------------
+
+    def on_change_record(self, record: SQSRecord) -> Outcome:
+        """One change event; raises (so the record is retried) when the LLM or database fails."""
+        change = decode_change_event(record.body)
+        if change.entity_type != "activity" or change.operation == "deleted":
+            return "ignored"
+        if not self.enabled:
+            return "disabled"  # nothing kept waiting: the sweep analyses it once the feature is on
+        outcome = self.analyse_activity(change.organization_id, change.entity_id, trigger="event")
+        logger.debug("activity %s (event %s): %s", change.entity_id, change.event_id, outcome)
+        return outcome
+
+    # --- analysing one activity --------------------------------------------------------------------
+
+    def _context(
+        self, organization_id: uuid.UUID, activity_id: uuid.UUID, *, unless_analysed: bool = False
+    ) -> _Context | Literal["unchanged"] | None:
+        """What analysing the activity needs, in one transaction; "unchanged" (with
+        ``unless_analysed``) when its current text already has an analysis."""
+        with self.runtime.db.organization_scope(organization_id) as session:
+            activity = load_activity(session, activity_id)
+            if activity is None:
+                return None
+            if unless_analysed and latest_for_hash(session, activity_id, activity.content_hash) is not None:
+                return "unchanged"
+            stage_names: tuple[str, ...] = ()
+            if activity.deal_id is not None:
+                pipeline_id = session.scalar(select(Deal.pipeline_id).where(Deal.id == activity.deal_id))
+                stage_names = tuple(
+                    session.scalars(
+                        select(PipelineStage.name)
+                        .where(PipelineStage.pipeline_id == pipeline_id)
+                        .order_by(PipelineStage.position)
+                    )
+                )
+            return _Context(activity, organization_name(session, organization_id), competitors(session), stage_names)
+
+    def _rules(self, context: _Context) -> RulesFindings:
+        activity = context.activity
+        perspective = Perspective.for_activity(activity.type, activity.direction, context.organization_name)
+        return extract_rules(
+            activity.text, anchor=activity.occurred_at.date(), perspective=perspective, competitors=context.competitors
+        )
+
+    def analyse_activity(
+        self, organization_id: uuid.UUID, activity_id: uuid.UUID, *, trigger: Trigger, force: bool = False
+    ) -> Outcome:
+        context = self._context(organization_id, activity_id, unless_analysed=not force)
+        if context is None:
+            return "not_found"
+        if context == "unchanged":
+            return "unchanged"
+        activity = context.activity
+        if not activity.text.strip():
+            return "no_text"
+        result = self.analyzer.analyse(
+            TextToAnalyse(
+                text=activity.text,
+                activity_type=activity.type,
+                direction=activity.direction,
+                day=activity.occurred_at.date(),
+                subject=activity.subject if activity.body and activity.body.strip() else None,
+                stage_names=context.stage_names,
+            )
+        )
+        return self._store(organization_id, context, result, self._rules(context), trigger=trigger, force=force)
+
+    def _store(
+        self,
+        organization_id: uuid.UUID,
+        context: _Context,
+        result: AnalysisResult,
+        rules: RulesFindings,
+        *,
+        trigger: Trigger,
+        force: bool,
+    ) -> Outcome:
+        analysed = context.activity
+        now = self.clock()
+        with self.runtime.db.organization_scope(organization_id) as session:
+            lock_activity(session, analysed.id)
+            current = load_activity(session, analysed.id)
+            if current is None:
+                return "not_found"
+            if current.content_hash != analysed.content_hash:
+                return "superseded"  # the text changed meanwhile: its own event analyses the new one
+            earlier = latest_for_hash(session, analysed.id, analysed.content_hash)
+            if earlier is not None and not force:
+                return "unchanged"  # a concurrent delivery of the same event stored it first
+            row = store_analysis(
+                session,
+                activity_id=analysed.id,
+                analysis_version=next_analysis_version(session, analysed.id),
+                activity_version=current.version,
+                content_hash=analysed.content_hash,
+                schema_version=ANALYSIS_SCHEMA_VERSION,
+                prompt=result.prompt,
+                model=result.model,
+                method="llm",
+                trigger=trigger,
+                analysis=result.analysis.model_dump(mode="json"),
+                rules=rules.model_dump(mode="json"),
+                dropped=[d.model_dump(mode="json") for d in result.dropped],
+                chunks=result.chunks,
+                prompt_tokens=result.usage.prompt_tokens,
+                completion_tokens=result.usage.completion_tokens,
+            )
+            if earlier is None:  # the first analysis of this text makes its proposals, once
+                proposals = propose_updates(session, result.analysis, current)
+                ttl = timedelta(hours=self.runtime.settings.ai_approval_ttl_hours)
+                ids = store_proposals(session, proposals, activity=current, analysis_id=row.id, now=now, ttl=ttl)
+                row.proposal_ids = [str(i) for i in ids]
+        if result.dropped:
+            logger.info("activity %s: %d items without a quote in the text dropped", analysed.id, len(result.dropped))
+        return "analysed"
+
+    # --- the sweep ---------------------------------------------------------------------------------
+
+    def sweep(
+        self, *, deadline: float | None = None, organization_ids: Sequence[uuid.UUID] | None = None
+    ) -> SweepReport:
+        """Analyse what is still unanalysed, organization by organization (all of them unless
+        ``organization_ids``), until ``deadline`` (a ``time.monotonic()`` value) or the LLM is found
+        unavailable."""
+        report = SweepReport()
+        batch = self.runtime.settings.conversation_sweep_batch
+        organizations = (
+            list(organization_ids) if organization_ids is not None else list_organization_ids(self.runtime.db)
+        )
+        for position, organization_id in enumerate(organizations):
+            report.organizations += 1
+            after: uuid.UUID | None = None
+            while report.llm_available and report.complete:
+                with self.runtime.db.organization_scope(organization_id) as session:
+                    page = unanalysed_activity_ids(session, limit=batch, after=after)
+                if not page:
+                    break
+                after = page[-1]
+                for activity_id in page:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        report.complete = False
+                        break
+                    try:
+                        outcome = self.analyse_activity(organization_id, activity_id, trigger="sweep")
+                    except LLMUnavailable as error:
+                        logger.warning("sweep stopped: the LLM is unavailable (%s)", error.message)
+                        report.llm_available = False
+                        break
+                    except (LLMOutputInvalid, LLMRequestRejected) as error:
+                        logger.warning("activity %s could not be analysed: %s", activity_id, error.message)
+                        report.failed += 1
+                        continue
+                    if outcome == "analysed":
+                        report.analysed += 1
+                    else:
+                        report.unchanged += 1
+            if not (report.llm_available and report.complete):
+                for rest in organizations[position:]:
+                    with self.runtime.db.organization_scope(rest) as session:
+                        report.still_unanalysed += count_unanalysed(session)
+                break
+        return report
+
+    def on_schedule(self, _event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        if not self.enabled:
+            return {"disabled": "AI_CONVERSATION_ENABLED is false"}
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        budget = (remaining_ms() / 1000.0 - SWEEP_SAFETY_MARGIN_S) if callable(remaining_ms) else SWEEP_DEFAULT_BUDGET_S
+        return asdict(self.sweep(deadline=time.monotonic() + max(budget, 1.0)))
+
+    # --- HTTP --------------------------------------------------------------------------------------
+
+    def llm_available(self) -> bool:
+        try:
+            self.llm.sync.list_models(timeout_s=self.runtime.settings.llm_health_timeout_s)
+        except Exception:  # any failure of the probe means: not now
+            return False
+        return True
+
+    def activity_analysis(self, organization_id: uuid.UUID, activity_id: uuid.UUID) -> ActivityAnalysisOut:
+        require_feature(self.runtime.settings, "conversation")
+        context = self._context(organization_id, activity_id)
+        if not isinstance(context, _Context):
+            raise NotFound(f"activity {activity_id} not found", details={"id": str(activity_id)})
+        activity = context.activity
+        with self.runtime.db.organization_scope(organization_id) as session:
+            rows = analyses_of(session, activity_id)
+            proposal_ids = [uuid.UUID(str(i)) for row in rows for i in row.proposal_ids]
+            actions = (
+                session.scalars(select(PendingAction).where(PendingAction.id.in_(proposal_ids))).all()
+                if proposal_ids
+                else []
+            )
+        current = next((r for r in reversed(rows) if r.content_hash == activity.content_hash), None)
+        history = [_version(row, activity) for row in rows]
+        proposals = [
+            ProposalOut(
+                id=a.id,
+                action=a.action,
+                status=a.status,
+                entity_type=a.entity_type,
+                entity_id=a.entity_id,
+                reasoning=a.reasoning,
+            )
+            for a in sorted(actions, key=lambda a: a.created_at)
+        ]
+        out: dict[str, Any] = {
+            "activity_id": activity.id,
+            "activity_version": activity.version,
+            "rules": self._rules(context),
+            "history": history,
+            "proposals": proposals,
+        }
+        if current is not None:
+            stored = StoredAnalysisOut(
+                **_version(current, activity).model_dump(),
+                analysis=ConversationAnalysis.model_validate(current.analysis),
+                dropped=[DroppedItem.model_validate(d) for d in current.dropped],
+            )
+            return ActivityAnalysisOut(**out, status="analysed", degraded=False, analysis=stored)
+        if not activity.text.strip():
+            return ActivityAnalysisOut(**out, status="no_text", message=NO_TEXT, degraded=False, analysis=None)
+        llm_up = self.llm_available()
+        message = NOT_ANALYSED_PENDING if llm_up else NOT_ANALYSED_LLM_DOWN
+        return ActivityAnalysisOut(**out, status="not_analysed", message=message, degraded=not llm_up, analysis=None)
+
+    def analyse_now(self, organization_id: uuid.UUID, activity_id: uuid.UUID, *, force: bool) -> ActivityAnalysisOut:
+        """Analyse on request (``force``: again, even if this text has an analysis)."""
+        require_feature(self.runtime.settings, "conversation")
+        try:
+            outcome = self.analyse_activity(organization_id, activity_id, trigger="request", force=force)
+        except LLM_ERRORS as error:
+            logger.warning("on-demand analysis of %s failed: %s", activity_id, error.message)
+            answer = self.activity_analysis(organization_id, activity_id)
+            if answer.status == "not_analysed":
+                answer.message = NOT_ANALYSED_LLM_DOWN
+            elif answer.status == "analysed":
+                answer.message = REANALYSIS_FAILED
+            answer.degraded = True
+            return answer
+        if outcome == "not_found":
+            raise NotFound(f"activity {activity_id} not found", details={"id": str(activity_id)})
+        return self.activity_analysis(organization_id, activity_id)
+
+    def analyse_text(self, organization_id: uuid.UUID, request: AnalyzeTextRequest) -> TextAnalysisOut:
+        """A draft analysed in real time: read-only, nothing is stored."""
+        require_feature(self.runtime.settings, "conversation")
+        day = (request.occurred_at or self.clock()).astimezone(UTC).date()
+        with self.runtime.db.organization_scope(organization_id) as session:
+            names = competitors(session)
+            perspective = Perspective.for_activity(
+                request.type, request.direction, organization_name(session, organization_id)
+            )
+        rules = extract_rules(request.text, anchor=day, perspective=perspective, competitors=names)
+        item = TextToAnalyse(request.text, request.type, request.direction, day, request.subject)
+        try:
+            result = self.analyzer.analyse(item)
+        except LLM_ERRORS as error:
+            logger.warning("draft analysis without the LLM: %s", error.message)
+            return TextAnalysisOut(
+                status="not_analysed",
+                message=NOT_ANALYSED_LLM_DOWN,
+                degraded=True,
+                analysis=None,
+                dropped=[],
+                rules=rules,
+                prompt=ANALYZE.id,
+            )
+        return TextAnalysisOut(
+            status="analysed",
+            degraded=False,
+            analysis=result.analysis,
+            dropped=result.dropped,
+            rules=rules,
+            model=result.model,
+            prompt=result.prompt,
+        )
+
+    # --- the competitor list -----------------------------------------------------------------------
+
+    def competitors(self, organization_id: uuid.UUID) -> list[CompetitorIn]:
+        require_feature(self.runtime.settings, "conversation")
+        with self.runtime.db.organization_scope(organization_id) as session:
+            return [CompetitorIn(name=c.name, aliases=list(c.aliases)) for c in competitors(session)]
+
+    def replace_competitors(self, organization_id: uuid.UUID, entries: list[CompetitorIn]) -> list[CompetitorIn]:
+        require_feature(self.runtime.settings, "conversation")
+        unique = {e.name.strip(): e for e in entries}
+        with self.runtime.db.organization_scope(organization_id) as session:
+            stored = replace_competitors(
+                session,
+                [Competitor(name, tuple(a.strip() for a in e.aliases if a.strip())) for name, e in unique.items()],
+            )
+        return [CompetitorIn(name=c.name, aliases=list(c.aliases)) for c in stored]
+
+
+def _version(row: ConversationAnalysisRow, activity: ActivitySnapshot) -> AnalysisVersionOut:
+    return AnalysisVersionOut(
+        analysis_version=row.analysis_version,
+        activity_version=row.activity_version,
+        content_hash=row.content_hash,
+        current=row.content_hash == activity.content_hash,
+        method=row.method,
+        model=row.model,
+        prompt=row.prompt,
+        schema_version=row.schema_version,
+        trigger=row.trigger,
+        dropped_items=len(row.dropped),
+        proposal_ids=[uuid.UUID(str(i)) for i in row.proposal_ids],
+        created_at=row.created_at,
+    )

@@ -1,0 +1,129 @@
+"""Lambda, hosted locally: a function's handler file imported under a name of its own, invoked on
+a small pool of worker threads with a Lambda ``context``; and the template's environment applied."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import ModuleType
+from typing import Any
+
+from okyaku.lambda_events import LambdaContext
+from okyaku.local.template import FunctionSpec, Template
+
+logger = logging.getLogger(__name__)
+_module_counter = itertools.count(1)
+
+
+def load_handler_module(spec: FunctionSpec, module_name: str | None = None) -> ModuleType:
+    """Import the function's handler file under a name of its own, with its folder importable."""
+    path = spec.module_file
+    if not path.is_file():
+        raise FileNotFoundError(f"{spec.logical_id}: handler file {path} does not exist")
+    name = module_name or f"okyaku_function_{spec.logical_id}"
+    if name in sys.modules:  # a second load (tests, a second runner) gets a module of its own
+        name = f"{name}_{next(_module_counter)}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(spec.code_dir))
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        sys.path.remove(str(spec.code_dir))
+    return module
+
+
+def _new_event_loop_for_thread() -> None:
+    # Mangum runs the ASGI app on the calling thread's event loop; each worker gets its own.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+class FunctionHost:
+    """One function's handler, imported on first use, invoked on a small pool of worker threads
+    (each one like a Lambda instance: one event at a time)."""
+
+    def __init__(self, spec: FunctionSpec, *, concurrency: int = 4) -> None:
+        self.spec = spec
+        self._handler: Callable[[Any, Any], Any] | None = None
+        self._import_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(
+            max_workers=concurrency,
+            thread_name_prefix=f"fn-{spec.logical_id}",
+            initializer=_new_event_loop_for_thread,
+        )
+
+    @property
+    def handler(self) -> Callable[[Any, Any], Any]:
+        with self._import_lock:
+            if self._handler is None:
+                started = time.perf_counter()
+                module = load_handler_module(self.spec)
+                handler = getattr(module, self.spec.attribute, None)
+                if not callable(handler):
+                    raise AttributeError(f"{self.spec.module_file} has no callable {self.spec.attribute!r}")
+                self._handler = handler
+                logger.info(
+                    "%s: imported %s in %.0f ms",
+                    self.spec.logical_id,
+                    self.spec.handler,
+                    (time.perf_counter() - started) * 1000,
+                )
+            return self._handler
+
+    def _call(self, event: Any) -> Any:
+        context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout_s)
+        try:
+            return self.handler(event, context)
+        finally:
+            elapsed = time.monotonic() - context.started
+            if elapsed > self.spec.timeout_s:
+                logger.warning(
+                    "%s ran %.1f s, past its Timeout of %d s: Lambda would have stopped it",
+                    self.spec.logical_id,
+                    elapsed,
+                    self.spec.timeout_s,
+                )
+
+    def submit(self, event: Any) -> Future[Any]:
+        return self._executor.submit(self._call, event)
+
+    def invoke(self, event: Any) -> Any:
+        """Run the handler with ``event`` and return its result (or raise its error)."""
+        return self.submit(event).result()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def apply_template_environment(template: Template) -> dict[str, str]:
+    """Set the functions' environment variables that the template resolves to a value.
+
+    Variables already set in this process win (``okyaku dev`` sets the database URLs); references
+    to resources (the queue URL) are left out: locally the runner's publisher stands for them.
+    """
+    applied: dict[str, str] = {}
+    for spec in template.functions.values():
+        for name, raw in spec.environment.items():
+            value = template.resolve(raw)
+            if value and name not in os.environ:
+                os.environ[name] = value
+                applied[name] = value
+    if applied:
+        from okyaku.config import get_settings
+
+        get_settings.cache_clear()
+    return applied

@@ -1,0 +1,159 @@
+"""The project's template.yaml served by the local runner: a call note written through the CRM API
+reaches the conversation function through the bus rule and its queue, and one delivery yields the
+analysis and its pending proposals (the scripted OpenAI-compatible server stands in for Ollama)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from okyaku.config import get_settings
+from okyaku.conversation.service import ConversationService
+from okyaku.db import Database
+from okyaku.llm import LLMGateway
+from okyaku.local.postgres import LocalDatabase
+from okyaku.local.runner import LocalRunner
+from okyaku.runtime import Runtime
+from okyaku.tenancy import create_organization
+from tests.support.fixtures import FAST
+from tests.support.openai_server import Reply, ScriptedOpenAIServer
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+NOTE = "Spoke with Raj. I'll send the order form by Friday. He confirmed we are in Negotiation now."
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    """Poll until ``check`` returns something truthy (a deadline against hangs, not a timing test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def use_environment(
+    monkeypatch: pytest.MonkeyPatch, pg: LocalDatabase, server: ScriptedOpenAIServer, **extra: str
+) -> None:
+    for name, value in {
+        "DATABASE_URL": pg.app_url,
+        "DATABASE_MIGRATION_URL": pg.owner_url,
+        "OLLAMA_BASE_URL": server.base_url,
+        "OLLAMA_EMBEDDING_MODEL": "local:all-minilm-l6-v2",
+        **{k.upper(): str(v) for k, v in FAST.items()},
+        **extra,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CHANGE_EVENTS_QUEUE_URL", raising=False)
+    get_settings.cache_clear()
+
+
+def test_a_call_note_is_analysed_within_one_queue_delivery(
+    pg: LocalDatabase, db: Database, openai_server: ScriptedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_environment(monkeypatch, pg, openai_server)
+    analysis: dict[str, Any] = {
+        "summary": "Raj is in negotiation; we send the order form by Friday.",
+        "action_items": [
+            {
+                "description": "Send the order form",
+                "owner": "us",
+                "due_date": "2026-11-20",
+                "quote": "I'll send the order form by Friday.",
+            }
+        ],
+        "sentiment": {"score": 0.5, "label": "positive"},
+        "deal": {"stage": {"stage": "Negotiation", "quote": "He confirmed we are in Negotiation now"}},
+    }
+    openai_server.responder = lambda request: Reply.json_object(analysis)
+    org = create_organization(db, "Runner conversation", "admin@runner-conversation.example")
+    headers = {"Authorization": f"Bearer {org.api_key}"}
+    try:
+        with (
+            LocalRunner(ROOT / "template.yaml", port=0, apply_environment=False) as runner,
+            httpx.Client(base_url=runner.url, headers=headers, timeout=60) as client,
+        ):
+            stages = [
+                {"name": "Qualification", "probability": 0.2},
+                {"name": "Negotiation", "probability": 0.7},
+            ]
+            pipeline = client.post("/api/v1/pipelines", json={"name": "Sales", "stages": stages}).json()
+            deal = client.post("/api/v1/deals", json={"name": "Quantia", "pipeline_id": pipeline["id"]}).json()
+            activity = client.post(
+                "/api/v1/activities",
+                json={"type": "call", "body": NOTE, "occurred_at": "2026-11-18T10:00:00Z", "deal_id": deal["id"]},
+            )
+            assert activity.status_code == 201, activity.text
+            path = f"/api/v1/ai/conversation/activities/{activity.json()['id']}"
+
+            def analysed() -> dict[str, Any] | None:
+                answer = client.get(path).json()
+                return answer if answer.get("status") == "analysed" else None
+
+            answer = wait_for(analysed, "the analysis")
+            assert answer["history"][0]["trigger"] == "event"
+            assert {p["action"] for p in answer["proposals"]} == {"create_task", "update_deal"}
+            assert all(p["status"] == "pending" for p in answer["proposals"])
+            approvals = client.get("/api/v1/ai/approvals", params={"agent": "conversation"}).json()
+            assert {a["action"] for a in approvals["data"]} == {"create_task", "update_deal"}
+            assert client.get(f"/api/v1/deals/{deal['id']}").json()["stage_id"] == deal["stage_id"]
+    finally:
+        get_settings.cache_clear()
+
+
+def test_deliveries_during_an_outage_end_in_the_dlq_and_the_sweep_analyses_them(
+    pg: LocalDatabase, db: Database, openai_server: ScriptedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_environment(monkeypatch, pg, openai_server, LLM_MAX_RETRIES="0")
+    openai_server.fault = Reply.error(503, "model loading")
+    org = create_organization(db, "Runner outage", "admin@runner-outage.example")
+    try:
+        with (
+            LocalRunner(ROOT / "template.yaml", port=0, apply_environment=False, retry_delay_s=0.05) as runner,
+            httpx.Client(base_url=runner.url, headers={"Authorization": f"Bearer {org.api_key}"}, timeout=60) as client,
+        ):
+            note = {"type": "note", "body": NOTE, "occurred_at": "2026-11-18T10:00:00Z"}
+            created = client.post("/api/v1/activities", json=note)
+            assert created.status_code == 201, created.text
+            activity_id = created.json()["id"]
+
+            def dead_lettered() -> list[dict[str, Any]]:
+                return [
+                    d
+                    for d in runner.status()["dead_letters"]
+                    if d["function_id"] == "ConversationFunction" and activity_id in d["body"]
+                ]
+
+            (dead,) = wait_for(dead_lettered, "the delivery to be dead-lettered")
+            assert dead["receive_count"] == 5  # the queue's maxReceiveCount: retried, not dropped
+            path = f"/api/v1/ai/conversation/activities/{activity_id}"
+            answer = client.get(path).json()
+            assert (answer["status"], answer["degraded"]) == ("not_analysed", True)
+            assert answer["message"] == "not analysed yet: the language model is unavailable"
+            assert answer["rules"]["action_items"][0]["due_date"] == "2026-11-20"
+
+            openai_server.fault = None
+            openai_server.responder = lambda request: Reply.json_object(
+                {"summary": "Order form by Friday.", "sentiment": {"score": 0.4, "label": "positive"}}
+            )
+            # The sweep the schedule runs, for this organization only (the test database holds others').
+            llm = LLMGateway.from_settings(get_settings())
+            try:
+                report = ConversationService(Runtime(get_settings(), db=db), llm).sweep(
+                    organization_ids=[org.organization_id]
+                )
+            finally:
+                llm.close()
+            assert (report.llm_available, report.analysed) == (True, 1), report
+            answer = client.get(path).json()
+            assert answer["status"] == "analysed" and [h["trigger"] for h in answer["history"]] == ["sweep"]
+    finally:
+        get_settings.cache_clear()
