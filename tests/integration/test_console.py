@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from okyaku.console.app import create_console_app
 from okyaku.console.services import ConsoleServices, console_services
 from okyaku.console.sessions import COOKIE_NAME, SessionSigner
-from okyaku.embeddings.hashing import HashingEmbedder
 from okyaku.entry import function_handler
 from tests.integration.test_agents_runs import make_crm
+from tests.support.hashing_embedder import HashingEmbedder
 from tests.support.openai_server import Reply
 
 
@@ -293,3 +293,27 @@ def test_sign_in_and_a_chat_stream_through_api_gateway_and_mangum(services, tena
     # The ticket is bound to this session: another visitor cannot open the stream.
     stranger = handler(lambda_event(stream_url), None)
     assert stranger["statusCode"] == 303
+
+
+def test_the_dashboard_shows_the_open_anomalies_of_its_organization(console, runtime, tenant, make_tenant, pipeline):
+    from html import escape
+
+    from okyaku.anomalies.service import AnomalyService
+
+    make_crm(tenant, pipeline)  # its deal has no close date: a data gap
+    anomalies = AnomalyService(runtime)
+    anomalies.scan(tenant.id, deliver=False)
+    found, total = anomalies.list_anomalies(tenant.id, status="open")
+    assert total >= 1
+    sign_in(console, tenant.org.api_key)
+    html = console.get("/console").text
+    assert 'aria-label="Anomalies"' in html
+    for anomaly in found[:8]:
+        assert escape(anomaly.title) in html
+
+    other = make_tenant("Quiet")
+    with TestClient(console.app, follow_redirects=False) as client:
+        sign_in(client, other.org.api_key)
+        quiet = client.get("/console").text
+    assert "No open anomalies." in quiet
+    assert all(escape(a.title) not in quiet for a in found)

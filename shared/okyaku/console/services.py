@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from okyaku.config import Settings
 from okyaku.console.sessions import SessionSigner
 from okyaku.runtime import Runtime
 
@@ -51,6 +52,14 @@ class ConsoleServices:
     forecasts: dict[uuid.UUID, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
 
+def default_insights(settings: Settings) -> tuple[InsightProvider, ...]:
+    """The anomalies feature's panels, unless it is switched off (AI_ANOMALIES_ENABLED=false)."""
+    from okyaku.console.insights import PROVIDERS
+    from okyaku.features import feature_enabled
+
+    return PROVIDERS if feature_enabled(settings, "anomalies") else ()
+
+
 def console_services(
     runtime: Runtime | None = None,
     *,
@@ -59,7 +68,7 @@ def console_services(
     signer: SessionSigner | None = None,
     embedder: Embedder | None = None,
     explanations: Literal["default", "template"] = "default",
-    insight_providers: Sequence[InsightProvider] = (),
+    insight_providers: Sequence[InsightProvider] | None = None,
 ) -> ConsoleServices:
     """Everything the console needs, from settings (tests pass their runtime and LLM gateway)."""
     from okyaku.agents.api import agents_service
@@ -88,5 +97,5 @@ def console_services(
         search=search,
         secure_cookie=settings.console_secure_cookie,
         chat=ChatService(runtime, chat_llm or llm, approvals=agents.approvals, search=search),
-        insight_providers=tuple(insight_providers),
+        insight_providers=tuple(insight_providers if insight_providers is not None else default_insights(settings)),
     )
