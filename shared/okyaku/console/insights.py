@@ -9,8 +9,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from okyaku.anomalies.models import Anomaly, Insight
+from okyaku.console.panels import InsightPanel, InsightProvider
 from okyaku.console.queries import PLURAL
-from okyaku.console.services import InsightPanel, InsightProvider
 
 CONSOLE = "/console"
 SHOWN = 8

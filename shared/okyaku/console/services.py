@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from okyaku.config import Settings
+from okyaku.console.panels import InsightProvider
 from okyaku.console.sessions import SessionSigner
 from okyaku.runtime import Runtime
 
 if TYPE_CHECKING:
     from jinja2 import Environment
-    from sqlalchemy.orm import Session
 
     from okyaku.agents.service import AgentsService
     from okyaku.chat.service import ChatService
@@ -21,19 +21,6 @@ if TYPE_CHECKING:
     from okyaku.embeddings.search import SemanticSearch
     from okyaku.llm.gateway import LLMGateway
     from okyaku.predictions.service import PredictionService
-
-
-@dataclass(frozen=True)
-class InsightPanel:
-    """A panel on the dashboard from another feature (anomalies/insights hook here)."""
-
-    title: str
-    items: list[dict[str, Any]]  # each: {"text": ..., "href": optional link, "severity": optional}
-    note: str = ""
-
-
-# A provider reads one organization's insights in an organization-scoped session.
-InsightProvider = Callable[["Session", uuid.UUID], InsightPanel | None]
 
 
 @dataclass
@@ -73,7 +60,7 @@ def console_services(
     """Everything the console needs, from settings (tests pass their runtime and LLM gateway)."""
     from okyaku.agents.api import agents_service
     from okyaku.chat.service import ChatService
-    from okyaku.console.web import template_environment
+    from okyaku.console.templating import template_environment
     from okyaku.embeddings.search import SemanticSearch
     from okyaku.embeddings.triggers import default_embedder
     from okyaku.llm.gateway import LLMGateway
