@@ -8,7 +8,7 @@ SAM_VENV ?= .venv-sam
 SAM_CLI_VERSION ?= 1.170.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test lint typecheck unit bench fuzz clean sam-setup
+.PHONY: setup run test lint typecheck unit bench fuzz clean sam-setup browser-setup
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ $(SAM_VENV)/.installed-$(SAM_CLI_VERSION):
 		|| { echo "pip install aws-sam-cli==$(SAM_CLI_VERSION) failed: $$(tail -n 3 $(SAM_VENV)/.pip-errors)" \
 			> $(SAM_VENV)/.unavailable; rm -f $(SAM_VENV)/bin/sam; }
 
+# Debian's chromium for the web console's browser tests (tests/browser): Playwright drives it with
+# executable_path, since it cannot download a browser here. Installed once, when missing (as root).
+browser-setup:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
 run: setup
 	$(BIN)/okyaku dev
 
@@ -39,7 +44,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy shared/okyaku
 
-test: lint typecheck sam-setup
+test: lint typecheck sam-setup browser-setup
 	$(BIN)/pytest
 
 # The fuzz tests of make test, with many more cases per function (seeded; minutes, not seconds).

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     # connectors cannot sign. Empty (the default): every trigger must be signed.
     openfaas_unsigned_topics: str = ""
 
+    # Web console (okyaku.console): sessions are signed with CONSOLE_SESSION_SECRET; unset, a random
+    # secret per process (right for the local runner, where every function shares one process).
+    console_session_secret: str = ""
+    console_session_ttl_hours: float = 12.0
+    console_secure_cookie: str = "auto"  # auto: Secure when served over https; true | false
+
     # Logging
     log_level: str = "INFO"
     log_format: str = "auto"  # json | text | auto (JSON inside Lambda/OpenFaaS)

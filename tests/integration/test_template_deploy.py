@@ -310,9 +310,9 @@ def policy_document(policy: dict[str, Any]) -> dict[str, Any]:
 def test_only_the_writers_may_put_change_events_on_the_bus(deployed: Deployment) -> None:
     iam = deployed.client("iam")
     bus_arn = deployed.outputs["ChangeEventsBusArn"]
-    # The functions that write CRM records (agents apply approved changes; recommendations apply
-    # low-risk cards at once when approval is switched off).
-    writers = {"CrmApiFunction", "OutboxRelayFunction", "AgentsFunction", "RecommendationsFunction"}
+    # The functions that write CRM records (agents and the console apply approved changes;
+    # recommendations apply low-risk cards at once when approval is switched off).
+    writers = {"CrmApiFunction", "OutboxRelayFunction", "AgentsFunction", "RecommendationsFunction", "ConsoleFunction"}
     for logical_id in deployed.spec.functions:
         role = deployed.function(logical_id)["Role"].rsplit("/", 1)[1]
         statements = [

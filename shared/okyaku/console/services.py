@@ -1,0 +1,88 @@
+"""The domain services the console calls in-process, built once per cold start."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from okyaku.config import Settings
+from okyaku.console.panels import InsightProvider
+from okyaku.console.sessions import SessionSigner
+from okyaku.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from okyaku.agents.service import AgentsService
+    from okyaku.chat.service import ChatService
+    from okyaku.embeddings.protocol import Embedder
+    from okyaku.embeddings.search import SemanticSearch
+    from okyaku.llm.gateway import LLMGateway
+    from okyaku.predictions.service import PredictionService
+
+
+@dataclass
+class ConsoleServices:
+    runtime: Runtime
+    signer: SessionSigner
+    templates: Environment
+    predictions: PredictionService
+    agents: AgentsService
+    search: SemanticSearch
+    secure_cookie: str = "auto"
+    # The chat service (okyaku.chat); None: the chat panel is not shown.
+    chat: ChatService | None = None
+    insight_providers: Sequence[InsightProvider] = field(default_factory=tuple)
+    # organization -> (monotonic time, pipeline forecast): the dashboard reuses one for a minute
+    forecasts: dict[uuid.UUID, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+
+
+def default_insights(settings: Settings) -> tuple[InsightProvider, ...]:
+    """The anomalies feature's panels, unless it is switched off (AI_ANOMALIES_ENABLED=false)."""
+    from okyaku.console.insights import PROVIDERS
+    from okyaku.features import feature_enabled
+
+    return PROVIDERS if feature_enabled(settings, "anomalies") else ()
+
+
+def console_services(
+    runtime: Runtime | None = None,
+    *,
+    llm: LLMGateway | None = None,
+    chat_llm: LLMGateway | None = None,
+    signer: SessionSigner | None = None,
+    embedder: Embedder | None = None,
+    explanations: Literal["default", "template"] = "default",
+    insight_providers: Sequence[InsightProvider] | None = None,
+) -> ConsoleServices:
+    """Everything the console needs, from settings (tests pass their runtime and LLM gateway)."""
+    from okyaku.agents.api import agents_service
+    from okyaku.chat.service import ChatService
+    from okyaku.console.templating import template_environment
+    from okyaku.embeddings.search import SemanticSearch
+    from okyaku.embeddings.triggers import default_embedder
+    from okyaku.llm.gateway import LLMGateway
+    from okyaku.predictions.api import prediction_service
+
+    runtime = runtime or Runtime()
+    settings = runtime.settings
+    llm = llm or LLMGateway.from_settings(settings)
+    agents = agents_service(runtime, llm)
+    search = SemanticSearch(embedder or default_embedder(runtime))
+    return ConsoleServices(
+        runtime=runtime,
+        signer=signer
+        or SessionSigner.from_secret_setting(
+            settings.console_session_secret, ttl_s=settings.console_session_ttl_hours * 3600
+        ),
+        templates=template_environment(),
+        # "template": score explanations without the LLM (tests, or to keep pages fast without Ollama).
+        predictions=prediction_service(runtime, writer="default" if explanations == "default" else None),
+        agents=agents,
+        search=search,
+        secure_cookie=settings.console_secure_cookie,
+        chat=ChatService(runtime, chat_llm or llm, approvals=agents.approvals, search=search),
+        insight_providers=tuple(insight_providers if insight_providers is not None else default_insights(settings)),
+    )
