@@ -257,7 +257,7 @@ def test_a_queue_connector_delivers_change_events_to_the_consumers(handlers: dic
     # the consumers of the change-event bus (not the functions' own work queues: agent runs, scans)
     routed = {queue for rule in TEMPLATE.event_rules for queue in rule.queue_targets}
     for function_id in {s.function_id for s in TEMPLATE.sqs_sources if s.queue in routed}:
-        (queue,) = [s.queue for s in TEMPLATE.sqs_sources if s.function_id == function_id]
+        (queue,) = [s.queue for s in TEMPLATE.sqs_sources if s.function_id == function_id and s.queue in routed]
         handle = handlers["handle"][name_of(function_id)]
         for shape, body in bodies.items():
             response = handle(Request("POST", "/", body, signed(queue, body) | {"X-Call-Id": shape}), None)

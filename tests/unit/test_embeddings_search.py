@@ -92,6 +92,7 @@ def test_event_shapes_are_told_apart():
 def test_types_parameter():
     assert parse_types(None) == ["company", "contact", "deal", "activity"]
     assert parse_types(" Deal, contact ,deal") == ["deal", "contact"]
+    assert parse_types(" , ,") == parse_types(None)  # was an empty IN () that Postgres refused (a 500)
     with pytest.raises(ValidationFailed) as error:
         parse_types("deal,invoice")
     assert error.value.details[0]["field"] == "types"

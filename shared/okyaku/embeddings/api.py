@@ -71,7 +71,7 @@ def parse_types(raw: str | None) -> list[str]:
             "unknown entity types",
             details=[field_error("types", f"{t!r} is not one of {', '.join(EMBEDDABLE_TYPES)}") for t in unknown],
         )
-    return types
+    return types or list(EMBEDDABLE_TYPES)  # only commas: no filter, as when it is left out
 
 
 def _require_enabled(runtime: Runtime) -> None:
