@@ -15,10 +15,11 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 from bench._database import bench_organization
+from bench._timing import ms as _ms
+from bench._timing import stats as _stats
+from bench._timing import timed as _timed
 from okyaku.agents.definitions import AGENTS
 from okyaku.agents.dispatch import AgentRunMessage
 from okyaku.agents.framework import ExecutionLog, ToolContext
@@ -42,24 +43,6 @@ REPEATS = 200
 class _Keep:
     def dispatch(self, message: AgentRunMessage) -> None:
         pass
-
-
-def _stats(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-def _timed(call: Callable[[], Any], repeats: int) -> list[float]:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
 
 
 def main() -> None:

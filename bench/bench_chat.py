@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import random
 import statistics
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import insert, text
 
 from bench._database import bench_organization
+from bench._timing import stats as _stats
+from bench._timing import timed as _timed
 from okyaku.chat.fallback import parse_question
 from okyaku.chat.planner import TOOLS
 from okyaku.chat.schemas import ChatRequest
@@ -48,20 +47,6 @@ QUESTIONS = {
     "deals won this quarter + total": "Which deals did we win this quarter and their total?",
     "count of contacts by company": "how many contacts by company",
 }
-
-
-def _stats(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-def _timed(call: Callable[[], Any], repeats: int) -> list[float]:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 def _seed(runtime: Runtime, organization_id: uuid.UUID, now: datetime) -> None:

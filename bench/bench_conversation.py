@@ -16,11 +16,13 @@ import json
 import re
 import statistics
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bench._database import bench_organization
+from bench._timing import ms as _ms
+from bench._timing import stats as _stats
+from bench._timing import timed as _timed
 from okyaku.config import Settings
 from okyaku.conversation.quotes import QuoteFinder
 from okyaku.conversation.rules import Perspective, extract_rules
@@ -37,24 +39,6 @@ from tests.support.openai_server import RecordedRequest, Reply, ScriptedOpenAISe
 
 ACTIVITIES = 60
 REPEATS = 100
-
-
-def _stats(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-def _timed(call: Callable[[], Any], repeats: int) -> list[float]:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
 
 
 def _answer_for(text: str) -> dict[str, Any]:
