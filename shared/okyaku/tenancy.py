@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 
-from okyaku.db import Database, set_organization
+from okyaku.db import Database
 from okyaku.db.models import ApiKey, Organization, User
 from okyaku.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed, field_error
 
@@ -215,32 +215,16 @@ def authenticate(db: Database, authorization: str | None) -> Principal:
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("malformed Authorization header: use 'Bearer <api key>'")
-    key_hash = hash_api_key(key)
     with db.session() as session:
-        # RLS shows an api_keys row to whoever presents its hash, nothing else.
-        session.execute(text("SELECT set_config('app.api_key_hash', :h, true)"), {"h": key_hash})
+        # One round trip (migration 0013): finds the key by its hash under row-level security,
+        # checks its user is active, records its use at most once a minute.
         row = session.execute(
-            select(ApiKey.id, ApiKey.organization_id, ApiKey.user_id).where(
-                ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
-            )
+            text("SELECT api_key_id, organization_id, user_id, role FROM okyaku_authenticate(:h)"),
+            {"h": hash_api_key(key)},
         ).first()
-        if row is None:
-            raise Unauthorized("invalid or revoked API key")
-        set_organization(session, row.organization_id)
-        role = "member"
-        if row.user_id is not None:
-            user = session.execute(select(User.role, User.deactivated_at).where(User.id == row.user_id)).first()
-            if user is None or user.deactivated_at is not None:
-                raise Unauthorized("invalid or revoked API key")  # the same answer: nothing to learn
-            role = user.role
-        # Record use at most once a minute: a write per request would cost more than it tells.
-        session.execute(
-            update(ApiKey)
-            .where(ApiKey.id == row.id)
-            .where(text("last_used_at IS NULL OR last_used_at < now() - interval '1 minute'"))
-            .values(last_used_at=text("now()"))
-        )
-    return Principal(organization_id=row.organization_id, user_id=row.user_id, api_key_id=row.id, role=role)
+    if row is None:
+        raise Unauthorized("invalid or revoked API key")  # revoked, unknown or deactivated: the same answer
+    return Principal(organization_id=row.organization_id, user_id=row.user_id, api_key_id=row.api_key_id, role=row.role)
 
 
 def list_organization_ids(db: Database) -> list[uuid.UUID]:

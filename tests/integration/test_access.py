@@ -34,6 +34,31 @@ def test_an_admin_creates_and_revokes_a_key_and_the_revoked_key_stops_working(te
     assert again.json()["revoked_at"] == revoked.json()["revoked_at"]  # revoking twice changes nothing
 
 
+def test_a_keys_use_is_recorded_at_most_once_a_minute(owner_db, tenant):
+    created = tenant.client.post("/api/v1/api-keys", json={"name": "usage"}).json()
+
+    def last_used() -> object:
+        with owner_db.session() as session:
+            return session.execute(
+                text("SELECT last_used_at FROM api_keys WHERE id = :id"), {"id": created["id"]}
+            ).scalar()
+
+    assert last_used() is None
+    with as_key(tenant, created["api_key"]) as client:
+        assert client.get("/api/v1/contacts").status_code == 200
+        first = last_used()
+        assert first is not None
+        assert client.get("/api/v1/contacts").status_code == 200
+        assert last_used() == first  # within the minute: no write
+        with owner_db.session() as session:
+            session.execute(
+                text("UPDATE api_keys SET last_used_at = now() - interval '2 minutes' WHERE id = :id"),
+                {"id": created["id"]},
+            )
+        assert client.get("/api/v1/contacts").status_code == 200
+        assert last_used() > first  # type: ignore[operator]
+
+
 def test_members_cannot_manage_access(db, tenant):
     member = create_user(db, tenant.id, "member@acme.example", "Mem Ber")
     key = create_api_key(db, tenant.id, "member key", member.id)
