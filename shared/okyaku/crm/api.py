@@ -7,6 +7,7 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, FastAPI, Header, Query, Response, status
 from pydantic import BaseModel
+from sqlalchemy import text
 
 from okyaku.crm import filters as f
 from okyaku.crm import schemas as s
@@ -128,7 +129,7 @@ def create_crm_app(runtime: Runtime | None = None) -> FastAPI:
     @app.get("/api/v1/health", tags=["health"])
     def health(runtime: RuntimeDep) -> dict[str, Any]:
         with runtime.db.session() as session:
-            session.execute(__import__("sqlalchemy").text("SELECT 1"))
+            session.execute(text("SELECT 1"))
         return {"status": "ok", "database": "reachable"}
 
     return app

@@ -4,12 +4,13 @@ the organization set inside every transaction so that row-level security applies
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, exc, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from okyaku.errors import Conflict, DependencyUnavailable, ValidationFailed
@@ -27,6 +28,31 @@ FROM pg_roles r WHERE r.rolname = current_user
 """
 
 
+# A pooled connection idle for longer than this is pinged before use (a restarted or
+# failed-over server, an idle timeout on the way); one in steady use is not, since the ping is
+# a round trip per transaction. If a busy connection is lost anyway, its transaction fails once
+# (503 ``dependency_unavailable``) and SQLAlchemy invalidates the pool, so the next one reconnects.
+PING_AFTER_IDLE_S = 10.0
+
+
+def _ping_connections_after_idle(engine: Engine, idle_s: float) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_s:
+            return  # just connected, or used a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            raise exc.DisconnectionError("the pooled connection is gone")  # the pool reconnects
+
+
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` URLs (as pgserver and most tools print them) and use psycopg 3."""
     if url.startswith("postgres://"):
@@ -39,16 +65,23 @@ def normalize_url(url: str) -> str:
 class Database:
     """Wraps an engine; ``organization_scope`` yields a session bound to one organization."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, statement_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        statement_timeout_ms: int = 30_000,
+        ping_after_idle_s: float = PING_AFTER_IDLE_S,
+    ) -> None:
         if not url:
             raise DependencyUnavailable("DATABASE_URL is not configured", code="database_not_configured")
         self.engine: Engine = create_engine(
             normalize_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
             connect_args={"options": f"-c statement_timeout={statement_timeout_ms}"},
         )
+        _ping_connections_after_idle(self.engine, ping_after_idle_s)
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False, autoflush=False)
 
     @contextmanager
