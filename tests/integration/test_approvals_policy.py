@@ -14,6 +14,7 @@ from okyaku.llm import FeatureFlags
 from okyaku.tenancy import create_api_key, create_user
 from tests.integration import test_agents_api as agents_api
 from tests.integration import test_console as console_tests
+from tests.integration.chat_support import FixedClock, ask, build_crm, chat_client
 from tests.integration.test_agents_api import deal_events, propose, stage_change
 from tests.integration.test_agents_runs import make_crm
 
@@ -34,8 +35,9 @@ def crm(tenant, pipeline) -> dict[str, Any]:
 def make_member(db, tenant, make_agents_client):
     def make(email: str = "member@acme.example", **kwargs: Any) -> TestClient:
         user = create_user(db, tenant.id, email, email.split("@")[0])
-        client = make_agents_client(create_api_key(db, tenant.id, f"{email} key", user.id), **kwargs)
-        client.user_id = str(user.id)  # type: ignore[attr-defined]
+        key = create_api_key(db, tenant.id, f"{email} key", user.id)
+        client = make_agents_client(key, **kwargs)
+        client.user_id, client.api_key = str(user.id), key  # type: ignore[attr-defined]
         return client
 
     return make
@@ -242,3 +244,17 @@ def test_the_console_disables_what_the_policy_refuses_and_refuses_it_if_posted(
     rejected = console.post(f"/console/approvals/{action.id}/reject", data={"csrf_token": token, "reason": "no"})
     assert rejected.status_code == 403
     assert services.agents.approvals.get(tenant.id, action.id).status == "pending"
+
+
+def test_what_a_member_asked_for_in_chat_is_theirs_to_approve_or_not(
+    agents, member, runtime, make_gateway, dead_llm_url, tenant, pipeline
+):
+    set_policy(agents, allow_self_approval=False)
+    chat_clock = FixedClock()
+    build_crm(tenant, pipeline, runtime, chat_clock.now)
+    with chat_client(runtime, make_gateway(dead_llm_url), member.api_key, chat_clock) as chat:  # type: ignore[attr-defined]
+        [proposed] = ask(chat, "Create a task to call Sarah next Tuesday")["actions"]
+    url = f"/api/v1/ai/approvals/{proposed['pending_action_id']}"
+    assert member.get(url).json()["requested_by"] == member.user_id  # type: ignore[attr-defined]
+    refused(member.post(f"{url}/approve"), "self_approval")
+    assert agents.post(f"{url}/approve").json()["status"] == "approved"
