@@ -15,10 +15,14 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, statu
 
 from okyaku.agents.approvals import ApprovalFilters
 from okyaku.agents.dispatch import RunDispatcher
+from okyaku.agents.models import PendingAction
+from okyaku.agents.policy import ApprovalPolicy, StoredPolicy
 from okyaku.agents.schemas import (
     ActionStatus,
     AgentOut,
     ApprovalPageOut,
+    ApprovalPolicyOut,
+    ApprovalRefusalOut,
     ApproveRequest,
     ExecutionOut,
     ExecutionStatus,
@@ -35,6 +39,7 @@ from okyaku.http import PrincipalDep, create_app
 from okyaku.llm.gateway import LLMGateway
 from okyaku.llm.web import install_llm
 from okyaku.runtime import Runtime
+from okyaku.tenancy import Principal, require_admin
 
 _AGENT_ERRORS: dict[int | str, dict[str, Any]] = {503: {"description": "Agents are disabled (AI_AGENTS_ENABLED=false)"}}
 
@@ -45,6 +50,28 @@ def get_agents(request: Request) -> AgentsService:
 
 
 AgentsDep = Annotated[AgentsService, Depends(get_agents)]
+_NOT_PERMITTED: dict[int | str, dict[str, Any]] = {
+    403: {
+        "description": "The approvals policy does not let you decide on it (approval_not_permitted); it stays pending"
+    }
+}
+
+
+def actions_out(agents: AgentsService, principal: Principal, rows: list[PendingAction]) -> list[PendingActionOut]:
+    """The rows as the caller sees them: with whether the approvals policy lets them approve each."""
+    verdicts = agents.approvals.permissions(principal.organization_id, rows, principal.user_id)
+    out = []
+    for row in rows:
+        refused = verdicts.get(row.id)
+        view = PendingActionOut.model_validate(row)
+        view.can_approve = refused is None
+        view.approval_refusal = ApprovalRefusalOut(rule=refused.rule, message=refused.message) if refused else None
+        out.append(view)
+    return out
+
+
+def policy_out(stored: StoredPolicy) -> ApprovalPolicyOut:
+    return ApprovalPolicyOut(**stored.policy.model_dump(), updated_at=stored.updated_at, updated_by=stored.updated_by)
 
 
 def agents_router() -> APIRouter:
@@ -100,7 +127,7 @@ def agents_router() -> APIRouter:
         summary = ExecutionSummaryOut.model_validate(view.execution)
         return ExecutionOut(
             **summary.model_dump(),
-            pending_actions=[PendingActionOut.model_validate(a) for a in view.pending_actions],
+            pending_actions=actions_out(agents, principal, list(view.pending_actions)),
             steps=[StepOut.model_validate(s) for s in view.steps],
         )
 
@@ -109,6 +136,22 @@ def agents_router() -> APIRouter:
 
 def approvals_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1/ai/approvals", tags=["ai approvals"])
+
+    # Before /{action_id}: "policy" is not an action id.
+    @router.get("/policy", response_model=ApprovalPolicyOut, summary="Who may approve what (any member may read it)")
+    def get_policy(principal: PrincipalDep, agents: AgentsDep) -> ApprovalPolicyOut:
+        return policy_out(agents.approvals.policy(principal.organization_id))
+
+    @router.put(
+        "/policy",
+        response_model=ApprovalPolicyOut,
+        responses={403: {"description": "Only an organization admin may change it"}},
+        summary="Replace the approvals policy (admins only; fields left out take their defaults)",
+    )
+    def put_policy(body: ApprovalPolicy, principal: PrincipalDep, agents: AgentsDep) -> ApprovalPolicyOut:
+        require_admin(principal, "change the approvals policy")
+        stored = agents.approvals.set_policy(principal.organization_id, body, updated_by=principal.user_id)
+        return policy_out(stored)
 
     @router.get("", response_model=ApprovalPageOut, summary="Proposed changes, newest first")
     def list_approvals(
@@ -125,18 +168,20 @@ def approvals_router() -> APIRouter:
     ) -> ApprovalPageOut:
         filters = ApprovalFilters(status_, agent, entity_type, entity_id, execution_id, action)
         page = agents.approvals.list(principal.organization_id, filters, limit=limit, cursor=cursor)
-        return ApprovalPageOut(
-            data=[PendingActionOut.model_validate(r) for r in page.rows], next_cursor=page.next_cursor
-        )
+        return ApprovalPageOut(data=actions_out(agents, principal, page.rows), next_cursor=page.next_cursor)
 
     @router.get("/{action_id}", response_model=PendingActionOut, summary="One proposed change")
     def get_approval(action_id: uuid.UUID, principal: PrincipalDep, agents: AgentsDep) -> PendingActionOut:
-        return PendingActionOut.model_validate(agents.approvals.get(principal.organization_id, action_id))
+        [view] = actions_out(agents, principal, [agents.approvals.get(principal.organization_id, action_id)])
+        return view
 
     @router.post(
         "/{action_id}/approve",
         response_model=PendingActionOut,
-        responses={409: {"description": "Expired, already decided, or the record changed since the proposal"}},
+        responses={
+            **_NOT_PERMITTED,
+            409: {"description": "Expired, already decided, or the record changed since the proposal"},
+        },
         summary="Apply a proposed change (optionally edited)",
         description="Applied once: approving again returns the first result.",
     )
@@ -152,12 +197,13 @@ def approvals_router() -> APIRouter:
             reviewer_id=principal.user_id,
             edited_fields=body.edited_fields if body else None,
         )
-        return PendingActionOut.model_validate(row)
+        [view] = actions_out(agents, principal, [row])
+        return view
 
     @router.post(
         "/{action_id}/reject",
         response_model=PendingActionOut,
-        responses={409: {"description": "Already approved or failed"}},
+        responses={**_NOT_PERMITTED, 409: {"description": "Already approved or failed"}},
         summary="Reject a proposed change, with a reason",
     )
     def reject(
@@ -166,7 +212,8 @@ def approvals_router() -> APIRouter:
         row = agents.approvals.reject(
             principal.organization_id, action_id, reviewer_id=principal.user_id, reason=body.reason
         )
-        return PendingActionOut.model_validate(row)
+        [view] = actions_out(agents, principal, [row])
+        return view
 
     return router
 

@@ -6,12 +6,16 @@
   returns the first result. Edits may only touch fields the proposal touched. If the record's
   version moved since the proposal, it refuses with 409 and the action is marked failed.
 - ``reject`` records the reviewer's reason; ``expire_overdue`` retires what nobody reviewed.
+- Who may decide is the organization's approvals policy (okyaku.agents.policy), checked on every
+  approve and reject with the reviewer's role as the database has it: a refusal is 403
+  ``approval_not_permitted`` (details: the rule) and the action stays pending. ``permissions``
+  tells a reviewer, for each row, whether they may approve it and why not.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,12 +25,23 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import Select, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from okyaku.agents.models import PendingAction
+from okyaku.agents.models import AgentExecution, PendingAction
+from okyaku.agents.policy import (
+    ApprovalPolicy,
+    Decision,
+    Refusal,
+    Reviewer,
+    StoredPolicy,
+    load_policy,
+    refusal,
+    reviewer,
+    save_policy,
+)
 from okyaku.agents.tooling import Proposal
 from okyaku.agents.tools.records import CREATE_MODELS, SERVICES, UPDATE_MODELS
 from okyaku.clock import utc_now
 from okyaku.crm.listing import decode_cursor, encode_cursor, invalid_cursor
-from okyaku.errors import Conflict, NotFound, OkyakuError, ValidationFailed, field_error
+from okyaku.errors import Conflict, Forbidden, NotFound, OkyakuError, ValidationFailed, field_error
 from okyaku.runtime import Runtime
 from okyaku.validation import field_details
 
@@ -77,11 +92,16 @@ class ApprovalService:
         low_risk: bool,
         context: Mapping[str, Any],
         auto_apply: bool = False,
+        requested_by: uuid.UUID | None = None,
     ) -> PendingAction:
         """Store a proposal; with ``auto_apply`` (low-risk creates, approval switched off) apply it
-        at once through the same path as a person's approval, so the record of it is the same."""
+        at once through the same path as a person's approval, so the record of it is the same.
+        ``requested_by``: the user who asked for it (the self-approval rule). An action the policy
+        reserves for admins is never auto-applied: it waits for an admin."""
         now = self.clock()
         with self.runtime.db.organization_scope(organization_id) as session:
+            if auto_apply and action in load_policy(session).policy.admin_only_actions:
+                auto_apply = False
             row = PendingAction(
                 agent=agent,
                 execution_id=execution_id,
@@ -95,6 +115,7 @@ class ApprovalService:
                 status="pending",
                 low_risk=low_risk,
                 base_version=proposal.base_version,
+                requested_by=requested_by,
                 expires_at=now + self.ttl,
                 created_at=now,
                 updated_at=now,
@@ -108,6 +129,19 @@ class ApprovalService:
             return self.approve(organization_id, row.id, reviewer_id=None, auto=True)
         except OkyakuError:
             return self.get(organization_id, row.id)  # marked failed, with the reason
+
+    # --- the policy --------------------------------------------------------------------------------
+
+    def policy(self, organization_id: uuid.UUID) -> StoredPolicy:
+        with self.runtime.db.organization_scope(organization_id) as session:
+            return load_policy(session)
+
+    def set_policy(
+        self, organization_id: uuid.UUID, policy: ApprovalPolicy, *, updated_by: uuid.UUID | None
+    ) -> StoredPolicy:
+        """Replace the policy (the caller checks that an admin asks: see the API)."""
+        with self.runtime.db.organization_scope(organization_id) as session:
+            return save_policy(session, policy, updated_by=updated_by)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -145,6 +179,24 @@ class ApprovalService:
             next_cursor = encode_cursor("-created_at", rows[-1].created_at.isoformat(), rows[-1].id)
         return ApprovalPage(rows, next_cursor)
 
+    def permissions(
+        self, organization_id: uuid.UUID, rows: Sequence[PendingAction], reviewer_id: uuid.UUID | None
+    ) -> dict[uuid.UUID, Refusal | None]:
+        """For each row, why ``reviewer_id`` may not approve it now (None: they may)."""
+        if not rows:
+            return {}
+        with self.runtime.db.organization_scope(organization_id) as session:
+            policy = load_policy(session).policy
+            who = reviewer(session, reviewer_id)
+            requesters = self._requesters(session, rows)
+        verdicts: dict[uuid.UUID, Refusal | None] = {}
+        for row in rows:
+            if row.status != "pending":
+                verdicts[row.id] = Refusal("status", f"this proposal is {row.status}")
+            else:
+                verdicts[row.id] = refusal(policy, who, action=row.action, requested_by=requesters.get(row.id))
+        return verdicts
+
     def expire_overdue(self, session: Session) -> int:
         now = self.clock()
         result = session.execute(
@@ -178,6 +230,8 @@ class ApprovalService:
                         code=f"action_{row.status}",
                         details={"status": row.status, "result": row.result},
                     )
+                if not auto:
+                    self._check_permitted(session, row, reviewer_id, "approve")
                 if row.expires_at <= now:
                     row.status, row.updated_at = "expired", now
                     row.result = {"reason": "nobody reviewed it before it expired"}
@@ -220,6 +274,7 @@ class ApprovalService:
                 raise Conflict(
                     f"this action is already {row.status}", code=f"action_{row.status}", details={"status": row.status}
                 )
+            self._check_permitted(session, row, reviewer_id, "reject")
             row.status = "rejected"
             row.rejection_reason = reason
             row.reviewer_id = reviewer_id
@@ -241,6 +296,47 @@ class ApprovalService:
             return int(getattr(result, "rowcount", 0) or 0)
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _check_permitted(
+        self, session: Session, row: PendingAction, reviewer_id: uuid.UUID | None, decision: Decision
+    ) -> None:
+        """403 (nothing changes: the caller's transaction rolls back) unless the policy lets this
+        reviewer take this decision."""
+        stored = load_policy(session)
+        who: Reviewer = reviewer(session, reviewer_id)
+        refused = refusal(
+            stored.policy,
+            who,
+            action=row.action,
+            requested_by=self._requesters(session, [row]).get(row.id),
+            decision=decision,
+        )
+        if refused is not None:
+            raise Forbidden(
+                refused.message,
+                code="approval_not_permitted",
+                details={
+                    "rule": refused.rule,
+                    "role": who.role,
+                    "action": row.action,
+                    "policy": stored.policy.model_dump(mode="json"),
+                },
+            )
+
+    def _requesters(self, session: Session, rows: Sequence[PendingAction]) -> dict[uuid.UUID, uuid.UUID | None]:
+        """Who asked for each row: its own ``requested_by``, or (rows from before 0011) its run's."""
+        found: dict[uuid.UUID, uuid.UUID | None] = {r.id: r.requested_by for r in rows}
+        runs = {r.execution_id for r in rows if r.requested_by is None and r.execution_id is not None}
+        if runs:
+            by_run = dict(
+                session.execute(
+                    select(AgentExecution.id, AgentExecution.requested_by).where(AgentExecution.id.in_(runs))
+                ).tuples()
+            )
+            for row in rows:
+                if row.requested_by is None and row.execution_id is not None:
+                    found[row.id] = by_run.get(row.execution_id)
+        return found
 
     def _locked(self, session: Session, action_id: uuid.UUID) -> PendingAction:
         # RLS hides other organizations' actions: for them this is simply not found.

@@ -483,6 +483,7 @@ class _Run:
                 **proposal.context,
             },
             auto_apply=auto_apply,
+            requested_by=self.execution.requested_by,
         )
         self.proposals[key] = action.id
         return proposal_payload(action), action.id

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -20,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from okyaku.db.models import Base, org_fk
@@ -123,7 +124,28 @@ class PendingAction(Base):
     rejection_reason: Mapped[str | None] = mapped_column(Text)
     edited_fields: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # who asked for it (started the run, asked in chat, applied the recommendation); None: nobody
+    # (conversation analysis, a service key). Added by 0011; older rows fall back to their run's.
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=_NOW)
+
+
+class ApprovalPolicyRow(Base):
+    """An organization's approvals policy (see okyaku.agents.policy); no row: the defaults. Created by 0011."""
+
+    __tablename__ = "approval_policies"
+    __table_args__ = (CheckConstraint("approver_role IN ('member', 'admin')", name="approval_policy_role_valid"),)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        primary_key=True,
+        server_default=text("(current_setting('app.organization_id'))::uuid"),
+    )
+    approver_role: Mapped[str] = mapped_column(String(10), nullable=False)
+    admin_only_actions: Mapped[list[str]] = mapped_column(ARRAY(String(60)), nullable=False)
+    allow_self_approval: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=_NOW)
 
 

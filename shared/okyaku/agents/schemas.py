@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from okyaku.agents.policy import ApprovalPolicy, RefusalRule
+
 ExecutionStatus = Literal["queued", "running", "completed", "stopped", "failed"]
 ActionStatus = Literal["pending", "approved", "rejected", "expired", "failed", "withdrawn"]
 MAX_CONTEXT_CHARS = 20_000
@@ -79,6 +81,14 @@ class StepOut(BaseModel):
     created_at: datetime
 
 
+class ApprovalRefusalOut(BaseModel):
+    rule: RefusalRule = Field(
+        description="status: already decided; role: admins only; action: this kind is admin-only; "
+        "self_approval: you asked for it"
+    )
+    message: str
+
+
 class PendingActionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -102,8 +112,13 @@ class PendingActionOut(BaseModel):
     rejection_reason: str | None
     edited_fields: dict[str, Any] | None
     result: dict[str, Any] | None
+    requested_by: uuid.UUID | None = Field(description="The user who asked for it (None: nobody, or not recorded)")
     created_at: datetime
     updated_at: datetime
+    can_approve: bool = Field(
+        default=False, description="Whether you may approve it now (pending, and the approvals policy allows you)"
+    )
+    approval_refusal: ApprovalRefusalOut | None = Field(default=None, description="Why not, when you may not")
 
 
 class ExecutionSummaryOut(BaseModel):
@@ -153,3 +168,12 @@ class RejectRequest(BaseModel):
 class ApprovalPageOut(BaseModel):
     data: list[PendingActionOut]
     next_cursor: str | None
+
+
+class ApprovalPolicyOut(ApprovalPolicy):
+    """The organization's approvals policy (the defaults until an admin sets one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    updated_at: datetime | None = Field(description="When an admin last set it (null: never, the defaults apply)")
+    updated_by: uuid.UUID | None

@@ -114,6 +114,7 @@ class ChatActions:
             low_risk=tool.low_risk,
             context={"question": ctx.task, "arguments": args.model_dump(mode="json"), **extra, **proposal.context},
             auto_apply=False,
+            requested_by=ctx.requested_by,
         )
         return ChatAction(
             pending_action_id=str(row.id),

@@ -1,5 +1,7 @@
 """Console pages of the agents: the approval queue (field diff, reasoning, approve, edit then
 approve, reject with a reason, the stale-record conflict) and agent runs with their step log.
+What the approvals policy does not let the signed-in user decide is shown with its buttons
+disabled and the reason; the queue refuses it anyway (403) if the form is posted.
 
 No ``from __future__ import annotations``: FastAPI reads the route annotations at run time."""
 
@@ -13,9 +15,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from okyaku.agents.approvals import ApprovalFilters
 from okyaku.agents.models import PendingAction
+from okyaku.agents.policy import Refusal
 from okyaku.console import queries as qs
 from okyaku.console.web import CONSOLE, Page, SignedInDep, checked_form
-from okyaku.errors import Conflict, FeatureDisabled, ValidationFailed
+from okyaku.errors import Conflict, FeatureDisabled, Forbidden, ValidationFailed
 
 ActionStatus = Literal["pending", "approved", "rejected", "expired", "failed", "withdrawn"]
 EDIT_PREFIX = "edit__"
@@ -67,7 +70,9 @@ def edited_fields(action: PendingAction, form: Mapping[str, Any]) -> dict[str, A
     return edits
 
 
-def action_view(action: PendingAction, titles: Mapping[tuple[str, uuid.UUID], str]) -> dict[str, Any]:
+def action_view(
+    action: PendingAction, titles: Mapping[tuple[str, uuid.UUID], str], refusal: Refusal | None = None
+) -> dict[str, Any]:
     plural = qs.PLURAL.get(action.entity_type)
     target_title = titles.get((action.entity_type, action.entity_id)) if action.entity_id else None
     links = action.context.get("links") if isinstance(action.context, dict) else None
@@ -86,6 +91,10 @@ def action_view(action: PendingAction, titles: Mapping[tuple[str, uuid.UUID], st
             for name, change in action.changes.items()
         ],
         "links": links if isinstance(links, dict) else {},
+        # why the signed-in user may not approve (a pending row only; decided rows show no buttons);
+        # the self-approval rule still lets them reject their own request
+        "refusal": refusal if refusal is not None and refusal.rule != "status" else None,
+        "may_reject": refusal is None or refusal.rule in ("status", "self_approval"),
     }
 
 
@@ -93,6 +102,7 @@ def render_queue(page: Page, status: str, *, message: dict[str, str] | None = No
     org = page.organization_id
     approvals = page.services.agents.approvals
     rows = approvals.list(org, ApprovalFilters(status=status), limit=50).rows
+    verdicts = approvals.permissions(org, rows, page.session.user_id)
     with page.services.runtime.db.organization_scope(org) as session:
         titles = qs.titles(session, [(r.entity_type, r.entity_id) for r in rows if r.entity_id])
     return page.render(
@@ -101,7 +111,7 @@ def render_queue(page: Page, status: str, *, message: dict[str, str] | None = No
             "title": "Approvals",
             "status": status,
             "statuses": ["pending", "approved", "rejected", "failed", "expired", "withdrawn"],
-            "actions": [action_view(r, titles) for r in rows],
+            "actions": [action_view(r, titles, verdicts.get(r.id)) for r in rows],
             "message": message,
         },
         status_code=status_code,
@@ -119,6 +129,10 @@ def conflict_message(error: Conflict) -> dict[str, str]:
         )
         return {"kind": "conflict", "title": "The record changed since the proposal", "text": text}
     return {"kind": "conflict", "title": "This proposal cannot be approved", "text": error.message}
+
+
+def not_permitted_message(error: Forbidden) -> dict[str, str]:
+    return {"kind": "error", "title": "The approvals policy does not let you decide on this", "text": error.message}
 
 
 def agents_router() -> APIRouter:
@@ -140,6 +154,8 @@ def agents_router() -> APIRouter:
             approvals.approve(org, action_id, reviewer_id=page.session.user_id, edited_fields=edits or None)
         except Conflict as error:
             return render_queue(page, "pending", message=conflict_message(error), status_code=409)
+        except Forbidden as error:
+            return render_queue(page, "pending", message=not_permitted_message(error), status_code=403)
         except ValidationFailed as error:
             problems = "; ".join(
                 f"{d.get('field', '')}: {d.get('message', '')}" for d in (error.details or []) if isinstance(d, dict)
@@ -161,6 +177,8 @@ def agents_router() -> APIRouter:
             )
         except Conflict as error:
             return render_queue(page, "pending", message=conflict_message(error), status_code=409)
+        except Forbidden as error:
+            return render_queue(page, "pending", message=not_permitted_message(error), status_code=403)
         return page.redirect(f"{CONSOLE}/approvals?notice=rejected")
 
     @router.get("/runs", response_class=HTMLResponse)
@@ -174,6 +192,9 @@ def agents_router() -> APIRouter:
     @router.get("/runs/{execution_id}", response_class=HTMLResponse)
     def run_page(page: SignedInDep, execution_id: uuid.UUID) -> Response:
         view = page.services.agents.execution(page.organization_id, execution_id)
+        verdicts = page.services.agents.approvals.permissions(
+            page.organization_id, list(view.pending_actions), page.session.user_id
+        )
         with page.services.runtime.db.organization_scope(page.organization_id) as session:
             titles = qs.titles(session, [(a.entity_type, a.entity_id) for a in view.pending_actions if a.entity_id])
         return page.render(
@@ -182,7 +203,7 @@ def agents_router() -> APIRouter:
                 "title": f"Run of {view.execution.agent}",
                 "run": view.execution,
                 "steps": view.steps,
-                "actions": [action_view(a, titles) for a in view.pending_actions],
+                "actions": [action_view(a, titles, verdicts.get(a.id)) for a in view.pending_actions],
                 "as_json": lambda value: json.dumps(value, indent=2, ensure_ascii=False, default=str),
             },
         )

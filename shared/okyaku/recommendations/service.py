@@ -318,6 +318,7 @@ class RecommendationService:
                 low_risk=low_risk,
                 context=proposal.context,
                 auto_apply=auto,
+                requested_by=user_id,
             )
             card.pending_action_id = action.id
             card.status, card.closed_trigger_key, card.updated_at = "applied", card.trigger_key, now
