@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
 from okyaku.lambda_events import HttpResponse, build_http_event, gateway_error, http_response_from_result
-from okyaku.local.lambda_host import FunctionHost
+from okyaku.local.lambda_host import FunctionHost, release_thread_event_loop
 from okyaku.local.template import Template
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,13 @@ def make_request_handler(runner: Served) -> type[BaseHTTPRequestHandler]:
         # TCP_NODELAY: a response is one write anyway (below), and no small segment may wait
         # for the client's delayed ACK (Nagle), which cost ~40 ms a request on keep-alive.
         disable_nagle_algorithm = True
+
+        def finish(self) -> None:
+            # The connection's thread ends here: the event loop its invocations ran on goes too.
+            try:
+                super().finish()
+            finally:
+                release_thread_event_loop()
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("%s " + format, self.address_string(), *args)

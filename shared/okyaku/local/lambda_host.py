@@ -1,5 +1,5 @@
-"""Lambda, hosted locally: a function's handler file imported under a name of its own, invoked on
-a small pool of worker threads with a Lambda ``context``; and the template's environment applied."""
+"""Lambda, hosted locally: a function's handler file imported under a name of its own, invoked with
+a Lambda ``context`` at most ``concurrency`` events at a time; and the template's environment applied."""
 
 from __future__ import annotations
 
@@ -47,23 +47,42 @@ def load_handler_module(spec: FunctionSpec, module_name: str | None = None) -> M
     return module
 
 
-def _new_event_loop_for_thread() -> None:
-    # Mangum runs the ASGI app on the calling thread's event loop; each worker gets its own.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+_thread_state = threading.local()
+
+
+def ensure_thread_event_loop() -> None:
+    """Mangum runs the ASGI app on the calling thread's event loop: each thread gets its own."""
+    if getattr(_thread_state, "loop", None) is None:
+        _thread_state.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_thread_state.loop)
+
+
+def release_thread_event_loop() -> None:
+    """Close the loop of a thread that is about to end (an HTTP connection's)."""
+    loop = getattr(_thread_state, "loop", None)
+    if loop is not None:
+        _thread_state.loop = None
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 class FunctionHost:
-    """One function's handler, imported on first use, invoked on a small pool of worker threads
-    (each one like a Lambda instance: one event at a time)."""
+    """One function's handler, imported on first use, at most ``concurrency`` events at a time
+    (each slot like a Lambda instance: one event at a time).
+
+    ``invoke`` runs the event on the calling thread (an HTTP connection's, a queue consumer's):
+    a hand-over to another thread per request cost more CPU than the smallest request itself.
+    ``submit`` runs it on the host's own threads, for callers that do not wait (schedules)."""
 
     def __init__(self, spec: FunctionSpec, *, concurrency: int = 4) -> None:
         self.spec = spec
         self._handler: Callable[[Any, Any], Any] | None = None
         self._import_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(concurrency)
         self._executor = ThreadPoolExecutor(
             max_workers=concurrency,
             thread_name_prefix=f"fn-{spec.logical_id}",
-            initializer=_new_event_loop_for_thread,
+            initializer=ensure_thread_event_loop,
         )
 
     @property
@@ -85,25 +104,28 @@ class FunctionHost:
             return self._handler
 
     def _call(self, event: Any) -> Any:
-        context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout_s)
-        try:
-            return self.handler(event, context)
-        finally:
-            elapsed = time.monotonic() - context.started
-            if elapsed > self.spec.timeout_s:
-                logger.warning(
-                    "%s ran %.1f s, past its Timeout of %d s: Lambda would have stopped it",
-                    self.spec.logical_id,
-                    elapsed,
-                    self.spec.timeout_s,
-                )
+        handler = self.handler  # imported (once) before taking a slot
+        ensure_thread_event_loop()
+        with self._slots:
+            context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout_s)
+            try:
+                return handler(event, context)
+            finally:
+                elapsed = time.monotonic() - context.started
+                if elapsed > self.spec.timeout_s:
+                    logger.warning(
+                        "%s ran %.1f s, past its Timeout of %d s: Lambda would have stopped it",
+                        self.spec.logical_id,
+                        elapsed,
+                        self.spec.timeout_s,
+                    )
 
     def submit(self, event: Any) -> Future[Any]:
         return self._executor.submit(self._call, event)
 
     def invoke(self, event: Any) -> Any:
-        """Run the handler with ``event`` and return its result (or raise its error)."""
-        return self.submit(event).result()
+        """Run the handler with ``event`` on this thread; its result (or its error)."""
+        return self._call(event)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

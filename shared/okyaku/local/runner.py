@@ -44,7 +44,7 @@ from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
 from okyaku.lambda_events import ACCOUNT_ID, REGION, failed_message_ids, scheduled_event, sqs_record
 from okyaku.local.http_front import make_request_handler
-from okyaku.local.lambda_host import FunctionHost, apply_template_environment
+from okyaku.local.lambda_host import FunctionHost, apply_template_environment, release_thread_event_loop
 from okyaku.local.scheduler import Scheduler
 from okyaku.local.sqs import DeadLetter, LocalQueue, lambda_message_attributes
 from okyaku.local.template import EventRule, ScheduleEvent, Template, parse_template
@@ -260,6 +260,7 @@ class LocalRunner:
             if failed and error is None:
                 logger.warning("%s: %d of %d records failed", queue.source.function_id, len(failed), len(batch))
             queue.settle(batch, failed, time.monotonic(), repr(error) if error else "reported in batchItemFailures")
+        release_thread_event_loop()  # the invocations ran on this thread's loop
 
     # --- schedules ---
 
