@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     # the size), then run as an import job: on IMPORT_JOBS_QUEUE_URL when set, else a local thread.
     imports_bucket: str = ""
     s3_endpoint_url: str = ""  # LocalStack, MinIO; unset: AWS_ENDPOINT_URL, else AWS's
-    import_upload_max_bytes: int = 100_000_000
+    import_upload_max_bytes: int = 50_000_000  # the import_jobs function's 3 GB: ~32x the file (measured)
     import_upload_url_expiry_s: int = 3600
     import_jobs_queue_url: str = ""
 

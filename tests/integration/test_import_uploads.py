@@ -23,7 +23,7 @@ from okyaku.crm.import_uploads import ImportUploads
 from okyaku.runtime import Runtime
 from tests.integration.test_agents_function import http_event, sqs_event
 
-APP = Path(__file__).resolve().parents[2] / "functions" / "crm_api" / "app.py"
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
 
 def contacts_csv(rows: int) -> bytes:
@@ -252,8 +252,17 @@ def queue_url(sqs) -> str:  # type: ignore[no-untyped-def]
     return str(sqs.create_queue(QueueName=f"import-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"])
 
 
+def load_function(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"{name}_function_app", FUNCTIONS / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
-def handler_module(pg, monkeypatch, moto_endpoint, queue_url, bucket):  # type: ignore[no-untyped-def]
+def functions(pg, monkeypatch, moto_endpoint, queue_url, bucket):  # type: ignore[no-untyped-def]
+    """crm_api and import_jobs as deployed: configured by the template's variables."""
     from okyaku.config import get_settings
 
     monkeypatch.setenv("DATABASE_URL", pg.app_url)
@@ -263,25 +272,23 @@ def handler_module(pg, monkeypatch, moto_endpoint, queue_url, bucket):  # type: 
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("CHANGE_EVENTS_QUEUE_URL", raising=False)
     get_settings.cache_clear()
-    spec = importlib.util.spec_from_file_location("crm_api_function_app", APP)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    module.import_uploads.runtime.db.dispose()
+    crm_api, import_jobs = load_function("crm_api"), load_function("import_jobs")
+    yield crm_api, import_jobs
+    for module in (crm_api, import_jobs):
+        runtime = module.import_uploads.runtime if hasattr(module, "import_uploads") else module.app.state.runtime
+        runtime.db.dispose()
     get_settings.cache_clear()
 
 
-def test_the_function_queues_the_job_and_its_queue_runs_it_once(handler_module, db, tenant, sqs, queue_url):
+def test_crm_api_queues_the_job_and_import_jobs_runs_it_once(functions, db, tenant, sqs, queue_url):
+    crm_api, import_jobs = functions
     key = tenant.org.api_key
-    started = handler_module.handler(
-        http_event("POST", "/api/v1/imports/uploads", key, {"entity_type": "contact"}), None
-    )
+    started = crm_api.handler(http_event("POST", "/api/v1/imports/uploads", key, {"entity_type": "contact"}), None)
     assert started["statusCode"] == 201, started
     ticket = json.loads(started["body"])
     assert send_form(ticket, contacts_csv(40)).status_code in (200, 201, 204)
 
-    completed = handler_module.handler(http_event("POST", ticket["complete_url"], key), None)
+    completed = crm_api.handler(http_event("POST", ticket["complete_url"], key), None)
     assert completed["statusCode"] == 202, completed
     assert json.loads(completed["body"])["status"] == "queued"
     assert count(db, tenant, "SELECT count(*) FROM contacts") == 0  # nothing ran in the HTTP invocation
@@ -290,12 +297,12 @@ def test_the_function_queues_the_job_and_its_queue_runs_it_once(handler_module, 
     assert [json.loads(m["Body"]) for m in received] == [{"organization_id": str(tenant.id), "job_id": ticket["id"]}]
     arn = "arn:aws:sqs:us-east-1:123456789012:import-jobs"
     bad = {"MessageId": "bad-1", "ReceiptHandle": "r", "Body": '{"job_id": "nope"}'}
-    assert handler_module.handler(sqs_event([*received, bad], arn), None) == {
+    assert import_jobs.handler(sqs_event([*received, bad], arn), None) == {
         "batchItemFailures": [{"itemIdentifier": "bad-1"}]
     }
-    report = json.loads(handler_module.handler(http_event("GET", ticket["report_url"], key), None)["body"])
+    report = json.loads(crm_api.handler(http_event("GET", ticket["report_url"], key), None)["body"])
     assert (report["status"], report["created"]) == ("completed", 40)
     # Delivered again (at least once): the import is not repeated.
-    assert handler_module.handler(sqs_event(received, arn), None) == {"batchItemFailures": []}
+    assert import_jobs.handler(sqs_event(received, arn), None) == {"batchItemFailures": []}
     assert count(db, tenant, "SELECT count(*) FROM contacts") == 40
     assert count(db, tenant, "SELECT count(*) FROM outbox") == 40
