@@ -153,9 +153,11 @@ def test_completing_twice_imports_once(api, db, tenant):
     assert (first.status_code, second.status_code) == (202, 202)
     assert second.json()["id"] == ticket["id"]
     assert api.uploads.wait()
-    assert api.complete(ticket["id"]).json()["status"] == "completed"
-    # A worker given the job again (a message delivered twice) finds it done.
+    done = api.complete(ticket["id"]).json()
+    assert done["status"] == "completed"
+    # A worker given the job again (a message delivered twice) finds it done and leaves it so.
     assert api.uploads.run(tenant.id, uuid.UUID(ticket["id"])) is None
+    assert api.report(ticket["id"]) == done
     assert count(db, tenant, "SELECT count(*) FROM import_jobs") == 1
     assert count(db, tenant, "SELECT count(*) FROM contacts") == 20
     assert count(db, tenant, "SELECT count(*) FROM outbox") == 20
@@ -304,5 +306,6 @@ def test_crm_api_queues_the_job_and_import_jobs_runs_it_once(functions, db, tena
     assert (report["status"], report["created"]) == ("completed", 40)
     # Delivered again (at least once): the import is not repeated.
     assert import_jobs.handler(sqs_event(received, arn), None) == {"batchItemFailures": []}
+    assert json.loads(crm_api.handler(http_event("GET", ticket["report_url"], key), None)["body"]) == report
     assert count(db, tenant, "SELECT count(*) FROM contacts") == 40
     assert count(db, tenant, "SELECT count(*) FROM outbox") == 40
