@@ -8,6 +8,7 @@ import importlib.util
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import text
 
 from okyaku.config import Settings
 from okyaku.crm.api import create_crm_app
-from okyaku.crm.import_uploads import ImportUploads
+from okyaku.crm.import_uploads import ImportJobMessage, ImportUploads
 from okyaku.runtime import Runtime
 from tests.integration.test_agents_function import http_event, sqs_event
 
@@ -51,8 +52,8 @@ def upload_settings(pg, moto_endpoint: str, bucket: str, **overrides: Any) -> Se
 class Api:
     """The CRM app with its upload service, and one organization's client."""
 
-    def __init__(self, settings: Settings, db, publisher, api_key: str) -> None:  # type: ignore[no-untyped-def]
-        self.uploads = ImportUploads(Runtime(settings, db=db, publisher=publisher))
+    def __init__(self, settings: Settings, db, publisher, api_key: str, dispatch=None) -> None:  # type: ignore[no-untyped-def]
+        self.uploads = ImportUploads(Runtime(settings, db=db, publisher=publisher), dispatch=dispatch)
         self.client = TestClient(
             create_crm_app(self.uploads.runtime, import_uploads=self.uploads),
             headers={"Authorization": f"Bearer {api_key}"},
@@ -161,6 +162,41 @@ def test_completing_twice_imports_once(api, db, tenant):
     assert count(db, tenant, "SELECT count(*) FROM import_jobs") == 1
     assert count(db, tenant, "SELECT count(*) FROM contacts") == 20
     assert count(db, tenant, "SELECT count(*) FROM outbox") == 20
+
+
+def test_a_job_left_queued_is_handed_over_again_and_still_runs_once(pg, db, publisher, tenant, moto_endpoint, bucket):
+    handed: list[ImportJobMessage] = []
+    api = Api(upload_settings(pg, moto_endpoint, bucket), db, publisher, tenant.org.api_key, dispatch=handed.append)
+    ticket = api.start()
+    send_form(ticket, contacts_csv(5))
+    assert api.complete(ticket["id"]).json()["status"] == "queued"
+    assert api.complete(ticket["id"]).json()["status"] == "queued"
+    assert len(handed) == 1  # a fresh job is not handed over twice
+    with db.organization_scope(tenant.id) as session:  # its worker died: nothing for an hour
+        session.execute(
+            text(
+                "UPDATE import_jobs SET options = options || jsonb_build_object('queued_at', CAST(:t AS text)) WHERE id = :id"
+            ),
+            {"t": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "id": ticket["id"]},
+        )
+    assert api.complete(ticket["id"]).status_code == 202
+    assert len(handed) == 2 and handed[0] == handed[1]
+    reports = [api.uploads.run(m.organization_id, m.job_id) for m in handed]
+    assert reports[0] is not None and reports[0].created == 5 and reports[1] is None
+    assert count(db, tenant, "SELECT count(*) FROM contacts") == 5
+
+
+def test_an_upload_never_completed_ends_failed(api, db, tenant):
+    ticket = api.start()
+    with db.organization_scope(tenant.id) as session:
+        session.execute(
+            text("UPDATE import_jobs SET created_at = now() - interval '3 days' WHERE id = :id"), {"id": ticket["id"]}
+        )
+    report = api.report(ticket["id"])
+    assert report["status"] == "failed" and "never completed" in report["failure"]
+    assert report["finished_at"] is not None
+    fresh = api.start()
+    assert api.report(fresh["id"])["status"] == "awaiting_upload"  # may still come
 
 
 def test_a_file_over_the_upload_limit_is_refused(pg, db, publisher, tenant, moto_endpoint, bucket, s3):

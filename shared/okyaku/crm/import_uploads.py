@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UPLOAD_PREFIX = "uploads/"
+# A job queued this long without starting may be handed over again by completing it again.
+REQUEUE_AFTER = timedelta(minutes=20)
 READ_CHUNK_BYTES = 1024 * 1024
 
 
@@ -147,6 +149,11 @@ class UploadStore:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+def _queued_at(job: ImportJob) -> datetime:
+    queued = (job.options or {}).get("queued_at")
+    return datetime.fromisoformat(queued) if isinstance(queued, str) else job.created_at
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -259,6 +266,10 @@ class ImportUploads:
                     job.status = "queued"
                     job.options = job.options | {"queued_at": datetime.now(UTC).isoformat(), "size_bytes": size}
                     queued = True
+            elif job.status == "queued" and _queued_at(job) < datetime.now(UTC) - REQUEUE_AFTER:
+                # Its message or thread may be lost (a process restart, a dead letter): hand it over
+                # again. The worker claims a job once, so a second copy cannot run it twice.
+                queued = True
         if refused is not None:
             raise refused
         if queued:

@@ -204,6 +204,9 @@ def _jsonable(details: Any) -> Any:
 # was killed (a timeout, a crash) and, being one transaction, left nothing behind.
 STALE_AFTER = timedelta(minutes=20)
 STALE_FAILURE = "the import stopped before it finished (the function timed out or crashed); nothing of it was saved"
+# An upload's job whose file never came: past the bucket's 1-day expiry (and the form's) it cannot.
+UPLOAD_ABANDONED_AFTER = timedelta(days=2)
+UPLOAD_ABANDONED = "the upload was never completed; start a new one"
 
 
 def get_import(
@@ -219,17 +222,24 @@ def get_import(
         job = session.get(ImportJob, job_id)
         if job is None:
             raise NotFound(f"import {job_id} not found", details={"id": str(job_id)})
-        if job.status == "running" and _started_at(job) < datetime.now(UTC) - stale_after:
-            job = session.get(ImportJob, job_id, with_for_update=True, populate_existing=True)
-            if job is not None and job.status == "running":
-                job.status = "failed"
-                job.options = job.options | {
-                    "failure": STALE_FAILURE,
-                    "failure_details": {"stale_after_s": int(stale_after.total_seconds())},
-                }
-                job.finished_at = datetime.now(UTC)
+        now = datetime.now(UTC)
+        if job.status == "running" and _started_at(job) < now - stale_after:
+            _fail_if(session, job_id, "running", STALE_FAILURE, {"stale_after_s": int(stale_after.total_seconds())})
+        elif job.status == "awaiting_upload" and job.created_at < now - UPLOAD_ABANDONED_AFTER:
+            abandoned_s = int(UPLOAD_ABANDONED_AFTER.total_seconds())
+            _fail_if(session, job_id, "awaiting_upload", UPLOAD_ABANDONED, {"abandoned_after_s": abandoned_s})
+        job = session.get(ImportJob, job_id, populate_existing=True)
         assert job is not None
         return report_of(job, errors_limit=errors_limit)
+
+
+def _fail_if(session: Session, job_id: uuid.UUID, status: str, failure: str, details: dict[str, Any]) -> None:
+    job = session.get(ImportJob, job_id, with_for_update=True, populate_existing=True)
+    if job is not None and job.status == status:
+        job.status = "failed"
+        job.options = job.options | {"failure": failure, "failure_details": details}
+        job.finished_at = datetime.now(UTC)
+        session.flush()
 
 
 def _started_at(job: ImportJob) -> datetime:
