@@ -175,7 +175,8 @@ def test_a_job_left_queued_is_handed_over_again_and_still_runs_once(pg, db, publ
     with db.organization_scope(tenant.id) as session:  # its worker died: nothing for an hour
         session.execute(
             text(
-                "UPDATE import_jobs SET options = options || jsonb_build_object('queued_at', CAST(:t AS text)) WHERE id = :id"
+                "UPDATE import_jobs SET options = options || jsonb_build_object('queued_at', CAST(:t AS text))"
+                " WHERE id = :id"
             ),
             {"t": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "id": ticket["id"]},
         )
