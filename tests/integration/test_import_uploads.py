@@ -187,6 +187,21 @@ def test_a_job_left_queued_is_handed_over_again_and_still_runs_once(pg, db, publ
     assert count(db, tenant, "SELECT count(*) FROM contacts") == 5
 
 
+def test_a_worker_without_the_bucket_fails_the_job_rather_than_leaving_it_running(
+    pg, db, publisher, tenant, moto_endpoint, bucket
+):
+    handed: list[ImportJobMessage] = []
+    api = Api(upload_settings(pg, moto_endpoint, bucket), db, publisher, tenant.org.api_key, dispatch=handed.append)
+    ticket = api.start()
+    send_form(ticket, contacts_csv(2))
+    api.complete(ticket["id"])
+    misconfigured = ImportUploads(Runtime(Settings(database_url=pg.app_url), db=db, publisher=publisher))
+    (message,) = handed
+    assert misconfigured.run(message.organization_id, message.job_id) is None
+    report = api.report(ticket["id"])
+    assert report["status"] == "failed" and "IMPORTS_BUCKET" in report["failure"]
+
+
 def test_an_upload_never_completed_ends_failed(api, db, tenant):
     ticket = api.start()
     with db.organization_scope(tenant.id) as session:

@@ -328,7 +328,6 @@ class ImportUploads:
             options = dict(job.options)
             entity_type, filename = job.entity_type, job.filename
         upload = options["upload"]
-        store = self.store
         actor = options.get("actor")
         import_options = ImportOptions(
             entity_type=entity_type,
@@ -349,7 +348,7 @@ class ImportUploads:
             logger.exception("import job %s failed", job_id)
             return None
         try:
-            store.delete(str(upload["key"]))
+            self.store.delete(str(upload["key"]))
         except Exception:  # the lifecycle rule removes it later
             logger.warning("could not delete the imported object %s", upload["key"], exc_info=True)
         return report
