@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     # Lambda takes at most 6 MB of request event; API Gateway sends a multipart upload base64-encoded
     # (4/3 larger), so what fits through the gateway is a file of about 4 MB.
     import_max_bytes: int = 4_000_000
+    # Bigger files go to S3 first (POST /api/v1/imports/uploads: a presigned POST whose policy caps
+    # the size), then run as an import job: on IMPORT_JOBS_QUEUE_URL when set, else a local thread.
+    imports_bucket: str = ""
+    s3_endpoint_url: str = ""  # LocalStack, MinIO; unset: AWS_ENDPOINT_URL, else AWS's
+    import_upload_max_bytes: int = 50_000_000  # the import_jobs function's 3 GB: ~32x the file (measured)
+    import_upload_url_expiry_s: int = 3600
+    import_jobs_queue_url: str = ""
 
     # OpenFaaS triggers (okyaku.openfaas): a request with X-Topic runs a schedule or a queue
     # message only when signed (HMAC-SHA256) with this secret, or the file's content.

@@ -55,6 +55,11 @@ class ValidationFailed(OkyakuError):
     code = "validation_error"
 
 
+class PayloadTooLarge(OkyakuError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 class RateLimited(OkyakuError):
     """429; ``retry_after_s`` becomes the ``Retry-After`` header."""
 

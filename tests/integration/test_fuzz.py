@@ -51,12 +51,13 @@ APPS: dict[str, Callable[[Any, Any], FastAPI]] = {
 }
 
 
-# The LLM is down on purpose here: saying so (503 with one of these codes) is the right answer.
-LLM_DOWN_CODES = frozenset({"llm_unavailable", "llm_circuit_open"})
+# The LLM is down on purpose here, and no imports bucket is configured: saying so (503 with one of
+# these codes) is the right answer.
+LLM_DOWN_CODES = frozenset({"llm_unavailable", "llm_circuit_open", "uploads_unavailable"})
 
 
 def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
-    """No 5xx, except the 503 that says the (deliberately absent) LLM is unavailable."""
+    """No 5xx, except the 503 that says the (deliberately absent) LLM or bucket is unavailable."""
     if response.status_code < 500:
         return None
     try:

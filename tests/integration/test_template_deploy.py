@@ -312,7 +312,14 @@ def test_only_the_writers_may_put_change_events_on_the_bus(deployed: Deployment)
     bus_arn = deployed.outputs["ChangeEventsBusArn"]
     # The functions that write CRM records (agents and the console apply approved changes;
     # recommendations apply low-risk cards at once when approval is switched off).
-    writers = {"CrmApiFunction", "OutboxRelayFunction", "AgentsFunction", "RecommendationsFunction", "ConsoleFunction"}
+    writers = {
+        "CrmApiFunction",
+        "ImportJobsFunction",  # imports uploaded to S3
+        "OutboxRelayFunction",
+        "AgentsFunction",
+        "RecommendationsFunction",
+        "ConsoleFunction",
+    }
     for logical_id in deployed.spec.functions:
         role = deployed.function(logical_id)["Role"].rsplit("/", 1)[1]
         statements = [
@@ -325,6 +332,53 @@ def test_only_the_writers_may_put_change_events_on_the_bus(deployed: Deployment)
             assert [s["Resource"] for s in puts] == [bus_arn], logical_id
         else:
             assert puts == [], logical_id
+
+
+def test_the_imports_bucket_is_private_encrypted_expiring_and_only_the_import_functions_use_it(
+    deployed: Deployment,
+) -> None:
+    s3 = deployed.client("s3")
+    iam = deployed.client("iam")
+    bucket = deployed.physical["ImportsBucket"]
+    assert deployed.outputs["ImportsBucketName"] == bucket
+    (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    # moto's CloudFormation applies only the encryption: the rest as AWS gets it, translated.
+    properties = deployed.translated["Resources"]["ImportsBucket"]["Properties"]
+    blocked = properties["PublicAccessBlockConfiguration"]
+    assert all(
+        blocked[k] for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+    )
+    (expiry,) = properties["LifecycleConfiguration"]["Rules"]
+    assert (expiry["Status"], expiry["ExpirationInDays"], expiry["Prefix"]) == ("Enabled", 1, "uploads/")
+    (cors,) = properties["CorsConfiguration"]["CorsRules"]
+    assert "POST" in cors["AllowedMethods"] and "*" not in json.dumps(cors["AllowedOrigins"])
+
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    users = {"CrmApiFunction", "ImportJobsFunction"}
+    for logical_id in deployed.spec.functions:
+        configuration = deployed.function(logical_id)
+        variables = configuration["Environment"]["Variables"]
+        role = configuration["Role"].rsplit("/", 1)[1]
+        s3_statements = [
+            statement
+            for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+            for statement in policy_document(iam.get_role_policy(RoleName=role, PolicyName=name))["Statement"]
+            if "s3:" in json.dumps(statement["Action"])
+        ]
+        if logical_id in users:
+            assert variables["IMPORTS_BUCKET"] == bucket, logical_id
+            resources = {
+                r for s in s3_statements for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+            }
+            assert resources and resources <= {bucket_arn, f"{bucket_arn}/*"}, (logical_id, resources)
+        else:
+            assert "IMPORTS_BUCKET" not in variables and s3_statements == [], logical_id
+    # crm_api queues completed uploads on the queue import_jobs consumes.
+    crm_variables = deployed.function("CrmApiFunction")["Environment"]["Variables"]
+    assert crm_variables["IMPORT_JOBS_QUEUE_URL"] == deployed.queue_url("ImportJobsQueue")
+    (source,) = [s for s in deployed.spec.sqs_sources if s.function_id == "ImportJobsFunction"]
+    assert source.queue == "ImportJobsQueue"
 
 
 # --- what moto skips, checked in the translated template -----------------------------------------

@@ -29,6 +29,7 @@ SERVICE_OF_TYPE = {
     "AWS::SQS::QueuePolicy": ["sqs"],
     "AWS::Events::EventBus": ["events"],
     "AWS::Events::Rule": ["events"],
+    "AWS::S3::Bucket": ["s3"],
 }
 
 

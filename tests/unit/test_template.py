@@ -430,3 +430,28 @@ def test_the_anomalies_function_fans_out_through_its_own_queue() -> None:
     assert schedule.expression == "cron(0 6 * * ? *)"
     routes = {r.route_key for r in template.routes if r.function_id == "AnomaliesFunction"}
     assert {"ANY /api/v1/ai/anomalies", "ANY /api/v1/ai/insights", "ANY /api/v1/notifications"} <= routes
+
+
+def test_big_imports_go_through_the_bucket_to_a_worker_with_the_time_and_memory_for_them() -> None:
+    """crm_api (29 s, HTTP) signs uploads and queues jobs; import_jobs, the only consumer, runs them."""
+    from okyaku.config import Settings
+
+    template = parse_template(ROOT / "template.yaml")
+    crm, worker = template.functions["CrmApiFunction"], template.functions["ImportJobsFunction"]
+    assert logical_id_of(crm.environment["IMPORTS_BUCKET"]) == logical_id_of(worker.environment["IMPORTS_BUCKET"])
+    assert logical_id_of(crm.environment["IMPORTS_BUCKET"]) == "ImportsBucket"
+    assert logical_id_of(crm.environment["IMPORT_JOBS_QUEUE_URL"]) == "ImportJobsQueue"
+    assert [(s.function_id, s.batch_size) for s in template.sqs_sources if s.queue == "ImportJobsQueue"] == [
+        ("ImportJobsFunction", 1)
+    ]
+    assert crm.timeout_s == 29 and worker.timeout_s == 900
+    # An import holds about 32x its file in memory (README): the cap must fit the worker.
+    assert 32 * Settings().import_upload_max_bytes <= worker.memory_mb * 1024 * 1024
+    bucket = load_template_dict(ROOT / "template.yaml")["Resources"]["ImportsBucket"]["Properties"]
+    (expiry,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert (expiry["Prefix"], expiry["ExpirationInDays"]) == ("uploads/", 1)
+    from okyaku.crm.import_uploads import UPLOAD_PREFIX
+
+    assert expiry["Prefix"] == UPLOAD_PREFIX
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]

@@ -13,6 +13,7 @@ from okyaku.crm import filters as f
 from okyaku.crm import schemas as s
 from okyaku.crm.access_api import router as access_router
 from okyaku.crm.entities import ENTITIES
+from okyaku.crm.import_uploads import ImportUploads
 from okyaku.crm.imports_api import router as imports_router
 from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.records import ActivityService, RecordService, TaskService
@@ -107,8 +108,10 @@ def crud_router(
     return router
 
 
-def create_crm_app(runtime: Runtime | None = None) -> FastAPI:
+def create_crm_app(runtime: Runtime | None = None, *, import_uploads: ImportUploads | None = None) -> FastAPI:
     app = create_app("Okyaku CRM API", runtime, description="Companies, contacts, pipelines, deals, activities, tasks.")
+    # Big-file imports (S3 upload, then a job); the function's import-jobs queue runs them too.
+    app.state.import_uploads = import_uploads or ImportUploads(app.state.runtime)
     for entity in ENTITIES.values():
         app.include_router(
             crud_router(

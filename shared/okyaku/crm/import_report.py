@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 ImportEntity = Literal["contact", "company", "deal", "activity"]
 IMPORT_ENTITY_TYPES: tuple[str, ...] = get_args(ImportEntity)
-ImportStatus = Literal["running", "completed", "dry_run", "failed"]
+# awaiting_upload and queued: an S3 upload's job (okyaku.crm.import_uploads) before it runs.
+ImportStatus = Literal["awaiting_upload", "queued", "running", "completed", "dry_run", "failed"]
 
 
 # --- the report ----------------------------------------------------------------------------------

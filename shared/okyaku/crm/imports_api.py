@@ -1,4 +1,6 @@
-"""``POST /api/v1/imports`` (a multipart CSV upload) and ``GET /api/v1/imports/{id}``."""
+"""``POST /api/v1/imports`` (a multipart CSV upload), ``GET /api/v1/imports/{id}``, and the path for
+files bigger than the gateway takes: ``POST /api/v1/imports/uploads`` (a presigned S3 upload form),
+then ``POST /api/v1/imports/uploads/{id}/complete`` (the import runs as a job)."""
 
 from __future__ import annotations
 
@@ -12,17 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from okyaku.crm.import_report import IMPORT_ENTITY_TYPES, ImportEntity, ImportOptions, ImportReport
-from okyaku.errors import OkyakuError, ValidationFailed, field_error
+from okyaku.crm.import_uploads import ImportUploads, UploadRequest, UploadTicket
+from okyaku.errors import PayloadTooLarge, ValidationFailed, field_error
 from okyaku.http import PrincipalDep, RuntimeDep, validation_details
 
 # The multipart envelope around the file: boundaries, part headers and the small form fields.
 ENVELOPE_BYTES = 64 * 1024
 CHUNK_BYTES = 1024 * 1024
-
-
-class PayloadTooLarge(OkyakuError):
-    status_code = 413
-    code = "payload_too_large"
 
 
 class ImportForm(BaseModel):
@@ -99,6 +97,48 @@ async def create_import(
         ),
         publisher=runtime.publisher,
     )
+    response.headers["Location"] = f"/api/v1/imports/{report.id}"
+    return report
+
+
+def import_uploads(request: Request) -> ImportUploads:
+    uploads: ImportUploads = request.app.state.import_uploads
+    return uploads
+
+
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"description": "uploads_unavailable: IMPORTS_BUCKET is not set (use `okyaku import FILE`)"}
+}
+
+
+@router.post(
+    "/uploads",
+    response_model=UploadTicket,
+    status_code=status.HTTP_201_CREATED,
+    summary="Start an import of a big file: an S3 upload form, then /uploads/{id}/complete",
+    responses=UPLOAD_ERRORS,
+)
+def create_upload(body: UploadRequest, request: Request, principal: PrincipalDep, response: Response) -> UploadTicket:
+    ticket = import_uploads(request).create(principal.organization_id, principal.user_id, body)
+    response.headers["Location"] = ticket.report_url
+    return ticket
+
+
+@router.post(
+    "/uploads/{upload_id}/complete",
+    response_model=ImportReport,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="The file is uploaded: run its import as a job (once, however often this is called)",
+    responses={
+        **UPLOAD_ERRORS,
+        409: {"description": "upload_missing: the file is not in the bucket yet"},
+        413: {"description": "The file is larger than IMPORT_UPLOAD_MAX_BYTES"},
+    },
+)
+def complete_upload(
+    upload_id: uuid.UUID, request: Request, principal: PrincipalDep, response: Response
+) -> ImportReport:
+    report = import_uploads(request).complete(principal.organization_id, upload_id)
     response.headers["Location"] = f"/api/v1/imports/{report.id}"
     return report
 

@@ -27,7 +27,7 @@ from okyaku.crm.import_report import (
 from okyaku.crm.imports.catalogue import TARGETS, ImportTarget, target_for
 from okyaku.crm.imports.columns import ColumnPlan, plan_columns
 from okyaku.crm.imports.csv_reader import ParsedCsv, parse_csv
-from okyaku.crm.imports.jobs import get_import, report_of, run_import
+from okyaku.crm.imports.jobs import get_import, report_of, run_import, run_recorded_import
 
 __all__ = [
     "IMPORT_ENTITY_TYPES",
@@ -45,5 +45,6 @@ __all__ = [
     "plan_columns",
     "report_of",
     "run_import",
+    "run_recorded_import",
     "target_for",
 ]

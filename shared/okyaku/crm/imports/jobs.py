@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,9 +14,9 @@ from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from okyaku.crm.import_report import ImportOptions, ImportReport, ImportRowError
-from okyaku.crm.imports.catalogue import target_for
-from okyaku.crm.imports.columns import plan_columns
-from okyaku.crm.imports.csv_reader import parse_csv
+from okyaku.crm.imports.catalogue import ImportTarget, target_for
+from okyaku.crm.imports.columns import ColumnPlan, plan_columns
+from okyaku.crm.imports.csv_reader import ParsedCsv, parse_csv
 from okyaku.crm.imports.importer import Importer, ImportOutcome, Progress
 from okyaku.db import Database
 from okyaku.db.models import ImportJob
@@ -40,17 +41,13 @@ def run_import(
     """Import ``data`` (CSV bytes) into one organization and record the run as an import job.
 
     The rows are written in one transaction with their outbox events; the events are published
-    after commit (or, for large imports, left to the relay).
+    after commit (or, for large imports, left to the relay). A file that cannot be read is refused
+    before any job is recorded.
     """
     target = target_for(options.entity_type)
     parsed = parse_csv(data)
     plan = plan_columns(target, parsed.headers, options.mapping)
-    job_options = {
-        "mapping": dict(options.mapping),
-        "dry_run": options.dry_run,
-        "delimiter": parsed.delimiter,
-        "columns": plan.describe(),
-    }
+    job_options = _job_options(options, parsed, plan.describe())
     with db.organization_scope(organization_id) as session:
         job = ImportJob(
             entity_type=target.entity_type,
@@ -62,12 +59,95 @@ def run_import(
         session.add(job)
         session.flush()
         job_id = job.id
+    return _run_job(
+        db,
+        organization_id,
+        job_id,
+        _Prepared(target, parsed, plan, job_options),
+        options,
+        publisher=publisher,
+        progress=progress,
+        errors_limit=errors_limit,
+        publish_inline_limit=publish_inline_limit,
+    )
+
+
+def run_recorded_import(
+    db: Database,
+    organization_id: uuid.UUID,
+    job_id: uuid.UUID,
+    data: bytes,
+    options: ImportOptions,
+    *,
+    publisher: EventPublisher | None = None,
+    errors_limit: int = 100,
+    publish_inline_limit: int = PUBLISH_INLINE_LIMIT,
+) -> ImportReport:
+    """Import ``data`` into a job recorded beforehand (an S3 upload's job, already claimed as
+    ``running``): as :func:`run_import`, except that a file that cannot be read fails the job."""
+    try:
+        target = target_for(options.entity_type)
+        parsed = parse_csv(data)
+        plan = plan_columns(target, parsed.headers, options.mapping)
+        with db.organization_scope(organization_id) as session:
+            job = session.get(ImportJob, job_id, with_for_update=True)
+            if job is None:
+                raise NotFound(f"import {job_id} not found", details={"id": str(job_id)})
+            job_options = job.options | _job_options(options, parsed, plan.describe())
+            job.total_rows = len(parsed.rows)
+            job.options = job_options
+    except Exception as error:
+        record_failure(db, organization_id, job_id, error)
+        raise
+    return _run_job(
+        db,
+        organization_id,
+        job_id,
+        _Prepared(target, parsed, plan, job_options),
+        options,
+        publisher=publisher,
+        errors_limit=errors_limit,
+        publish_inline_limit=publish_inline_limit,
+    )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    target: ImportTarget
+    parsed: ParsedCsv
+    plan: ColumnPlan
+    job_options: dict[str, Any]
+
+
+def _job_options(options: ImportOptions, parsed: ParsedCsv, columns: dict[str, str]) -> dict[str, Any]:
+    return {
+        "mapping": dict(options.mapping),
+        "dry_run": options.dry_run,
+        "delimiter": parsed.delimiter,
+        "columns": columns,
+    }
+
+
+def _run_job(
+    db: Database,
+    organization_id: uuid.UUID,
+    job_id: uuid.UUID,
+    prepared: _Prepared,
+    options: ImportOptions,
+    *,
+    publisher: EventPublisher | None,
+    errors_limit: int,
+    publish_inline_limit: int,
+    progress: Progress | None = None,
+) -> ImportReport:
     try:
         with db.organization_scope(organization_id) as session:
-            outcome = Importer(session, organization_id, target, parsed, plan, options).run(progress)
-            _finish_job(session, job_id, outcome, job_options, dry_run=options.dry_run)
+            outcome = Importer(session, organization_id, prepared.target, prepared.parsed, prepared.plan, options).run(
+                progress
+            )
+            _finish_job(session, job_id, outcome, prepared.job_options, dry_run=options.dry_run)
     except Exception as error:
-        _record_failure(db, organization_id, job_id, error)
+        record_failure(db, organization_id, job_id, error)
         raise
     if publisher is not None and outcome.events and len(outcome.events) <= publish_inline_limit:
         publish_events(db, organization_id, publisher, outcome.events)
@@ -98,7 +178,7 @@ def _finish_job(
     )
 
 
-def _record_failure(db: Database, organization_id: uuid.UUID, job_id: uuid.UUID, error: Exception) -> None:
+def record_failure(db: Database, organization_id: uuid.UUID, job_id: uuid.UUID, error: Exception) -> None:
     """Mark the job failed with what a client may read; an unexpected error's text goes to the log."""
     if not isinstance(error, OkyakuError):
         logger.error("import %s failed", job_id, exc_info=error)
@@ -124,6 +204,9 @@ def _jsonable(details: Any) -> Any:
 # was killed (a timeout, a crash) and, being one transaction, left nothing behind.
 STALE_AFTER = timedelta(minutes=20)
 STALE_FAILURE = "the import stopped before it finished (the function timed out or crashed); nothing of it was saved"
+# An upload's job whose file never came: past the bucket's 1-day expiry (and the form's) it cannot.
+UPLOAD_ABANDONED_AFTER = timedelta(days=2)
+UPLOAD_ABANDONED = "the upload was never completed; start a new one"
 
 
 def get_import(
@@ -139,17 +222,30 @@ def get_import(
         job = session.get(ImportJob, job_id)
         if job is None:
             raise NotFound(f"import {job_id} not found", details={"id": str(job_id)})
-        if job.status == "running" and job.created_at < datetime.now(UTC) - stale_after:
-            job = session.get(ImportJob, job_id, with_for_update=True, populate_existing=True)
-            if job is not None and job.status == "running":
-                job.status = "failed"
-                job.options = job.options | {
-                    "failure": STALE_FAILURE,
-                    "failure_details": {"stale_after_s": int(stale_after.total_seconds())},
-                }
-                job.finished_at = datetime.now(UTC)
+        now = datetime.now(UTC)
+        if job.status == "running" and _started_at(job) < now - stale_after:
+            _fail_if(session, job_id, "running", STALE_FAILURE, {"stale_after_s": int(stale_after.total_seconds())})
+        elif job.status == "awaiting_upload" and job.created_at < now - UPLOAD_ABANDONED_AFTER:
+            abandoned_s = int(UPLOAD_ABANDONED_AFTER.total_seconds())
+            _fail_if(session, job_id, "awaiting_upload", UPLOAD_ABANDONED, {"abandoned_after_s": abandoned_s})
+        job = session.get(ImportJob, job_id, populate_existing=True)
         assert job is not None
         return report_of(job, errors_limit=errors_limit)
+
+
+def _fail_if(session: Session, job_id: uuid.UUID, status: str, failure: str, details: dict[str, Any]) -> None:
+    job = session.get(ImportJob, job_id, with_for_update=True, populate_existing=True)
+    if job is not None and job.status == status:
+        job.status = "failed"
+        job.options = job.options | {"failure": failure, "failure_details": details}
+        job.finished_at = datetime.now(UTC)
+        session.flush()
+
+
+def _started_at(job: ImportJob) -> datetime:
+    """When the run began: an upload's job is created when its upload URL is, and starts later."""
+    started = (job.options or {}).get("started_at")
+    return datetime.fromisoformat(started) if isinstance(started, str) else job.created_at
 
 
 def report_of(job: ImportJob, *, errors_limit: int = 100) -> ImportReport:
