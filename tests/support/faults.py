@@ -429,6 +429,7 @@ class FaultRig:
         self.runtime = Runtime(self.settings, db=db, publisher=CollectingPublisher(self.published))
         self.effects = EffectLog(owner)
         self.scored_at = datetime.now(UTC)
+        self.organizations: list[uuid.UUID] = []  # made by the scenarios (a bench deletes them afterwards)
         self._gateways: list[LLMGateway] = []
 
     @classmethod
@@ -461,11 +462,12 @@ class FaultRig:
         from okyaku.crm.api import create_crm_app
 
         org = create_organization(self.db, f"Faults {label} {uuid.uuid4().hex[:6]}", f"admin@{label}.example")
+        self.organizations.append(org.organization_id)
         made = Records(org.organization_id, [], [], [], [], {})
         runtime = self.runtime if publish else Runtime(self.settings, db=self.db, publisher=_Unreachable())
         with TestClient(create_crm_app(runtime), headers={"Authorization": f"Bearer {org.api_key}"}) as client:
             for i in range(size):
-                company = self._post(client, "/api/v1/companies", {"name": f"Harbour Freight {label} {i}"})
+                company = self._post(client, "/api/v1/companies", {"name": f"Harbour Freight {label} #{i:03d}"})
                 contact = self._post(
                     client,
                     "/api/v1/contacts",
@@ -637,13 +639,12 @@ def postgres_restart(rig: FaultRig, size: int, *, seed: int = 4) -> list[FaultCo
     return counts
 
 
-def llm_timeouts(rig: FaultRig, size: int, *, seed: int = 5) -> list[FaultCount]:
-    """A third of the texts answered after the client's timeout, twice each (so the embedder's
+def llm_timeouts(rig: FaultRig, size: int, *, every: int = 3, seed: int = 5) -> list[FaultCount]:
+    """One text in ``every`` answered after the client's timeout, twice each (so the embedder's
     text-by-text retry times out too); the conversation and embeddings consumers."""
     made = rig.records(size, "timeouts")
-    markers = {f"Call {i} with" for i in range(0, size, 3)} | {
-        f"Harbour Freight timeouts {i}" for i in range(1, size, 3)
-    }
+    markers = {f"Call {i} with" for i in range(0, size, every)}
+    markers |= {f"Harbour Freight timeouts #{i:03d}" for i in range(1, size, every)}
     counts = []
     for consumer in ("conversation", "embeddings"):
         rig.model.slow = markers
