@@ -159,3 +159,21 @@ def test_a_duplicate_scored_while_the_first_commits_is_skipped(rig: FaultRig) ->
     with rig.db.organization_scope(made.organization_id) as session:
         scores = session.scalar(select(func.count()).where(Prediction.entity_id == change.entity_id))
     assert scores == 1
+
+
+def test_the_counter_sees_a_second_application_and_ignores_a_rolled_back_one(rig: FaultRig) -> None:
+    """The counts can fail: a forced re-analysis is a second committed analysis of the same text
+    (applied twice), and a write whose transaction rolls back leaves no trace (not applied)."""
+    from okyaku.conversation.service import ConversationService
+    from tests.support.faults import change_messages, deliver, tally
+
+    made = rig.records(2, "counter")
+    deliver(rig.conversation(), change_messages(made.events), queue="conversation-queue")
+    service = ConversationService(rig.runtime, rig.gateway())
+    service.analyse_activity(made.organization_id, made.activities[0], trigger="request", force=True)
+    with pytest.raises(RuntimeError), rig.db.organization_scope(made.organization_id) as session:
+        touched = session.connection().exec_driver_sql("UPDATE conversation_analyses SET chunks = chunks").rowcount
+        assert touched == 3  # two analyses of the first activity, one of the second: noted, then undone
+        raise RuntimeError("the transaction rolls back")
+    count = tally("counter", made.activities, rig.effects.applied("conversation_analyses", made.organization_id))
+    assert (count.applied_once, count.twice, count.lost) == (1, 1, 0)
