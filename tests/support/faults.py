@@ -284,17 +284,36 @@ class RecordFaults:
         return faulty
 
 
-class BackendKiller:
-    """Terminates every backend of the application role, from the owner's connection, just
-    before the n-th statement containing ``statement`` (or the n-th commit, ``statement="COMMIT"``)
-    that the application runs: what a Postgres restart does to its clients, mid-transaction."""
+def restart_embedded_postgres(owner: Database) -> None:
+    """Restart the embedded server (pgserver) under ``owner``: a fast shutdown, which ends every
+    connection, then a start with the same options, waiting until it accepts connections again."""
+    import pgserver
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
 
-    def __init__(self, app_db: Database, owner: Database, *, statement: str, at: Iterable[int]) -> None:
+    with owner.engine.connect() as connection:
+        data_directory = str(connection.execute(text("SHOW data_directory")).scalar())
+    server = pgserver.get_server(data_directory)  # the handle this process already holds
+    pg_ctl(["-w", "-m", "fast", "-l", str(server.log), "restart"], pgdata=server.pgdata, user=server.system_user)
+    # The handle stops the server it knows at the end of the run: tell it about the new postmaster.
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
+
+
+class BackendKiller:
+    """Just before the n-th statement containing ``statement`` (or the n-th commit,
+    ``statement="COMMIT"``) that the application runs, either terminates every backend of the
+    application role from the owner's connection (what a restart does to its clients) or, with
+    ``restart``, really restarts the embedded server: the transaction under way dies half-way."""
+
+    def __init__(
+        self, app_db: Database, owner: Database, *, statement: str, at: Iterable[int], restart: bool = False
+    ) -> None:
         self.engine = app_db.engine
         self.owner = owner
         self.role = make_url(app_db.engine.url).username
         self.statement = statement
         self.at = set(at)
+        self.restart = restart
         self.seen = 0
         self.killed = 0
         self._lock = threading.Lock()
@@ -304,6 +323,10 @@ class BackendKiller:
             self.seen += 1
             if self.seen not in self.at:
                 return
+        if self.restart:
+            restart_embedded_postgres(self.owner)
+            self.killed += 1
+            return
         with self.owner.engine.connect() as connection:
             connection.execute(
                 text(
@@ -619,8 +642,8 @@ def consumer_crash(rig: FaultRig, size: int, *, seed: int = 3) -> CrashOutcome:
 
 
 def postgres_restart(rig: FaultRig, size: int, *, seed: int = 4) -> list[FaultCount]:
-    """Every backend of the application role terminated mid-batch: before a write statement of the
-    consumer's effect, and before a commit."""
+    """The embedded server really restarted just before the consumer's second write statement, and
+    every backend of the application role terminated before a later write and before two commits."""
     made = rig.records(size, "restart")
     writes = {
         "embeddings": "INSERT INTO embeddings",
@@ -630,11 +653,12 @@ def postgres_restart(rig: FaultRig, size: int, *, seed: int = 4) -> list[FaultCo
     counts = []
     for consumer in CONSUMERS:
         messages = change_messages(made.events, seed=seed)
-        at_write = BackendKiller(rig.db, rig.owner, statement=writes[consumer], at={2, max(3, size // 2)})
+        restart = BackendKiller(rig.db, rig.owner, statement=writes[consumer], at={2}, restart=True)
+        at_write = BackendKiller(rig.db, rig.owner, statement=writes[consumer], at={max(3, size // 2)})
         at_commit = BackendKiller(rig.db, rig.owner, statement="COMMIT", at={5, max(6, size)})
-        with at_write.armed(), at_commit.armed():
+        with restart.armed(), at_write.armed(), at_commit.armed():
             stats = deliver(_handler(rig, consumer), messages, queue=f"{consumer}-queue")
-        assert at_write.killed and at_commit.killed, "the restarts never happened"
+        assert restart.killed and at_write.killed and at_commit.killed, "the restarts never happened"
         counts.append(rig.count("postgres restart", consumer, made, stats))
     return counts
 
