@@ -46,7 +46,8 @@ def upsert_embeddings(
     documents: Sequence[EntityDocument],
     vectors: Sequence[Sequence[float]],
 ) -> None:
-    """Insert or replace; a row written from a newer version of the record is never overwritten."""
+    """Insert or replace; a row written from a newer version of the record is never overwritten, and an
+    identical one (same version, same text) is left as it is."""
     if not documents:
         return
     table = cast(Table, Embedding.__table__)  # Core insert: the ORM's bulk path costs ms per statement
@@ -77,7 +78,10 @@ def upsert_embeddings(
             "embedding": excluded.embedding,
             "updated_at": func.now(),
         },
-        where=table.c.source_version <= excluded.source_version,
+        # Never from an older version; and not again from the same version and text (a duplicate
+        # delivery handled at the same time by another instance): the row is already that write.
+        where=(table.c.source_version < excluded.source_version)
+        | ((table.c.source_version == excluded.source_version) & (table.c.content_hash != excluded.content_hash)),
     )
     session.execute(statement)
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from okyaku.db import Database
 from okyaku.db.models import OutboxEvent
 from okyaku.events.model import ChangeEvent, Operation
-from okyaku.events.publishers import EventPublisher
+from okyaku.events.publishers import EventPublisher, published_before_failure
 
 logger = logging.getLogger(__name__)
 
@@ -124,25 +124,34 @@ def publish_events(
     """Publish committed events and mark them; returns how many were published."""
     try:
         publisher.publish(events)
-    except Exception as error:  # any publisher failure leaves the events for the relay
-        logger.warning("publishing %d change events failed; the relay will retry: %s", len(events), error)
-        _record_failure(db, organization_id, [e.event_id for e in events], str(error))
-        return 0
+    except Exception as error:  # any publisher failure leaves the events it did not send for the relay
+        delivered = published_before_failure(error)
+        failed = [e.event_id for e in events if e.event_id not in delivered]
+        logger.warning("publishing %d change events failed; the relay will retry: %s", len(failed), error)
+        _mark_published(db, organization_id, [e.event_id for e in events if e.event_id in delivered])
+        _record_failure(db, organization_id, failed, str(error))
+        return len(events) - len(failed)
+    _mark_published(db, organization_id, [e.event_id for e in events])
+    return len(events)
+
+
+def _mark_published(db: Database, organization_id: uuid.UUID, event_ids: list[uuid.UUID]) -> None:
+    if not event_ids:
+        return
     try:
         with db.organization_scope(organization_id) as session:
             session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.event_id.in_([e.event_id for e in events]))
-                .values(published_at=datetime.now(UTC))
+                update(OutboxEvent).where(OutboxEvent.event_id.in_(event_ids)).values(published_at=datetime.now(UTC))
             )
     except Exception:
         # The write is committed and the events are out; failing the request now would invite a
         # retry that duplicates the write. The relay re-sends them (at least once, by design).
-        logger.exception("could not mark %d published change events; the relay will send them again", len(events))
-    return len(events)
+        logger.exception("could not mark %d published change events; the relay will send them again", len(event_ids))
 
 
 def _record_failure(db: Database, organization_id: uuid.UUID, event_ids: list[uuid.UUID], error: str) -> None:
+    if not event_ids:
+        return
     try:
         with db.organization_scope(organization_id) as session:
             for row in session.scalars(select(OutboxEvent).where(OutboxEvent.event_id.in_(event_ids))):

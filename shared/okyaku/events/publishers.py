@@ -4,7 +4,8 @@ per consumer) or one SQS queue when configured, nowhere (left pending for the re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from okyaku.aws import boto3_client
@@ -18,7 +19,22 @@ if TYPE_CHECKING:
 
 class EventPublisher(Protocol):
     def publish(self, events: Sequence[ChangeEvent]) -> None:
-        """Deliver every event or raise; a raise leaves them all pending."""
+        """Deliver every event or raise. A plain raise leaves them all pending; a
+        :class:`PublishFailed` names those that were delivered before the failure, and only the
+        others stay pending (so a failure part-way does not send the first ones twice)."""
+
+
+class PublishFailed(RuntimeError):
+    """Publishing stopped part-way: ``published`` holds the ids of the events that went out."""
+
+    def __init__(self, message: str, published: Iterable[uuid.UUID] = ()) -> None:
+        super().__init__(message)
+        self.published: frozenset[uuid.UUID] = frozenset(published)
+
+
+def published_before_failure(error: BaseException) -> frozenset[uuid.UUID]:
+    """The events a failed ``publish`` did deliver (none, unless it said so)."""
+    return error.published if isinstance(error, PublishFailed) else frozenset()
 
 
 class SqsPublisher:
@@ -44,15 +60,22 @@ class SqsPublisher:
         return self._client
 
     def publish(self, events: Sequence[ChangeEvent]) -> None:
+        sent: list[uuid.UUID] = []
         for start in range(0, len(events), 10):
             batch = events[start : start + 10]
-            response = self.client.send_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[sqs_entry(i, event) for i, event in enumerate(batch)],
-            )
+            try:
+                response = self.client.send_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[sqs_entry(i, event) for i, event in enumerate(batch)],
+                )
+            except Exception as error:  # the earlier batches are out: say so, or they are sent again
+                raise PublishFailed(
+                    f"SQS unreachable after {len(sent)} of {len(events)} events: {error}", sent
+                ) from error
             failed = response.get("Failed", [])
+            sent += [batch[int(entry["Id"])].event_id for entry in response.get("Successful", [])]
             if failed:
-                raise RuntimeError(f"SQS rejected {len(failed)} of {len(batch)} events: {failed[0]}")
+                raise PublishFailed(f"SQS rejected {len(failed)} of {len(batch)} events: {failed[0]}", sent)
 
 
 def sqs_entry(index: int, event: ChangeEvent) -> Any:
@@ -94,17 +117,32 @@ class EventBridgePublisher:
         return self._client
 
     def publish(self, events: Sequence[ChangeEvent]) -> None:
+        sent: list[uuid.UUID] = []
         for start in range(0, len(events), 10):
             batch = events[start : start + 10]
-            response = self.client.put_events(Entries=[eventbridge_entry(event, self.bus_name) for event in batch])
+            try:
+                response = self.client.put_events(Entries=[eventbridge_entry(event, self.bus_name) for event in batch])
+            except Exception as error:  # the earlier batches are out: say so, or they are sent again
+                raise PublishFailed(
+                    f"EventBridge unreachable after {len(sent)} of {len(events)} events: {error}", sent
+                ) from error
             failed = int(response.get("FailedEntryCount") or 0)
             if failed:
-                errors = [e for e in response.get("Entries", []) if e.get("ErrorCode")]
+                # The result entries are in the order of the request's: an EventId means it was put.
+                results = list(response.get("Entries", []))
+                sent += [
+                    event.event_id
+                    for event, result in zip(batch, results, strict=False)
+                    if result.get("EventId") and not result.get("ErrorCode")
+                ]
+                errors = [e for e in results if e.get("ErrorCode")]
                 first = errors[0] if errors else {}
-                raise RuntimeError(
+                raise PublishFailed(
                     f"EventBridge rejected {failed} of {len(batch)} events: "
-                    f"{first.get('ErrorCode')}: {first.get('ErrorMessage')}"
+                    f"{first.get('ErrorCode')}: {first.get('ErrorMessage')}",
+                    sent,
                 )
+            sent += [event.event_id for event in batch]
 
 
 def publisher_from_settings(settings: Settings) -> EventPublisher | None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from okyaku.db import Database
 from okyaku.db.models import OutboxEvent
 from okyaku.events.outbox import backoff, to_change_event
-from okyaku.events.publishers import EventPublisher
+from okyaku.events.publishers import EventPublisher, published_before_failure
 from okyaku.tenancy import list_organization_ids
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ def relay_pending(db: Database, publisher: EventPublisher, *, batch_size: int = 
     """Publish every due pending event, organization by organization.
 
     Rows are locked (SKIP LOCKED) while they are published, so two relays never send the
-    same row at once; a crash between send and commit re-sends it (at least once).
+    same row at once; a publisher failing part-way has the rows it did send marked (not sent
+    again); a crash between send and commit re-sends them (at least once).
     """
     report = RelayReport()
     for organization_id in list_organization_ids(db):
@@ -57,13 +58,22 @@ def relay_pending(db: Database, publisher: EventPublisher, *, batch_size: int = 
                 try:
                     publisher.publish([to_change_event(row) for row in rows])
                 except Exception as error:
+                    # What went out before the failure is marked, so the next run does not send it again.
+                    delivered = published_before_failure(error)
+                    now = datetime.now(UTC)
+                    failed = 0
                     for row in rows:
                         row.attempts += 1
+                        if row.event_id in delivered:
+                            row.published_at = now
+                            continue
+                        failed += 1
                         row.last_error = str(error)[:2000]
-                        row.next_attempt_at = datetime.now(UTC) + backoff(row.attempts)
-                    report.failed += len(rows)
+                        row.next_attempt_at = now + backoff(row.attempts)
+                    report.published += len(rows) - failed
+                    report.failed += failed
                     report.errors.append(f"{organization_id}: {error}")
-                    logger.warning("relay could not publish %d events: %s", len(rows), error)
+                    logger.warning("relay could not publish %d of %d events: %s", failed, len(rows), error)
                     break
                 now = datetime.now(UTC)
                 for row in rows:

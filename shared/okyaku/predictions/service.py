@@ -28,7 +28,7 @@ from okyaku.predictions.outlooks import deal_outlooks
 from okyaku.predictions.populations import affected_by, check_population, unscored
 from okyaku.predictions.schemas import ModelOut
 from okyaku.predictions.scoring import score_dataset
-from okyaku.predictions.store import latest_model, model_history
+from okyaku.predictions.store import latest_model, lock_scores, model_history
 from okyaku.predictions.stored_scores import cyclic_gc_paused, input_hash, input_hashes, score_and_store
 from okyaku.predictions.targets import (
     ENTITY_OF,
@@ -287,7 +287,10 @@ class PredictionService:
         now = self.clock()
         outcomes = []
         with self.runtime.transaction(event.organization_id) as session:
-            for target, entity_id in affected_by(session, event, targets):
+            # One order for every writer (targets, then entities): the locks below never deadlock.
+            affected = sorted(affected_by(session, event, targets), key=lambda pair: (pair[0], str(pair[1])))
+            lock_scores(session, affected)  # a duplicate delivery handled at the same time waits here
+            for target, entity_id in affected:
                 scored = score_and_store(
                     session, target, [entity_id], now=now, event_id=event.event_id, skip_unchanged=True
                 )

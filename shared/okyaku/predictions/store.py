@@ -202,6 +202,34 @@ _MOVE_STAGE = text(
 ).bindparams(bindparam("event_id", type_=UUID(as_uuid=True)))
 
 
+_LOCK_SCORES = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) "
+    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS k(key, n) ORDER BY n"
+)
+
+
+def lock_scores(session: Session, keys: Iterable[tuple[str, uuid.UUID]]) -> None:
+    """Serialise the writers of these (target, entity) scores until the transaction ends, so two
+    deliveries of one change event handled at once score it once: the second waits, then finds
+    the first one's inputs hash. Taken in one sorted order, so two writers never deadlock."""
+    ordered = sorted({f"prediction:{target}:{entity_id}" for target, entity_id in keys})
+    if ordered:
+        session.execute(_LOCK_SCORES, {"keys": ordered})
+
+
+def lock_training(session: Session, target: str) -> None:
+    """Serialise the first training of the organization's ``target`` model until the transaction
+    ends: two change events scored at once would otherwise each train (and store) a version 1 and
+    a version 2, and every score made from the first would be made again from the second."""
+    session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended("
+            "'prediction-training:' || :target || ':' || current_setting('app.organization_id', true), 0))"
+        ),
+        {"target": target},
+    )
+
+
 def store_predictions(
     session: Session,
     records: Iterable[PredictionRecord],

@@ -19,7 +19,7 @@ from okyaku.predictions.classifier import ClassifierModel
 from okyaku.predictions.evaluation import evaluation_report
 from okyaku.predictions.models import PredictionModel
 from okyaku.predictions.priors import PriorModel
-from okyaku.predictions.store import latest_model, load_artefact, save_classifier, save_regressor
+from okyaku.predictions.store import latest_model, load_artefact, lock_training, save_classifier, save_regressor
 from okyaku.predictions.tabular import Dataset
 from okyaku.predictions.targets import ModelTarget
 from okyaku.predictions.training import RegressorModel, TrainingConfig, train_classifier, train_regressor
@@ -106,7 +106,10 @@ def load_model(session: Session, target: ModelTarget, *, now: datetime | None = 
     """The organization's current model for ``target``; trained on first use."""
     row = latest_model(session, target)
     if row is None:
-        row = train_target(session, target, now=now)[0]
+        lock_training(session, target)
+        row = latest_model(session, target)  # trained meanwhile by a transaction that held the lock
+        if row is None:
+            row = train_target(session, target, now=now)[0]
     prior = PriorModel.for_target(
         target, positives=row.n_positive, examples=row.n_examples, reason=str(row.metrics.get("reason", ""))
     )
