@@ -284,9 +284,12 @@ class RecordFaults:
         return faulty
 
 
-def restart_embedded_postgres(owner: Database) -> None:
+def restart_embedded_postgres(owner: Database, *clients: Database) -> None:
     """Restart the embedded server (pgserver) under ``owner``: a fast shutdown, which ends every
-    connection, then a start with the same options, waiting until it accepts connections again."""
+    connection, then a start with the same options, waiting until it accepts connections again.
+    Afterwards the idle pooled connections of ``owner`` and ``clients`` are dropped (a connection
+    used a moment ago is not pinged, okyaku.db.PING_AFTER_IDLE_S, so a dead one would fail its
+    next transaction once): the one checked out by the transaction under way still dies."""
     import pgserver
     from pgserver._commands import pg_ctl
     from pgserver.utils import PostmasterInfo
@@ -297,6 +300,8 @@ def restart_embedded_postgres(owner: Database) -> None:
     pg_ctl(["-w", "-m", "fast", "-l", str(server.log), "restart"], pgdata=server.pgdata, user=server.system_user)
     # The handle stops the server it knows at the end of the run: tell it about the new postmaster.
     server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
+    for database in (owner, *clients):
+        database.engine.dispose()
 
 
 class BackendKiller:
@@ -308,6 +313,7 @@ class BackendKiller:
     def __init__(
         self, app_db: Database, owner: Database, *, statement: str, at: Iterable[int], restart: bool = False
     ) -> None:
+        self.app_db = app_db
         self.engine = app_db.engine
         self.owner = owner
         self.role = make_url(app_db.engine.url).username
@@ -324,7 +330,7 @@ class BackendKiller:
             if self.seen not in self.at:
                 return
         if self.restart:
-            restart_embedded_postgres(self.owner)
+            restart_embedded_postgres(self.owner, self.app_db)
             self.killed += 1
             return
         with self.owner.engine.connect() as connection:
