@@ -17,7 +17,7 @@ from okyaku.crm.import_uploads import ImportUploads
 from okyaku.crm.imports_api import router as imports_router
 from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.records import ActivityService, RecordService, TaskService
-from okyaku.http import PrincipalDep, RuntimeDep, create_app, expected_version
+from okyaku.http import PrincipalDep, ReadScopeDep, RuntimeDep, create_app, expected_version
 from okyaku.runtime import Runtime
 
 # The registry's services, by the names tests and scripts use.
@@ -44,14 +44,14 @@ def crud_router(
 
     # The reads are ``async def`` though they block: a function instance serves one event at a
     # time (see okyaku.http.get_principal), and FastAPI would run a plain ``def`` on a new worker
-    # thread per request (≈ 0.5 ms of CPU each, on the hottest routes).
+    # thread per request (≈ 0.5 ms of CPU each, on the hottest routes). They authenticate in
+    # their own transaction (ReadScope).
     @router.get("", response_model=s.Page[out_model], summary=f"List {path}")  # type: ignore[valid-type]
     async def list_records(
-        runtime: RuntimeDep,
-        principal: PrincipalDep,
+        scope: ReadScopeDep,
         query: Annotated[filter_model, Query()],  # type: ignore[valid-type]
     ) -> Any:
-        with runtime.transaction(principal.organization_id) as session:
+        with scope.session() as (_principal, session):
             page = service.list_page(session, query.list_params(), query.conditions())  # type: ignore[attr-defined]
             return {"data": [out_model.model_validate(r) for r in page.rows], "next_cursor": page.next_cursor}
 
@@ -70,8 +70,8 @@ def crud_router(
         return out
 
     @router.get("/{record_id}", response_model=out_model, summary=f"Get a {entity}")
-    async def get_record(record_id: uuid.UUID, runtime: RuntimeDep, principal: PrincipalDep, response: Response) -> Any:
-        with runtime.transaction(principal.organization_id) as session:
+    async def get_record(record_id: uuid.UUID, scope: ReadScopeDep, response: Response) -> Any:
+        with scope.session() as (_principal, session):
             record = service.get(session, record_id)
             out = out_model.model_validate(record)
         response.headers["ETag"] = f'"{record.version}"'
