@@ -115,9 +115,11 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+AuthorizationHeader = Annotated[str | None, Header(description="Bearer <api key>")]
+
+
 async def get_principal(
-    runtime: Annotated[Runtime, Depends(get_runtime)],
-    authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+    runtime: Annotated[Runtime, Depends(get_runtime)], authorization: AuthorizationHeader = None
 ) -> Principal:
     # Blocking on purpose, inside async: a function instance serves one event at a time (Lambda,
     # and each worker thread of the local runner has its own loop), so nothing else waits on this
@@ -141,8 +143,7 @@ class ReadScope:
 
 
 async def get_read_scope(
-    runtime: Annotated[Runtime, Depends(get_runtime)],
-    authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+    runtime: Annotated[Runtime, Depends(get_runtime)], authorization: AuthorizationHeader = None
 ) -> ReadScope:
     return ReadScope(runtime, bearer_key(authorization))  # a missing or malformed header: 401 now
 

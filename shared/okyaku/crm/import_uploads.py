@@ -156,10 +156,12 @@ def _queued_at(job: ImportJob) -> datetime:
     return datetime.fromisoformat(queued) if isinstance(queued, str) else job.created_at
 
 
-def too_large(limit: int) -> PayloadTooLarge:
+def too_large(limit: int, *, setting: str = "IMPORT_UPLOAD_MAX_BYTES", kind: str = "upload") -> PayloadTooLarge:
+    """413 for a file over ``setting``: the S3 upload's (the default) or the direct import's."""
+    subject = "uploaded file" if kind == "upload" else "file"
     return PayloadTooLarge(
-        f"the uploaded file is larger than the {limit}-byte upload limit",
-        details=[field_error("file", f"at most {limit} bytes (IMPORT_UPLOAD_MAX_BYTES)", "too_large")],
+        f"the {subject} is larger than the {limit}-byte {kind} limit",
+        details=[field_error("file", f"at most {limit} bytes ({setting})", "too_large")],
     )
 
 

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from okyaku.crm.import_report import IMPORT_ENTITY_TYPES, ImportEntity, ImportOptions, ImportReport
-from okyaku.crm.import_uploads import ImportUploads, UploadRequest, UploadTicket
+from okyaku.crm.import_uploads import ImportUploads, UploadRequest, UploadTicket, too_large
 from okyaku.errors import PayloadTooLarge, ValidationFailed, field_error
 from okyaku.http import PrincipalDep, RuntimeDep, validation_details
 
@@ -156,10 +156,7 @@ def get_import_report(
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the file is larger than the {limit}-byte import limit",
-        details=[field_error("file", f"at most {limit} bytes (IMPORT_MAX_BYTES)", "too_large")],
-    )
+    return too_large(limit, setting="IMPORT_MAX_BYTES", kind="import")
 
 
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
