@@ -11,7 +11,8 @@ scheduled send time, so queueing is not hidden), over a pool of keep-alive conne
 grows when every connection is busy.
 
 Settings (environment): ``BENCH_HTTP_RATES`` (requests/s, default ``50,100,200``),
-``BENCH_HTTP_SECONDS`` (per route and rate, default 10), ``BENCH_HTTP_DEMO_SCALE`` (default 1).
+``BENCH_HTTP_SECONDS`` (per route and rate, default 10), ``BENCH_HTTP_DEMO_SCALE`` (default 1),
+``BENCH_HTTP_WORKERS`` (HTTP processes, default as ``okyaku dev``: one per core, at most 4).
 Goal: p99 < 25 ms at 200 req/s for the reads. Prints per route and rate: achieved rate, p50, p95,
 p99, max, errors, the server's CPU time per request and the machine's load average (the machine is
 shared: compare runs made back to back).
@@ -99,17 +100,22 @@ class Connections:
         self.idle.clear()
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def process_cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-async def open_loop(port: int, api_key: str, route: str, rate: float, seconds: float, server_pid: int) -> Outcome:
+async def open_loop(
+    port: int, api_key: str, route: str, rate: float, seconds: float, server_pids: list[int]
+) -> Outcome:
     """Send ``rate`` requests a second for ``seconds``, each at its scheduled time."""
     loop = asyncio.get_running_loop()
     outcome = Outcome(route, rate, seconds, load_average=os.getloadavg()[0])
-    cpu_before = process_cpu_s(server_pid)
+    cpu_before = process_cpu_s(server_pids)
     connections = Connections(port)
     total = int(rate * seconds)
     start = loop.time() + 0.05
@@ -136,7 +142,7 @@ async def open_loop(port: int, api_key: str, route: str, rate: float, seconds: f
     for task in pending:
         task.cancel()
     outcome.unfinished = len(pending)
-    outcome.server_cpu_s = process_cpu_s(server_pid) - cpu_before
+    outcome.server_cpu_s = process_cpu_s(server_pids) - cpu_before
     outcome.elapsed_s = loop.time() - start
     outcome.connections = connections.opened
     connections.close()
@@ -144,14 +150,20 @@ async def open_loop(port: int, api_key: str, route: str, rate: float, seconds: f
 
 
 async def warm_up(port: int, api_key: str) -> None:
+    """Some requests on each of several connections at once, so that every HTTP process (the
+    kernel gives each a share of the connections) has served before the measurement."""
     connections = Connections(port)
-    for route in ROUTES:
-        for _ in range(30):
+
+    async def some(route: str) -> None:
+        for _ in range(10):
             await connections.request(route, api_key)
+
+    for route in ROUTES:
+        await asyncio.gather(*(some(route) for _ in range(8)))
     connections.close()
 
 
-def _serve(template: str) -> None:
+def _serve(template: str, workers: int) -> None:
     """The server process: the local runner, as ``okyaku dev`` runs it, until stdin closes."""
     import logging
 
@@ -160,9 +172,10 @@ def _serve(template: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("pgserver", "alembic.runtime.migration", "mangum.http"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    runner = LocalRunner(template, 0)
+    runner = LocalRunner(template, 0, http_workers=workers)
     runner.start()
-    print(f"PORT {runner.port}", flush=True)
+    pids = ",".join(str(p["pid"]) for p in runner.status()["http_processes"])
+    print(f"PORT {runner.port} PIDS {pids}", flush=True)
     sys.stdin.read()
     runner.stop()
 
@@ -192,6 +205,9 @@ def main() -> None:
     rates = [float(r) for r in os.environ.get("BENCH_HTTP_RATES", "50,100,200").split(",") if r.strip()]
     seconds = float(os.environ.get("BENCH_HTTP_SECONDS", "10"))
     scale = float(os.environ.get("BENCH_HTTP_DEMO_SCALE", "1"))
+    from okyaku.local.http_workers import default_http_workers
+
+    workers = int(os.environ.get("BENCH_HTTP_WORKERS", "0")) or default_http_workers()
     with bench_organization("HTTP load", "load@bench.example") as bench:
         _seed(bench, scale)
         env = os.environ | {
@@ -202,7 +218,7 @@ def main() -> None:
         log_path = ROOT / ".okyaku" / "bench-http-load-server.log"
         with open(log_path, "w") as log:
             server = subprocess.Popen(
-                [sys.executable, "-m", "bench.bench_http_load", "serve", str(ROOT / "template.yaml")],
+                [sys.executable, "-m", "bench.bench_http_load", "serve", str(ROOT / "template.yaml"), str(workers)],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -216,26 +232,32 @@ def main() -> None:
                 if not line.startswith("PORT "):
                     raise RuntimeError(f"the runner did not start; see {log_path}")
                 port = int(line.split()[1])
-                outcomes = asyncio.run(_measure(port, bench.org.api_key, rates, seconds, server.pid))
+                pids = [int(pid) for pid in line.split()[3].split(",")]
+                outcomes = asyncio.run(_measure(port, bench.org.api_key, rates, seconds, pids))
             finally:
                 if server.stdin is not None:
                     server.stdin.close()
                 server.wait(timeout=30)
-    _print(outcomes, seconds)
+    _print(outcomes, seconds, workers)
 
 
-async def _measure(port: int, api_key: str, rates: list[float], seconds: float, server_pid: int) -> list[Outcome]:
+async def _measure(
+    port: int, api_key: str, rates: list[float], seconds: float, server_pids: list[int]
+) -> list[Outcome]:
     await warm_up(port, api_key)
     outcomes = []
     for rate in rates:
         for route in ROUTES:
-            outcomes.append(await open_loop(port, api_key, route, rate, seconds, server_pid))
+            outcomes.append(await open_loop(port, api_key, route, rate, seconds, server_pids))
             await asyncio.sleep(1.0)  # let the server settle between runs
     return outcomes
 
 
-def _print(outcomes: list[Outcome], seconds: float) -> None:
-    print(f"open loop, {seconds:.0f} s per row, loopback; latency from each request's scheduled send time")
+def _print(outcomes: list[Outcome], seconds: float, workers: int) -> None:
+    print(
+        f"open loop, {seconds:.0f} s per row, loopback, {workers} HTTP processes; "
+        "latency from each request's scheduled send time"
+    )
     columns = ("target/s", "achieved/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "cpu ms/req", "load")
     header = f"{'route':<28} " + " ".join(f"{c:>10}" for c in columns) + f" {'conns':>5}  goal"
     print(header)
@@ -252,13 +274,13 @@ def _print(outcomes: list[Outcome], seconds: float) -> None:
         )
     print(f"goal: p99 < {GOAL_P99_MS:.0f} ms at every rate, no errors")
     print(
-        "cpu ms/req: the server process's CPU time per answered request (what one process can sustain is "
+        "cpu ms/req: the server processes' CPU time per answered request (what one process can sustain is "
         "about 1000 / cpu ms/req requests a second); load: the machine's 1-minute load average (2 cores)"
     )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "serve":
-        _serve(sys.argv[2])
+    if len(sys.argv) >= 4 and sys.argv[1] == "serve":
+        _serve(sys.argv[2], int(sys.argv[3]))
     else:
         main()

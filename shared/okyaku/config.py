@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     openfaas_unsigned_topics: str = ""
 
     # Web console (okyaku.console): sessions are signed with CONSOLE_SESSION_SECRET; unset, a random
-    # secret per process (right for the local runner, where every function shares one process).
+    # secret per process (the local runner sets one shared by its HTTP processes).
     console_session_secret: str = ""
     console_session_ttl_hours: float = 12.0
     console_secure_cookie: str = "auto"  # auto: Secure when served over https; true | false

@@ -210,6 +210,12 @@ class StubRunner:
     def fire_schedule(self, rule_name: str) -> Any:
         raise KeyError(rule_name)
 
+    def publish_change_events(self, events: Any) -> None:
+        raise AssertionError("not under test")
+
+    def runner_route(self, method: str, target: str, headers: Any, body: bytes) -> Any:
+        return http_front.answer_runner_route(self, method, target, headers, body)
+
 
 def test_a_response_is_one_write_on_a_no_delay_socket() -> None:
     # Headers and body written apart, on a socket with Nagle on, made every keep-alive response
@@ -224,7 +230,7 @@ def test_a_response_is_one_write_on_a_no_delay_socket() -> None:
                 f"GET /_okyaku/status HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nAuthorization: Bearer {TOKEN}\r\n"
                 "Connection: close\r\n\r\n".encode()
             )
-            handler_class = http_front.make_request_handler(StubRunner())  # type: ignore[arg-type]
+            handler_class = http_front.make_request_handler(StubRunner())
             handler = handler_class(server_side, address, None)  # type: ignore[arg-type]
             assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
             assert handler.close_connection

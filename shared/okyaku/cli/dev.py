@@ -56,7 +56,21 @@ def register(subparsers: Any) -> None:
         default=1.0,
         help="seconds before a failed SQS record is retried (doubling each time); default 1",
     )
+    dev.add_argument(
+        "--http-workers",
+        type=_at_least_one,
+        default=None,
+        help="processes serving the HTTP routes on the one port (queues and schedules stay in the first); "
+        "default one per core, at most 4",
+    )
     dev.set_defaults(func=run_dev)
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -123,13 +137,22 @@ def run_dev(args: argparse.Namespace) -> int:
 
         get_settings.cache_clear()
 
+        from okyaku.local.http_workers import default_http_workers
         from okyaku.local.runner import LocalRunner
 
-        runner = LocalRunner(template, args.port, host=args.host, retry_delay_s=args.retry_delay)
+        runner = LocalRunner(
+            template,
+            args.port,
+            host=args.host,
+            retry_delay_s=args.retry_delay,
+            http_workers=args.http_workers or default_http_workers(),
+        )
         try:
             runner.start()
         except OSError as error:
             raise BadRequest(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from error
+        except RuntimeError as error:  # an HTTP worker did not start; its log says why
+            raise BadRequest(str(error)) from error
         try:
             demo = _demo_organization(demo_file, seed=not args.no_demo, scale=args.demo_scale, publisher=runner)
             _print_banner(runner, demo, demo_file)
@@ -236,7 +259,7 @@ def _print_banner(runner: Any, demo: DemoOrganization, demo_file: Path) -> None:
     template = runner.template
     lines = [
         "",
-        f"Okyaku is running at {runner.url}",
+        f"Okyaku is running at {runner.url} ({runner.http_workers} HTTP processes)",
         f"  Organization: {demo.name} ({demo.organization_id})",
         f"  API key: {demo.api_key}",
         f"  (saved in {demo_file}; a later start reuses the data and this key)",

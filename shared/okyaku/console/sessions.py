@@ -89,8 +89,8 @@ class SessionSigner:
 
     @classmethod
     def from_secret_setting(cls, secret: str, *, ttl_s: float) -> SessionSigner:
-        """CONSOLE_SESSION_SECRET, or (unset) a random secret for this process: fine for the local
-        runner, where every function runs in one process; elsewhere sessions end with the process."""
+        """CONSOLE_SESSION_SECRET, or (unset) a random secret for this process: sessions then end
+        with the process. (The local runner sets one for all its HTTP processes.)"""
         if not secret:
             logger.warning("CONSOLE_SESSION_SECRET is not set: console sessions are signed with a per-process secret")
             secret = secrets.token_urlsafe(32)

@@ -1,6 +1,9 @@
 """The local runner's HTTP front: a stdlib request handler that turns each request into an HTTP
 API payload 2.0 event for the route's function and writes back its response; plus the runner's
-own ``/_okyaku/`` routes (status, fire a schedule).
+own ``/_okyaku/`` routes (status, fire a schedule, and the change events of its HTTP workers).
+
+The same handler serves in the runner and in each of its HTTP worker processes
+(``okyaku.local.http_workers``); a worker hands the ``/_okyaku/`` routes to the runner.
 
 The ``/_okyaku/`` routes show dead-letter bodies and run schedules, so they need the runner's
 token (printed at start: ``Authorization: Bearer <token>``), a ``Host`` that names the runner
@@ -16,20 +19,25 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Mapping, Sequence
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from pydantic import TypeAdapter, ValidationError
+
+from okyaku.events.model import ChangeEvent
 from okyaku.lambda_events import HttpResponse, build_http_event, gateway_error, http_response_from_result
 from okyaku.local.lambda_host import FunctionHost, release_thread_event_loop
 from okyaku.local.template import Template
+from okyaku.validation import field_details
 
 logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API's payload limit
 
 
 class Served(Protocol):
-    """What the front needs of the runner (okyaku.local.runner.LocalRunner)."""
+    """What the front needs of the process it serves in: the runner or one of its HTTP workers."""
 
     @property
     def template(self) -> Template: ...
@@ -37,9 +45,19 @@ class Served(Protocol):
     @property
     def functions(self) -> Mapping[str, FunctionHost]: ...
 
+    def runner_route(self, method: str, target: str, headers: Message, body: bytes) -> HttpResponse:
+        """Answer a request to the runner's own ``/_okyaku/`` routes (``target``: path and query)."""
+        ...
+
+
+class Runner(Protocol):
+    """What the ``/_okyaku/`` routes need of the runner (okyaku.local.runner.LocalRunner)."""
+
     def status(self) -> dict[str, Any]: ...
 
     def fire_schedule(self, rule_name: str) -> Any: ...
+
+    def publish_change_events(self, events: Sequence[ChangeEvent]) -> None: ...
 
     @property
     def admin_token(self) -> str: ...
@@ -49,6 +67,18 @@ class Served(Protocol):
 
     @property
     def port(self) -> int: ...
+
+
+class LocalServer(ThreadingHTTPServer):
+    daemon_threads = True  # a connection left open does not hold up the stop
+
+
+class ReusePortServer(LocalServer):
+    """A listener that shares its port with the runner's other HTTP processes (SO_REUSEPORT: the
+    kernel spreads new connections over them). Only with workers: alone, the runner's port must
+    be its own (a second ``okyaku dev`` on it fails to start instead of taking half the traffic)."""
+
+    allow_reuse_port = True
 
 
 class BadLength(Exception):
@@ -68,12 +98,12 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
-def _allowed_hosts(runner: Served) -> set[str]:
+def _allowed_hosts(runner: Runner) -> set[str]:
     names = {runner.host, *_LOOPBACK_NAMES} - {"", "0.0.0.0", "::"}
     return {f"{name}:{runner.port}" for name in names}
 
 
-def admin_refusal(runner: Served, headers: Any) -> HttpResponse | None:
+def admin_refusal(runner: Runner, headers: Any) -> HttpResponse | None:
     """Why an ``/_okyaku/`` request is refused (Host, Origin, token), or None."""
     host = (headers.get("host") or "").lower()
     allowed = _allowed_hosts(runner)
@@ -95,9 +125,49 @@ def admin_refusal(runner: Served, headers: Any) -> HttpResponse | None:
     return None
 
 
-def make_request_handler(runner: Served) -> type[BaseHTTPRequestHandler]:
+_EVENTS = TypeAdapter(list[ChangeEvent])
+
+
+def answer_runner_route(runner: Runner, method: str, target: str, headers: Message, body: bytes) -> HttpResponse:
+    """The runner's own routes, behind :func:`admin_refusal`: ``GET /_okyaku/status``,
+    ``POST /_okyaku/schedules/<rule>/fire`` and ``POST /_okyaku/events`` (an HTTP worker's
+    change events, a JSON list, put on the runner's queues before the 200)."""
+    refusal = admin_refusal(runner, headers)
+    if refusal is not None:
+        return refusal
+
+    def reply(status: int, value: Any) -> HttpResponse:
+        body = json.dumps(value, default=str, indent=2).encode()
+        return HttpResponse(status, [("content-type", "application/json")], body)
+
+    path = urllib.parse.urlsplit(target).path
+    if path == "/_okyaku/status" and method == "GET":
+        return reply(200, runner.status())
+    if path == "/_okyaku/events" and method == "POST":
+        try:
+            events = _EVENTS.validate_json(body)
+        except ValidationError as error:
+            message = "the body must be a JSON list of change events"
+            return error_response(400, "bad_request", message, field_details(error, whole="(body)"))
+        runner.publish_change_events(events)
+        return reply(200, {"accepted": len(events)})
+    parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[1] == "schedules" and parts[3] == "fire" and method == "POST":
+        rule_name = urllib.parse.unquote(parts[2])
+        try:
+            result = runner.fire_schedule(rule_name)
+        except KeyError:
+            return error_response(404, "not_found", f"no schedule rule {rule_name!r}")
+        except Exception:
+            logger.exception("%s failed", rule_name)  # the details go to the log, not the client
+            return error_response(500, "internal_error", f"{rule_name} failed; see the runner's log")
+        return reply(200, {"rule": rule_name, "result": result})
+    return error_response(404, "not_found", "Not Found")
+
+
+def make_request_handler(runner: Served, *, server_name: str = "okyaku-local") -> type[BaseHTTPRequestHandler]:
     class RequestHandler(BaseHTTPRequestHandler):
-        server_version = "okyaku-local"
+        server_version = server_name
         protocol_version = "HTTP/1.1"
         # TCP_NODELAY: a response is one write anyway (below), and no small segment may wait
         # for the client's delayed ACK (Nagle), which cost ~40 ms a request on keep-alive.
@@ -180,8 +250,7 @@ def make_request_handler(runner: Served) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             if raw_path.startswith("/_okyaku/"):
-                response = admin_refusal(runner, self.headers) or self._local_admin(raw_path)
-                self._send(response)
+                self._send(runner.runner_route(self.command, self.path, self.headers, body))
                 return
             # Matched on the path as sent, so that an encoded "/" (%2F) stays inside its segment.
             found = runner.template.match_route(self.command, raw_path) or runner.template.match_route(
@@ -217,26 +286,6 @@ def make_request_handler(runner: Served) -> type[BaseHTTPRequestHandler]:
                 function_id,
                 (time.perf_counter() - started) * 1000,
             )
-
-        def _local_admin(self, path: str) -> HttpResponse:
-            def reply(status: int, value: Any) -> HttpResponse:
-                body = json.dumps(value, default=str, indent=2).encode()
-                return HttpResponse(status, [("content-type", "application/json")], body)
-
-            if path == "/_okyaku/status" and self.command == "GET":
-                return reply(200, runner.status())
-            parts = path.strip("/").split("/")
-            if len(parts) == 4 and parts[1] == "schedules" and parts[3] == "fire" and self.command == "POST":
-                rule_name = urllib.parse.unquote(parts[2])
-                try:
-                    result = runner.fire_schedule(rule_name)
-                except KeyError:
-                    return error_response(404, "not_found", f"no schedule rule {rule_name!r}")
-                except Exception:
-                    logger.exception("%s failed", rule_name)  # the details go to the log, not the client
-                    return error_response(500, "internal_error", f"{rule_name} failed; see the runner's log")
-                return reply(200, {"rule": rule_name, "result": result})
-            return error_response(404, "not_found", "Not Found")
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
 

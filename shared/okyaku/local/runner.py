@@ -20,6 +20,11 @@ and its environment, and a function that overruns its Timeout is logged rather t
 Besides the template's routes it answers ``GET /_okyaku/status`` (queues, dead letters,
 schedules) and ``POST /_okyaku/schedules/<rule>/fire`` (run a rule now), to a caller with the
 runner's token (``admin_token``, random per start unless given; ``okyaku dev`` prints it).
+
+With ``http_workers`` > 1 the HTTP routes are served by that many processes sharing the port
+(this one and ``http_workers - 1`` workers, ``okyaku.local.http_workers``): one process runs its
+requests under one GIL, which capped the embedded default near one core. Queues, schedules and
+the ``/_okyaku/`` routes stay here; a worker sends its change events to this process.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import secrets
 import signal
 import threading
@@ -35,15 +41,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from okyaku.config import get_settings
 from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
-from okyaku.lambda_events import ACCOUNT_ID, REGION, failed_message_ids, scheduled_event, sqs_record
-from okyaku.local.http_front import make_request_handler
+from okyaku.lambda_events import ACCOUNT_ID, REGION, HttpResponse, failed_message_ids, scheduled_event, sqs_record
+from okyaku.local.http_front import LocalServer, ReusePortServer, answer_runner_route, make_request_handler
+from okyaku.local.http_workers import WorkerProcess
 from okyaku.local.lambda_host import FunctionHost, apply_template_environment, release_thread_event_loop
 from okyaku.local.scheduler import Scheduler
 from okyaku.local.sqs import DeadLetter, LocalQueue, lambda_message_attributes
@@ -51,6 +59,7 @@ from okyaku.local.template import EventRule, ScheduleEvent, Template, parse_temp
 from okyaku.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+CONSOLE_SECRET = "CONSOLE_SESSION_SECRET"
 
 
 class LocalRunner:
@@ -67,8 +76,13 @@ class LocalRunner:
         drain_timeout_s: float = 5.0,
         apply_environment: bool = True,
         admin_token: str | None = None,
+        http_workers: int = 1,
     ) -> None:
+        if http_workers < 1:
+            raise ValueError("http_workers must be at least 1")
         self.template: Template = parse_template(template_path)
+        self.http_workers = http_workers
+        self.concurrency = concurrency
         self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.host = host
         self.requested_port = port
@@ -100,7 +114,10 @@ class LocalRunner:
         self._stop = threading.Event()  # ends the runner's threads
         self._stop_requested = threading.Event()  # ends serve_until_signal
         self._threads: list[threading.Thread] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalServer | None = None
+        self._internal: LocalServer | None = None  # loopback only: the workers reach this process here
+        self.workers: list[WorkerProcess] = []
+        self._set_environment: list[str] = []  # variables this runner set, unset on stop
         self.started = False
 
     # --- lifecycle ---
@@ -114,8 +131,9 @@ class LocalRunner:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> LocalRunner:
-        self._server = ThreadingHTTPServer((self.host, self.requested_port), make_request_handler(self))
-        self._server.daemon_threads = True
+        handler = make_request_handler(self)
+        server_class = ReusePortServer if self.http_workers > 1 else LocalServer
+        self._server = server_class((self.host, self.requested_port), handler)
         if self.apply_environment:
             apply_template_environment(self.template)
         # Before any handler is imported: their runtimes pick the publisher on first use.
@@ -125,8 +143,38 @@ class LocalRunner:
         self._spawn("scheduler", self._run_schedules)
         self._spawn("http", self._server.serve_forever)
         self.started = True
-        logger.info("local runner listening on %s", self.url)
+        if self.http_workers > 1:
+            try:
+                self._start_workers(handler)
+            except BaseException:
+                self.stop()
+                raise
+        logger.info("local runner listening on %s (%d HTTP processes)", self.url, self.http_workers)
         return self
+
+    def _start_workers(self, handler: Any) -> None:
+        if not os.environ.get(CONSOLE_SECRET):
+            # A console session signed by one process must verify in the others: one secret for all.
+            os.environ[CONSOLE_SECRET] = secrets.token_urlsafe(32)
+            self._set_environment.append(CONSOLE_SECRET)
+            get_settings.cache_clear()
+        self._internal = LocalServer(("127.0.0.1", 0), handler)
+        self._spawn("http-internal", self._internal.serve_forever)
+        # Started together (each imports every HTTP function before it takes connections), then awaited.
+        self.workers = [
+            WorkerProcess.spawn(
+                index,
+                template=self.template.path,
+                host=self.host,
+                port=self.port,
+                runner_port=self._internal.server_address[1],
+                admin_token=self.admin_token,
+                concurrency=self.concurrency,
+            )
+            for index in range(1, self.http_workers)
+        ]
+        for worker in self.workers:
+            worker.wait_until_ready()
 
     def _spawn(self, name: str, target: Callable[..., Any], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -138,9 +186,12 @@ class LocalRunner:
         if not self.started:
             return
         self.started = False
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        for worker in self.workers:  # first: a worker may still be sending change events here
+            worker.stop()
+        for server in (self._server, self._internal):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
         deadline = time.monotonic() + self.drain_timeout_s
         while time.monotonic() < deadline and any(q.busy(time.monotonic()) for q in self.queues):
             time.sleep(0.05)
@@ -153,6 +204,9 @@ class LocalRunner:
         for function in self.functions.values():
             function.shutdown()
         Runtime.hosted_publisher = None
+        for name in self._set_environment:
+            os.environ.pop(name, None)
+        self._set_environment.clear()
         left = sum(q.pending() for q in self.queues)
         if left:
             logger.warning("stopped with %d change events undelivered (in-memory queues)", left)
@@ -184,6 +238,9 @@ class LocalRunner:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+    def runner_route(self, method: str, target: str, headers: Message, body: bytes) -> HttpResponse:
+        return answer_runner_route(self, method, target, headers, body)
 
     # --- change events ---
 
@@ -306,6 +363,8 @@ class LocalRunner:
             "template": str(self.template.path),
             "url": self.url,
             "functions": sorted(self.functions),
+            "http_processes": [{"index": 0, "pid": os.getpid(), "alive": True}]
+            + [{"index": w.index, "pid": w.pid, "alive": w.alive} for w in self.workers],
             "routes": [f"{r.route_key} -> {r.function_id}" for r in self.template.routes],
             "queues": [
                 {
