@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # The nightly retrain + rescore of the scoring and forecasting functions: one message per
     # organization onto the function's own jobs queue (unset: every organization in-process).
     prediction_jobs_queue_url: str = ""
+    # The hourly embeddings backfill, the same way: one message per organization (unset: in-process).
+    embedding_jobs_queue_url: str = ""
 
     # Trained model artefacts are HMAC-signed with this key and never loaded unsigned (unset: a key
     # derived from DATABASE_URL, fine for the embedded default; set it in production).

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from okyaku.clock import invocation
 from okyaku.errors import BadRequest
 from okyaku.logs import configure_logging, correlation_id
 from okyaku.queue import BatchPreparer, RecordHandler, consume_batch
@@ -98,7 +99,7 @@ def function_handler(
 
     def handler(event: dict[str, Any], context: Any) -> Any:
         kind = classify_event(event)
-        with correlation_id(_correlation_id(kind, event, context)):
+        with correlation_id(_correlation_id(kind, event, context)), invocation(context):
             if kind == "http" and http_handler is not None:
                 return http_handler(event, context)
             if kind == "sqs" and (on_record is not None or on_batch is not None):

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+import uuid
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select, text
 
+from okyaku.config import Settings
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.indexes import hnsw_index_name
 from okyaku.embeddings.models import Embedding
 from okyaku.embeddings.triggers import EmbeddingTriggers
+from okyaku.entry import function_handler
+from okyaku.runtime import Runtime
 from tests.support.hashing_embedder import HashingEmbedder
+
+SCHEDULE_EVENT = Path(__file__).resolve().parents[2] / "events" / "embeddings" / "schedule.json"
 
 
 def count(db, org_id, **where):
@@ -135,3 +146,90 @@ def test_cli_backfill_and_ensure_index(tenant, pg, owner_db, monkeypatch, capsys
         assert main(["embeddings", "ensure-index", "--model", "bad'; DROP TABLE x; --", "--dimension", "8"]) == 2
     finally:
         get_settings.cache_clear()
+
+
+def job_event(bodies):
+    """An SQS event of the jobs queue, one record per body, as Lambda's poller delivers it."""
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": uuid.uuid4().hex,
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1764072000000"},
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:okyaku-embedding-jobs",
+                "awsRegion": "us-east-1",
+            }
+            for body in bodies
+        ]
+    }
+
+
+class Remaining:
+    """A Lambda context with ``ms`` left."""
+
+    def __init__(self, ms):
+        self.ms = ms
+
+    def get_remaining_time_in_millis(self):
+        return self.ms
+
+
+def drain(sqs, queue_url):
+    messages = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        messages += batch
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
+    return [m["Body"] for m in messages]
+
+
+def test_the_scheduled_backfill_fans_out_one_job_per_organization_and_a_job_out_of_time_continues(
+    make_tenant, pg, db, sqs
+):
+    small, big = make_tenant("Small"), make_tenant("Big")
+    make_companies(small, 2)
+    make_companies(big, 3)
+    big.client.post("/api/v1/contacts", json={"first_name": "Ada"})
+    queue_url = sqs.create_queue(QueueName=f"embedding-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    settings = Settings(
+        database_url=pg.app_url, embedding_jobs_queue_url=queue_url, aws_endpoint_url=sqs.meta.endpoint_url
+    )
+
+    class SlowEmbedder(HashingEmbedder):
+        """Each call takes longer than the one second a job short of time is given."""
+
+        def embed(self, texts):
+            time.sleep(1.2)
+            return super().embed(texts)
+
+    triggers = EmbeddingTriggers(Runtime(settings, db=db), SlowEmbedder())
+    handler = function_handler(name="embeddings", on_batch=triggers.on_batch, on_schedule=triggers.on_schedule)
+
+    report = handler(json.loads(SCHEDULE_EVENT.read_text()), Remaining(100_000))
+    assert report["not_queued"] == [] and report["queued"] == report["organizations"] >= 2
+    bodies = {json.loads(b)["organization_id"]: b for b in drain(sqs, queue_url)}
+    assert {str(small.id), str(big.id)} <= set(bodies) and len(bodies) == report["queued"]
+    assert count(db, small.id) == count(db, big.id) == 0  # the schedule only queued the work
+
+    # One organization per message; a job body that does not parse fails alone (retried, then DLQ).
+    broken = json.dumps({"job": "embeddings_backfill", "organization_id": "not-a-uuid"})
+    event = job_event([bodies[str(small.id)], broken])
+    response = handler(event, Remaining(100_000))
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [event["Records"][1]["messageId"]]
+    assert count(db, small.id) == 2 and count(db, big.id) == 0
+    assert drain(sqs, queue_url) == []  # done: nothing continues
+
+    # Out of time (0 ms left: one second of work), the job embeds what it can and sends the rest.
+    assert handler(job_event([bodies[str(big.id)]]), Remaining(0)) == {"batchItemFailures": []}
+    assert count(db, big.id) == 3  # the companies' page; the contact's type was not reached
+    (continuation,) = drain(sqs, queue_url)
+    assert json.loads(continuation)["organization_id"] == str(big.id)
+    assert handler(job_event([continuation]), Remaining(100_000)) == {"batchItemFailures": []}
+    assert count(db, big.id) == 4
+    assert drain(sqs, queue_url) == []

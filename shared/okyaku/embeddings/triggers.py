@@ -1,23 +1,36 @@
 """The non-HTTP triggers of the ``embeddings`` function: change events -> embeddings (SQS) and
 the scheduled backfill. The function module builds one embedder and hands it to these and to
-the search app."""
+the search app.
+
+The hourly backfill fans out one message per organization onto the function's jobs queue
+(EMBEDDING_JOBS_QUEUE_URL), so that a big organization cannot use up the invocation of every
+other, and each is retried on its own. A job that runs out of time sends its continuation, a new
+message for the same organization (it resumes cheaply: up-to-date records are skipped). The jobs
+come to ``on_batch`` too, told apart by their ``job`` field. Without a queue (the local runner)
+the backfill visits every organization in-process, within the invocation's time."""
 
 from __future__ import annotations
 
 import logging
-import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel, ValidationError
+
+from okyaku.clock import work_deadline
 from okyaku.embeddings.consumer import prepare_batch
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.protocol import Embedder
 from okyaku.embeddings.providers import LazyEmbedder
+from okyaku.errors import DependencyUnavailable
+from okyaku.fanout import enqueue
 from okyaku.features import feature_enabled
 from okyaku.queue import RecordHandler, consume_batch
 from okyaku.runtime import Runtime
+from okyaku.tenancy import list_organization_ids
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -39,6 +52,22 @@ def default_embedder(runtime: Runtime) -> Embedder:
     return LazyEmbedder(load)
 
 
+class BackfillJob(BaseModel):
+    """One organization's backfill: a message on the function's jobs queue."""
+
+    job: Literal["embeddings_backfill"] = "embeddings_backfill"
+    organization_id: uuid.UUID
+
+
+def as_backfill_job(body: str) -> BackfillJob | None:
+    if '"job"' not in body:  # change events have no such field: skip the parse
+        return None
+    try:
+        return BackfillJob.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
 class EmbeddingTriggers:
     def __init__(self, runtime: Runtime, embedder: Embedder) -> None:
         self.runtime = runtime
@@ -49,24 +78,57 @@ class EmbeddingTriggers:
         return EmbeddingIndexer(self.runtime.db, self.embedder)
 
     def on_batch(self, records: Sequence[SQSRecord]) -> RecordHandler:
-        """Change events -> embeddings, the batch embedded together."""
+        """Change events -> embeddings, the batch embedded together; backfill jobs one by one."""
+        jobs = {r.message_id: job for r in records if (job := as_backfill_job(r.body)) is not None}
+        changes = [r for r in records if r.message_id not in jobs]
         if not feature_enabled(self.runtime.settings, "rag"):
             # Nothing to keep up to date; a backfill catches up when the feature is switched on.
-            logger.info("AI_RAG_ENABLED is false: %d change events acknowledged", len(records))
+            logger.info("AI_RAG_ENABLED is false: %d queue messages acknowledged", len(records))
             return lambda record: None
-        return prepare_batch(self.indexer, records)
+        settle_change = prepare_batch(self.indexer, changes) if changes else None
+
+        def settle(record: SQSRecord) -> object:
+            job = jobs.get(record.message_id)
+            if job is not None:
+                return self.run_backfill_job(job)
+            assert settle_change is not None
+            return settle_change(record)
+
+        return settle
+
+    def run_backfill_job(self, job: BackfillJob) -> dict[str, Any]:
+        """One organization's backfill; out of time, its continuation goes back on the queue
+        (raises, so that this message is retried, if it cannot be sent)."""
+        deadline = work_deadline(margin_s=BACKFILL_SAFETY_MARGIN_S, default_budget_s=BACKFILL_DEFAULT_BUDGET_S)
+        report = self.indexer.backfill(organization_ids=[job.organization_id], deadline=deadline)
+        outcome: dict[str, Any] = asdict(report)
+        queue_url = self.runtime.settings.embedding_jobs_queue_url
+        if not report.complete and queue_url:
+            sent = enqueue(self.runtime.settings, queue_url, {f"backfill:{job.organization_id}": job.model_dump_json()})
+            if sent["not_queued"]:
+                raise DependencyUnavailable(
+                    "the rest of the backfill could not be queued",
+                    details={"organization_id": str(job.organization_id)},
+                )
+            outcome["continued"] = True
+        logger.info("backfill of %s: %s", job.organization_id, outcome)
+        return outcome
 
     def consume(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         """An SQS event as Lambda delivers it -> ``batchItemFailures`` for the records to retry."""
         return consume_batch(event, context, on_batch=self.on_batch, log=logger)
 
     def on_schedule(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        """Embed what lacks a current embedding, stopping before the invocation's time runs out."""
-        if not feature_enabled(self.runtime.settings, "rag"):
+        """One backfill job per organization on the jobs queue; without one, embed what lacks a
+        current embedding in every organization here, stopping before the invocation's time runs out."""
+        settings = self.runtime.settings
+        if not feature_enabled(settings, "rag"):
             return {"skipped": "AI_RAG_ENABLED is false"}
-        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-        budget = (remaining_ms() / 1000.0 - BACKFILL_SAFETY_MARGIN_S) if callable(remaining_ms) else None
-        budget = BACKFILL_DEFAULT_BUDGET_S if budget is None else max(budget, 1.0)
-        report = self.indexer.backfill(deadline=time.monotonic() + budget)
+        if settings.embedding_jobs_queue_url:
+            organizations = list_organization_ids(self.runtime.db)
+            bodies = {f"backfill:{o}": BackfillJob(organization_id=o).model_dump_json() for o in organizations}
+            return {"organizations": len(organizations), **enqueue(settings, settings.embedding_jobs_queue_url, bodies)}
+        deadline = work_deadline(context, margin_s=BACKFILL_SAFETY_MARGIN_S, default_budget_s=BACKFILL_DEFAULT_BUDGET_S)
+        report = self.indexer.backfill(deadline=deadline)
         logger.info("backfill: %s", report)
         return asdict(report)
