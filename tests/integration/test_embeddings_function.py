@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,18 @@ from sqlalchemy import func, select
 
 from okyaku.embeddings.models import Embedding
 from tests.conftest import free_port
+from tests.integration.test_embeddings_backfill import job_event
 from tests.integration.test_embeddings_pipeline import sqs_event
 
 APP = Path(__file__).resolve().parents[2] / "functions" / "embeddings" / "app.py"
+
+
+@pytest.fixture
+def jobs_queue(sqs, monkeypatch):
+    url = sqs.create_queue(QueueName=f"embedding-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("EMBEDDING_JOBS_QUEUE_URL", url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", sqs.meta.endpoint_url)
+    return url
 
 
 @pytest.fixture
@@ -66,7 +76,8 @@ def http_event(path, query, api_key):
     }
 
 
-def test_one_handler_serves_queue_schedule_and_http(handler_module, tenant, publisher, db):
+def test_one_handler_serves_queue_schedule_and_http(jobs_queue, sqs, handler_module, tenant, publisher, db):
+    # jobs_queue first: its settings must be in place before the handler module is imported.
     tenant.client.post("/api/v1/companies", json={"name": "Aurora Telescopes", "industry": "Optics"})
     contact = tenant.client.post("/api/v1/contacts", json={"first_name": "Vera", "job_title": "Astronomer"}).json()
 
@@ -77,11 +88,19 @@ def test_one_handler_serves_queue_schedule_and_http(handler_module, tenant, publ
         assert session.scalar(select(func.count()).select_from(Embedding)) == 2
     assert models == {"local:all-minilm-l6-v2"}  # Ollama was unreachable: the local model, consistently
 
-    # A record whose event was lost is picked up by the scheduled backfill.
+    # A record whose event was lost is picked up by the scheduled backfill: the schedule queues
+    # one job per organization (the template's jobs queue), the tenant's job embeds it.
     with db.organization_scope(tenant.id) as session:
         session.execute(Embedding.__table__.delete().where(Embedding.entity_id == contact["id"]))
-    report = handler_module.handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, None)
-    assert report["embedded"] >= 1 and report["complete"] is True
+    queued = handler_module.handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, None)
+    assert queued["not_queued"] == [] and queued["queued"] == queued["organizations"]
+    jobs = []
+    while batch := sqs.receive_message(QueueUrl=jobs_queue, MaxNumberOfMessages=10).get("Messages", []):
+        jobs += [m["Body"] for m in batch if json.loads(m["Body"])["organization_id"] == str(tenant.id)]
+    (job,) = jobs
+    assert handler_module.handler(job_event([job]), None) == {"batchItemFailures": []}
+    with db.organization_scope(tenant.id) as session:
+        assert session.scalar(select(func.count()).select_from(Embedding)) == 2
 
     result = handler_module.handler(
         http_event("/api/v1/ai/search", "q=telescope%20optics&limit=3", tenant.org.api_key), None
