@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 
 from okyaku.agents.models import PendingAction
+from okyaku.clock import work_deadline
 from okyaku.conversation.analyzer import AnalysisResult, ConversationAnalyzer, TextToAnalyse
 from okyaku.conversation.models import ConversationAnalysisRow
 from okyaku.conversation.prompts import ANALYZE
@@ -284,9 +285,8 @@ class ConversationService:
     def on_schedule(self, _event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         if not self.enabled:
             return {"disabled": "AI_CONVERSATION_ENABLED is false"}
-        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-        budget = (remaining_ms() / 1000.0 - SWEEP_SAFETY_MARGIN_S) if callable(remaining_ms) else SWEEP_DEFAULT_BUDGET_S
-        return asdict(self.sweep(deadline=time.monotonic() + max(budget, 1.0)))
+        deadline = work_deadline(context, margin_s=SWEEP_SAFETY_MARGIN_S, default_budget_s=SWEEP_DEFAULT_BUDGET_S)
+        return asdict(self.sweep(deadline=deadline))
 
     # --- HTTP --------------------------------------------------------------------------------------
 
