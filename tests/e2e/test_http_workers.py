@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +18,21 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from okyaku.config import get_settings
+from okyaku.db import Database
 from okyaku.events.model import ChangeEvent
 from okyaku.local.http_workers import ForwardingPublisher, RunnerConnection, WorkerSettings
+from okyaku.local.postgres import LocalDatabase
 from okyaku.local.runner import LocalRunner
+from okyaku.tenancy import create_organization
+from tests.e2e.test_conversation_runner import use_environment
 from tests.e2e.test_local_runner import recorded, wait_for
+from tests.support.openai_server import ScriptedOpenAIServer
 
-FUNCTIONS = Path(__file__).resolve().parents[1] / "data" / "runner" / "functions"
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ROOT / "tests" / "data" / "runner" / "functions"
 TOKEN = "runner-token-for-worker-tests"
 CONNECTIONS = 24
 
@@ -163,3 +172,55 @@ def test_stopping_the_runner_ends_its_workers(tmp_path: Path, monkeypatch: pytes
     assert not any(w.alive for w in workers)
     assert not any(Path(f"/proc/{w.pid}").exists() for w in workers)
     assert "CONSOLE_SESSION_SECRET" not in os.environ
+
+
+def test_the_projects_template_on_two_processes_signs_in_once_and_publishes_every_write(
+    pg: LocalDatabase,
+    db: Database,
+    owner_db: Database,
+    openai_server: ScriptedOpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real functions: a console session made by one process is valid in the other, and a
+    CRM write served by either publishes its change events at once (none left to the relay)."""
+    use_environment(monkeypatch, pg, openai_server)
+    monkeypatch.delenv("CONSOLE_SESSION_SECRET", raising=False)
+    org = create_organization(db, "Two processes", "admin@two-processes.example")
+    try:
+        with LocalRunner(ROOT / "template.yaml", port=0, apply_environment=False, http_workers=2) as runner:
+            with httpx.Client(base_url=runner.url, timeout=60) as signing_in:
+                page = signing_in.get("/console/login")
+                token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+                assert token, page.text
+                login = signing_in.post(
+                    "/console/login", data={"api_key": org.api_key, "csrf_token": token.group(1), "next": "/console"}
+                )
+                assert login.status_code == 303, login.text
+                cookies = dict(signing_in.cookies)
+            names = set()
+            for _ in range(CONNECTIONS):
+                with httpx.Client(base_url=runner.url, cookies=cookies, timeout=60) as client:  # new connection
+                    page = client.get("/console")
+                    assert page.status_code == 200, (page.status_code, page.headers.get("location"))
+                    names.add(page.headers["server"].split()[0])
+            assert names == {"okyaku-local", "okyaku-local-worker-1"}
+
+            headers = {"Authorization": f"Bearer {org.api_key}"}
+            names.clear()
+            for i in range(CONNECTIONS):
+                with httpx.Client(base_url=runner.url, headers=headers, timeout=60) as client:
+                    created = client.post("/api/v1/contacts", json={"first_name": f"Worker {i}"})
+                    assert created.status_code == 201, created.text
+                    names.add(created.headers["server"].split()[0])
+            assert names == {"okyaku-local", "okyaku-local-worker-1"}
+            with owner_db.session() as session:
+                pending, published = session.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE published_at IS NULL),"
+                        " count(*) FILTER (WHERE published_at IS NOT NULL) FROM outbox WHERE organization_id = :id"
+                    ),
+                    {"id": org.organization_id},
+                ).one()
+            assert (pending, published) == (0, CONNECTIONS)
+    finally:
+        get_settings.cache_clear()
