@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from okyaku.config import Settings
 from okyaku.errors import public_error
@@ -21,6 +21,17 @@ from okyaku.errors import public_error
 logger = logging.getLogger(__name__)
 
 Message = TypeVar("Message", bound=BaseModel)
+
+
+def job_message(body: str, model: type[Message]) -> Message | None:
+    """The job a queue message holds, or None for any other body (a change event, which shares
+    the function's SQS trigger). Jobs carry a ``job`` field; change events have none."""
+    if '"job"' not in body:  # skip the parse for the common case
+        return None
+    try:
+        return model.model_validate_json(body)
+    except ValidationError:
+        return None
 
 
 def fan_out(

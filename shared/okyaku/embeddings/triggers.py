@@ -18,7 +18,7 @@ from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from okyaku.clock import work_deadline
 from okyaku.embeddings.consumer import prepare_batch
@@ -26,7 +26,7 @@ from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.protocol import Embedder
 from okyaku.embeddings.providers import LazyEmbedder
 from okyaku.errors import DependencyUnavailable
-from okyaku.fanout import enqueue
+from okyaku.fanout import enqueue, job_message
 from okyaku.features import feature_enabled
 from okyaku.queue import RecordHandler, consume_batch
 from okyaku.runtime import Runtime
@@ -59,15 +59,6 @@ class BackfillJob(BaseModel):
     organization_id: uuid.UUID
 
 
-def as_backfill_job(body: str) -> BackfillJob | None:
-    if '"job"' not in body:  # change events have no such field: skip the parse
-        return None
-    try:
-        return BackfillJob.model_validate_json(body)
-    except ValidationError:
-        return None
-
-
 class EmbeddingTriggers:
     def __init__(self, runtime: Runtime, embedder: Embedder) -> None:
         self.runtime = runtime
@@ -79,7 +70,7 @@ class EmbeddingTriggers:
 
     def on_batch(self, records: Sequence[SQSRecord]) -> RecordHandler:
         """Change events -> embeddings, the batch embedded together; backfill jobs one by one."""
-        jobs = {r.message_id: job for r in records if (job := as_backfill_job(r.body)) is not None}
+        jobs = {r.message_id: job for r in records if (job := job_message(r.body, BackfillJob)) is not None}
         changes = [r for r in records if r.message_id not in jobs]
         if not feature_enabled(self.runtime.settings, "rag"):
             # Nothing to keep up to date; a backfill catches up when the feature is switched on.

@@ -29,7 +29,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from email.message import Message
-from pathlib import Path
 
 from okyaku.events.model import ChangeEvent
 from okyaku.lambda_events import HttpResponse
@@ -160,27 +159,7 @@ class WorkerProcess:
         self.process = process
 
     @classmethod
-    def spawn(
-        cls,
-        index: int,
-        *,
-        template: Path,
-        host: str,
-        port: int,
-        runner_port: int,
-        admin_token: str,
-        concurrency: int,
-    ) -> WorkerProcess:
-        settings = WorkerSettings(
-            index=index,
-            template=str(template),
-            host=host,
-            port=port,
-            runner_port=runner_port,
-            admin_token=admin_token,
-            concurrency=concurrency,
-            log_level=logging.getLogger("okyaku").getEffectiveLevel(),
-        )
+    def spawn(cls, settings: WorkerSettings) -> WorkerProcess:
         process = subprocess.Popen(
             [sys.executable, "-m", "okyaku.local.http_workers"],
             stdin=subprocess.PIPE,
@@ -192,7 +171,7 @@ class WorkerProcess:
         # On stdin, not argv: the token does not show in the process list.
         process.stdin.write(json.dumps(asdict(settings)) + "\n")
         process.stdin.flush()
-        return cls(index, process)
+        return cls(settings.index, process)
 
     @property
     def pid(self) -> int:

@@ -51,7 +51,7 @@ from okyaku.events.envelope import eventbridge_envelope
 from okyaku.events.model import ChangeEvent
 from okyaku.lambda_events import ACCOUNT_ID, REGION, HttpResponse, failed_message_ids, scheduled_event, sqs_record
 from okyaku.local.http_front import LocalServer, ReusePortServer, answer_runner_route, make_request_handler
-from okyaku.local.http_workers import WorkerProcess
+from okyaku.local.http_workers import WorkerProcess, WorkerSettings
 from okyaku.local.lambda_host import FunctionHost, apply_template_environment, release_thread_event_loop
 from okyaku.local.scheduler import Scheduler
 from okyaku.local.sqs import DeadLetter, LocalQueue, lambda_message_attributes
@@ -163,13 +163,16 @@ class LocalRunner:
         # Started together (each imports every HTTP function before it takes connections), then awaited.
         self.workers = [
             WorkerProcess.spawn(
-                index,
-                template=self.template.path,
-                host=self.host,
-                port=self.port,
-                runner_port=self._internal.server_address[1],
-                admin_token=self.admin_token,
-                concurrency=self.concurrency,
+                WorkerSettings(
+                    index=index,
+                    template=str(self.template.path),
+                    host=self.host,
+                    port=self.port,
+                    runner_port=self._internal.server_address[1],
+                    admin_token=self.admin_token,
+                    concurrency=self.concurrency,
+                    log_level=logging.getLogger("okyaku").getEffectiveLevel(),
+                )
             )
             for index in range(1, self.http_workers)
         ]

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from okyaku.errors import DependencyUnavailable
 from okyaku.events import decode_change_event
-from okyaku.fanout import enqueue
+from okyaku.fanout import enqueue, job_message
 from okyaku.features import feature_enabled
 from okyaku.predictions.service import ModelTarget, PredictionService
 from okyaku.tenancy import list_organization_ids
@@ -40,15 +40,6 @@ class NightlyFailed(DependencyUnavailable):
     code = "nightly_failed"
 
 
-def as_nightly_job(body: str) -> NightlyJob | None:
-    if '"job"' not in body:  # change events have no such field: skip the parse
-        return None
-    try:
-        return NightlyJob.model_validate_json(body)
-    except ValidationError:
-        return None
-
-
 class PredictionTriggers:
     def __init__(self, service: PredictionService, targets: Sequence[ModelTarget]) -> None:
         self.service = service
@@ -57,7 +48,7 @@ class PredictionTriggers:
     def on_change_record(self, record: SQSRecord) -> None:
         """Rescore what one change event touches. A record that cannot be parsed fails too: it is
         kept for inspection (retried, then dead-lettered) rather than dropped."""
-        job = as_nightly_job(record.body)
+        job = job_message(record.body, NightlyJob)
         if job is not None:
             self.run_nightly_job(job)
             return
