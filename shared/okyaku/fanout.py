@@ -10,13 +10,16 @@ logged and reported without stopping the others.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from okyaku.config import Settings
+from okyaku.db import Database
 from okyaku.errors import public_error
+from okyaku.tenancy import list_organization_ids
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,16 @@ def fan_out(
             logger.exception("%s failed", label(message))
             failed.append({**message.model_dump(mode="json"), "error": public_error(error)})
     return {"done": done, "failed": failed}
+
+
+def enqueue_per_organization(
+    settings: Settings, db: Database, queue_url: str, job: Callable[[uuid.UUID], BaseModel], *, label: str
+) -> dict[str, Any]:
+    """One ``job(organization_id)`` message per organization onto ``queue_url``; the report says
+    how many organizations there are, and what was queued and what not."""
+    organizations = list_organization_ids(db)
+    bodies = {f"{label}:{o}": job(o).model_dump_json() for o in organizations}
+    return {"organizations": len(organizations), **enqueue(settings, queue_url, bodies)}
 
 
 def enqueue(settings: Settings, queue_url: str, bodies: dict[str, str]) -> dict[str, Any]:

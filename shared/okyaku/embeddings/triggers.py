@@ -26,11 +26,10 @@ from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.protocol import Embedder
 from okyaku.embeddings.providers import LazyEmbedder
 from okyaku.errors import DependencyUnavailable
-from okyaku.fanout import enqueue, job_message
+from okyaku.fanout import enqueue, enqueue_per_organization, job_message
 from okyaku.features import feature_enabled
 from okyaku.queue import RecordHandler, consume_batch
 from okyaku.runtime import Runtime
-from okyaku.tenancy import list_organization_ids
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -116,9 +115,13 @@ class EmbeddingTriggers:
         if not feature_enabled(settings, "rag"):
             return {"skipped": "AI_RAG_ENABLED is false"}
         if settings.embedding_jobs_queue_url:
-            organizations = list_organization_ids(self.runtime.db)
-            bodies = {f"backfill:{o}": BackfillJob(organization_id=o).model_dump_json() for o in organizations}
-            return {"organizations": len(organizations), **enqueue(settings, settings.embedding_jobs_queue_url, bodies)}
+            return enqueue_per_organization(
+                settings,
+                self.runtime.db,
+                settings.embedding_jobs_queue_url,
+                lambda organization_id: BackfillJob(organization_id=organization_id),
+                label="backfill",
+            )
         deadline = work_deadline(context, margin_s=BACKFILL_SAFETY_MARGIN_S, default_budget_s=BACKFILL_DEFAULT_BUDGET_S)
         report = self.indexer.backfill(deadline=deadline)
         logger.info("backfill: %s", report)

@@ -207,9 +207,11 @@ class LocalRunner:
         for function in self.functions.values():
             function.shutdown()
         Runtime.hosted_publisher = None
-        for name in self._set_environment:
-            os.environ.pop(name, None)
-        self._set_environment.clear()
+        if self._set_environment:
+            for name in self._set_environment:
+                os.environ.pop(name, None)
+            self._set_environment.clear()
+            get_settings.cache_clear()  # no cached Settings keeps what this runner set
         left = sum(q.pending() for q in self.queues)
         if left:
             logger.warning("stopped with %d change events undelivered (in-memory queues)", left)

@@ -18,10 +18,9 @@ from pydantic import BaseModel
 
 from okyaku.errors import DependencyUnavailable
 from okyaku.events import decode_change_event
-from okyaku.fanout import enqueue, job_message
+from okyaku.fanout import enqueue_per_organization, job_message
 from okyaku.features import feature_enabled
 from okyaku.predictions.service import ModelTarget, PredictionService
-from okyaku.tenancy import list_organization_ids
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -74,12 +73,13 @@ class PredictionTriggers:
         if not feature_enabled(settings, "predictions"):
             return {"skipped": "AI_PREDICTIONS_ENABLED=false"}
         if settings.prediction_jobs_queue_url:
-            organizations = list_organization_ids(self.service.runtime.db)
-            bodies = {f"nightly:{o}": NightlyJob(organization_id=o).model_dump_json() for o in organizations}
-            return {
-                "organizations": len(organizations),
-                **enqueue(settings, settings.prediction_jobs_queue_url, bodies),
-            }
+            return enqueue_per_organization(
+                settings,
+                self.service.runtime.db,
+                settings.prediction_jobs_queue_url,
+                lambda organization_id: NightlyJob(organization_id=organization_id),
+                label="nightly",
+            )
         report = self.service.nightly(self.targets)  # no queue (local runs): every organization in turn
         logger.info("nightly retrain and rescore: %s", report.as_dict())
         return report.as_dict()
