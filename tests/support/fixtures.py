@@ -13,6 +13,7 @@ import pytest
 
 from okyaku.config import Settings
 from okyaku.llm import FeatureFlags, LLMConfig, LLMGateway
+from tests.support.llama_server import TOOLS_TEMPLATE, LlamaServer, find_install
 from tests.support.openai_server import ScriptedOpenAIServer, closed_port_url
 
 # Small timeouts and backoff so failure paths run in milliseconds.
@@ -71,3 +72,22 @@ def llm(openai_server: ScriptedOpenAIServer, make_gateway: Callable[..., LLMGate
 def dead_llm_url() -> str:
     """An OLLAMA_BASE_URL where nothing listens."""
     return closed_port_url()
+
+
+# --- the real model server (llama.cpp + SmolLM2-135M, see tests/support/llama_server.py) -------------
+
+
+@pytest.fixture(scope="session")
+def real_llm() -> Iterator[LlamaServer]:
+    """A real OpenAI-compatible server with a weak instruct model, SmolLM2's own chat template
+    (tools are ignored by it: the model answers in text)."""
+    with LlamaServer(find_install()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def real_llm_tools() -> Iterator[LlamaServer]:
+    """The same model behind a ChatML template with tool calls, so the tool-call protocol runs
+    through a real server (the model's calls are as unreliable as its text)."""
+    with LlamaServer(find_install(), chat_template_file=TOOLS_TEMPLATE) as server:
+        yield server
