@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     llm_breaker_reset_s: float = 30.0
     llm_embedding_batch_size: int = 32
     llm_embedding_fallback_local: bool = True
+    # The model server's context window in tokens per request; 0: learn it from the server
+    # (llama.cpp /props, Ollama /api/show's num_ctx, else Ollama's default). Set it when Ollama runs
+    # with OLLAMA_CONTEXT_LENGTH, which its API does not report. Prompts that would not fit are
+    # not sent (llm_context_exceeded).
+    ollama_num_ctx: int = Field(default=0, ge=0)
+    # Structured answers: auto (a JSON schema as response_format where the server supports it,
+    # else JSON mode with the schema in the prompt) | json_schema | json_object.
+    llm_structured_output: str = Field(default="auto", pattern="^(auto|json_schema|json_object)$")
 
     # AI agents (okyaku.agents): runs go to AGENT_RUNS_QUEUE_URL when set, else a local thread.
     agent_runs_queue_url: str = ""

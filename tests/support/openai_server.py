@@ -14,6 +14,7 @@ import json
 import math
 import random
 import re
+import select
 import socket
 import threading
 import time
@@ -120,9 +121,25 @@ def _model_matches(requested: str, available: str) -> bool:
 class ScriptedOpenAIServer:
     """Start with :meth:`start` (or as a context manager); ``base_url`` ends in ``/v1``."""
 
-    def __init__(self, *, models: tuple[str, ...] = DEFAULT_MODELS, embedding_dimension: int = 768) -> None:
+    def __init__(
+        self,
+        *,
+        models: tuple[str, ...] = DEFAULT_MODELS,
+        embedding_dimension: int = 768,
+        kind: str = "plain",
+        context_window: int = 4096,
+        ollama_version: str = "0.6.8",
+        ollama_num_ctx: int | None = None,
+    ) -> None:
+        """``kind``: "plain" (only the OpenAI-compatible routes), "llama.cpp" (also ``/props`` with
+        ``context_window`` per slot) or "ollama" (also ``/api/version``, ``/api/show``, ``/api/tags``;
+        ``ollama_num_ctx`` is the model's num_ctx parameter, if any)."""
         self.models = list(models)
         self.embedding_dimension = embedding_dimension
+        self.kind = kind
+        self.context_window = context_window
+        self.ollama_version = ollama_version
+        self.ollama_num_ctx = ollama_num_ctx
         self.requests: list[RecordedRequest] = []
         self.client_disconnects = 0
         self.in_flight = 0
@@ -247,7 +264,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self) -> None:
         request = self._recorded(None)
-        if self.path.rstrip("/").endswith("/v1/models"):
+        kind = self.scripted.kind
+        if kind == "llama.cpp" and self.path == "/props":
+            settings = {"n_ctx": self.scripted.context_window, "params": {"n_predict": -1}}
+            self._send_json(200, {"default_generation_settings": settings, "total_slots": 2, "build_info": "b0-test"})
+        elif kind == "ollama" and self.path == "/api/version":
+            self._send_json(200, {"version": self.scripted.ollama_version})
+        elif kind == "ollama" and self.path == "/api/tags":
+            self._send_json(200, {"models": [{"name": m, "model": m} for m in self.scripted.models]})
+        elif self.path.rstrip("/").endswith("/v1/models"):
             reply = self.scripted._next_reply("models", request)
             if not self._faulted(reply):
                 data = [{"id": m, "object": "model", "created": 0, "owned_by": "library"} for m in self.scripted.models]
@@ -263,7 +288,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         request = self._recorded(body)
-        if self.path.endswith("/chat/completions"):
+        if self.scripted.kind == "ollama" and self.path == "/api/show":
+            self._show(body or {})
+        elif self.path.endswith("/chat/completions"):
             self._chat(request)
         elif self.path.endswith("/embeddings"):
             self._embeddings(request)
@@ -275,12 +302,39 @@ class _Handler(BaseHTTPRequestHandler):
         self.scripted._record(request)
         return request
 
+    def _show(self, body: dict[str, Any]) -> None:
+        model = body.get("model") or body.get("name")
+        if self._model_missing(model):
+            return
+        num_ctx = self.scripted.ollama_num_ctx
+        parameters = f"num_ctx                        {num_ctx}" if num_ctx else ""  # as Ollama pads it
+        info = {"general.architecture": "llama", "llama.context_length": 131072}
+        self._send_json(200, {"parameters": parameters, "model_info": info, "details": {"family": "llama"}})
+
     # --- faults ----------------------------------------------------------------------------
+    def _client_left_while_waiting(self, delay_s: float) -> bool:
+        """Wait ``delay_s`` (the server "generating"), watching the connection: True as soon as the
+        client closed it (it gave up), as a real server notices and stops."""
+        deadline = time.monotonic() + delay_s
+        while (left := deadline - time.monotonic()) > 0:
+            if self.scripted.stopping.is_set():
+                return True
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if readable:
+                try:
+                    data = self.connection.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.scripted._note_disconnect()
+                    return True
+        return False
+
     def _faulted(self, reply: Reply | None) -> bool:
         """Apply a reply's delay and faults; True when the response has been dealt with."""
         if reply is None:
             return False
-        if reply.delay_s and self.scripted.stopping.wait(reply.delay_s):
+        if reply.delay_s and self._client_left_while_waiting(reply.delay_s):
             return self._drop()
         if reply.drop:
             return self._drop()

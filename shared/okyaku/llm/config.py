@@ -40,6 +40,8 @@ class LLMConfig:
     breaker_reset_s: float = _from_setting("llm_breaker_reset_s")
     embedding_batch_size: int = _from_setting("llm_embedding_batch_size")
     embedding_fallback_local: bool = _from_setting("llm_embedding_fallback_local")
+    num_ctx: int = _from_setting("ollama_num_ctx")
+    structured_output: str = _from_setting("llm_structured_output")
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> LLMConfig:

@@ -1,11 +1,19 @@
 """The LLM gateway: Ollama (or any OpenAI-compatible server) through the ``openai`` SDK, hardened.
 
-- Per-call timeouts; retries with exponential backoff and jitter on connection errors, timeouts,
-  5xx, 429 and malformed bodies (the SDK's own retries are off so the breaker sees every failure).
-- A circuit breaker: once open, calls fail in microseconds until a half-open probe succeeds.
+- Per-attempt time limits (the wait for a concurrency slot included); retries with exponential
+  backoff and jitter on connection errors, 5xx, 429 and malformed bodies, never on a generation
+  that timed out (the SDK's own retries are off so the breaker sees every failure). A call may
+  also carry a ``deadline`` that no attempt, retry or repair round runs past.
+- One circuit breaker per operation family (generation, embeddings): once open, calls fail in
+  microseconds until a half-open probe succeeds; a broken embeddings endpoint never blocks chat.
 - A concurrency limit (Ollama serves few requests at once); token usage counted per call.
-- Structured output validated against a pydantic model, with one repair round; tool calls
-  validated against each tool's schema; streaming; embeddings with a local fallback.
+- The server's context window learned once (``server.py``); a prompt that would not fit with
+  room for its answer is not sent (``llm_context_exceeded``); an answer cut at ``max_tokens``
+  is ``llm_output_truncated``, never "repaired".
+- Structured output decoded against the JSON schema where the server can (llama.cpp, Ollama
+  ≥ 0.5), else JSON mode with the schema in the prompt; validated against a pydantic model, with
+  one repair round; tool calls validated against each tool's schema; streaming; embeddings with
+  a local fallback.
 
 The async client lives on one background event loop owned by the gateway, so the same client,
 limit and breaker serve async callers on any loop and sync callers (``gateway.sync``) alike.
@@ -28,12 +36,22 @@ from typing import Any, TypeVar
 from okyaku.config import Settings
 from okyaku.llm.breaker import CircuitBreaker
 from okyaku.llm.config import FeatureFlags, LLMConfig
-from okyaku.llm.errors import LLMOutputInvalid, LLMToolCallInvalid, LLMUnavailable
+from okyaku.llm.errors import (
+    LLMContextExceeded,
+    LLMOutputInvalid,
+    LLMOutputTruncated,
+    LLMRequestRejected,
+    LLMToolCallInvalid,
+    LLMUnavailable,
+)
 from okyaku.llm.local_embedder import LocalEmbedder, get_local_embedder, is_local_model
 from okyaku.llm.loop import GatewayLoop
 from okyaku.llm.retry import MalformedResponse, classify_failure
+from okyaku.llm.server import ServerInfo, ServerUnreachable, detect_server
 from okyaku.llm.streaming import LLMStream
 from okyaku.llm.structured import (
+    constrained_schema,
+    json_schema_note,
     parse_structured,
     repair_request,
     structured_output_note,
@@ -41,6 +59,7 @@ from okyaku.llm.structured import (
     validate_tool_calls,
     with_system_note,
 )
+from okyaku.llm.tokens import estimate_messages
 from okyaku.llm.transport import Transport, usage_of
 from okyaku.llm.types import (
     ChatResult,
@@ -59,7 +78,15 @@ from okyaku.llm.usage import UsageMeter
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
-__all__ = ["LLMGateway", "LLMStream", "SyncLLM"]
+__all__ = ["FAMILY_MAX_TOKENS", "LLMGateway", "LLMStream", "SyncLLM"]
+
+# The answer budget of an operation family when the caller gives none (capped by AI_MAX_TOKENS):
+# a tool call is a name and a few arguments; prose and JSON answers get the configured budget.
+FAMILY_MAX_TOKENS: dict[str, int] = {"chat": 1024, "structured": 1024, "tools": 512, "stream": 1024}
+# An answer budget the gateway may shrink a default to, to fit the context; below it, refused.
+MIN_ANSWER_TOKENS = 256
+# How long an unreachable server is not asked again what it is (its calls fail anyway).
+_PROBE_RETRY_S = 30.0
 
 
 def _l2_normalise(vector: Sequence[float]) -> list[float]:
@@ -81,12 +108,24 @@ class LLMGateway:
     ) -> None:
         self.config = config or LLMConfig()
         self.features = features or FeatureFlags()
-        self.breaker = CircuitBreaker(self.config.breaker_failure_threshold, self.config.breaker_reset_s, clock=clock)
+        threshold, reset = self.config.breaker_failure_threshold, self.config.breaker_reset_s
+        # One breaker per operation family: embeddings failing (a server without --embeddings, a
+        # missing model) must never pause chat, nor chat failures the local embeddings fallback.
+        self.breakers = {
+            "chat": CircuitBreaker(threshold, reset, clock=clock),
+            "embed": CircuitBreaker(threshold, reset, clock=clock),
+        }
+        self.breaker = self.breakers["chat"]
+        self.embedding_breaker = self.breakers["embed"]
         self.usage = UsageMeter()
         self._local_embedder = local_embedder
         self._loop = GatewayLoop()
-        self._transport = Transport(self.config, self.breaker, self.usage)
+        self._transport = Transport(self.config, self.breakers, self.usage)
         self._embedding_dimensions: dict[str, int] = {}
+        self._server_info: ServerInfo | None = None
+        self._server_unreachable_at: float | None = None
+        self._http: Any = None
+        self._json_schema_refused: set[str] = set()
         self.sync = SyncLLM(self)
 
     @classmethod
@@ -94,7 +133,13 @@ class LLMGateway:
         return cls(LLMConfig.from_settings(settings), features=FeatureFlags.from_settings(settings), **kwargs)
 
     def close(self) -> None:
-        self._loop.close(self._transport.close())
+        self._loop.close(self._close())
+
+    async def _close(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+        await self._transport.close()
 
     @property
     def local_embedder(self) -> LocalEmbedder:
@@ -113,6 +158,72 @@ class LLMGateway:
     def _blocking(self, coro: Coroutine[Any, Any, R]) -> R:
         return self._loop.blocking(coro)
 
+    # --- the server ----------------------------------------------------------------------
+    async def server_info(self) -> ServerInfo | None:
+        """What the server is and its context window (asked once per process); ``None`` while it
+        cannot be reached."""
+        return await self._on_loop(self._server())
+
+    async def _server(self) -> ServerInfo | None:
+        if self._server_info is not None:
+            return self._server_info
+        now = time.monotonic()
+        if self._server_unreachable_at is not None and now - self._server_unreachable_at < _PROBE_RETRY_S:
+            return None
+        if self._http is None:
+            import httpx
+
+            headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+            self._http = httpx.AsyncClient(headers=headers)
+        try:
+            # The whole probe within one health timeout: it is paid once, by the first call.
+            async with asyncio.timeout(self.config.health_timeout_s):
+                info = await detect_server(
+                    self._http, self.config.base_url, self.config.chat_model, self.config.num_ctx
+                )
+        except (ServerUnreachable, TimeoutError) as error:
+            logger.info("the LLM server did not say what it is (%s)", error)
+            self._server_unreachable_at = now
+            return None
+        self._server_info = info
+        logger.info("LLM server: %s", info.as_dict())
+        return info
+
+    async def _answer_budget(
+        self,
+        operation: str,
+        family: str,
+        messages: Sequence[Message],
+        max_tokens: int | None,
+        tools: Sequence[dict[str, Any]] = (),
+    ) -> int:
+        """The answer's ``max_tokens``: the caller's, else the family's default, shrunk to the room
+        the context leaves (down to ``MIN_ANSWER_TOKENS``). A prompt that with its answer exceeds the
+        context is refused before sending: servers cut such a prompt silently (Ollama keeps its
+        end, dropping the instructions)."""
+        default = min(self.config.max_tokens, FAMILY_MAX_TOKENS.get(family, self.config.max_tokens))
+        budget = max_tokens or default
+        info = await self._server()
+        if info is None or info.context_window is None:
+            return budget
+        prompt = estimate_messages(messages, tools)
+        room = info.context_window - prompt
+        if not max_tokens and room >= min(MIN_ANSWER_TOKENS, default):
+            budget = min(budget, room)
+        if prompt + budget > info.context_window:
+            raise LLMContextExceeded(
+                f"the prompt (about {prompt} tokens) and its answer ({budget} tokens) do not fit the "
+                f"model's context window of {info.context_window} tokens",
+                details={
+                    "operation": operation,
+                    "prompt_tokens_estimate": prompt,
+                    "max_tokens": budget,
+                    "context_window": info.context_window,
+                    "context_source": info.context_source,
+                },
+            )
+        return budget
+
     # --- chat ----------------------------------------------------------------------------
     async def chat(
         self,
@@ -124,33 +235,49 @@ class LLMGateway:
         timeout_s: float | None = None,
         response_format: dict[str, Any] | None = None,
         operation: str = "chat",
+        deadline: float | None = None,
     ) -> ChatResult:
         self.breaker.check()
         return await self._on_loop(
-            self._chat(messages, model, temperature, max_tokens, timeout_s, response_format, operation)
+            self._chat(messages, model, temperature, max_tokens, timeout_s, response_format, operation, deadline)
         )
 
     def _params(
-        self, messages: Sequence[Message], model: str, temperature: float | None, max_tokens: int | None
+        self, messages: Sequence[Message], model: str, temperature: float | None, max_tokens: int
     ) -> dict[str, Any]:
         return {
             "model": model,
             "messages": list(messages),
             "temperature": self.config.temperature if temperature is None else temperature,
-            "max_tokens": max_tokens or self.config.max_tokens,
+            "max_tokens": max_tokens,
         }
 
-    async def _completion(self, operation: str, params: dict[str, Any], timeout_s: float | None) -> tuple[Any, Usage]:
+    async def _completion(
+        self, operation: str, params: dict[str, Any], timeout_s: float | None, deadline: float | None
+    ) -> tuple[Any, Usage]:
         async def send(client: Any, timeout: Any) -> Any:
             completion = await client.chat.completions.create(**params, timeout=timeout)
             if not getattr(completion, "choices", None):
                 raise MalformedResponse("no choices in the completion")
             return completion
 
-        completion = await self._transport.call(operation, params["model"], send, timeout_s=timeout_s)
+        completion = await self._transport.call(
+            operation, params["model"], send, timeout_s=timeout_s, deadline=deadline
+        )
         usage = usage_of(completion)
         self.usage.record(operation, params["model"], usage)
-        return completion.choices[0], usage
+        choice = completion.choices[0]
+        if choice.finish_reason == "length":
+            raise LLMOutputTruncated(
+                f"the LLM's answer was cut off at {params['max_tokens']} tokens",
+                details={
+                    "operation": operation,
+                    "model": params["model"],
+                    "max_tokens": params["max_tokens"],
+                    "completion_tokens": usage.completion_tokens,
+                },
+            )
+        return choice, usage
 
     async def _chat(
         self,
@@ -161,11 +288,14 @@ class LLMGateway:
         timeout_s: float | None,
         response_format: dict[str, Any] | None,
         operation: str,
+        deadline: float | None = None,
+        family: str = "chat",
     ) -> ChatResult:
-        params = self._params(messages, model or self.config.chat_model, temperature, max_tokens)
+        budget = await self._answer_budget(operation, family, messages, max_tokens)
+        params = self._params(messages, model or self.config.chat_model, temperature, budget)
         if response_format is not None:
             params["response_format"] = response_format
-        choice, usage = await self._completion(operation, params, timeout_s)
+        choice, usage = await self._completion(operation, params, timeout_s, deadline)
         return ChatResult(
             content=choice.message.content or "",
             model=params["model"],
@@ -184,14 +314,28 @@ class LLMGateway:
         max_tokens: int | None = None,
         timeout_s: float | None = None,
         operation: str = "chat_structured",
+        deadline: float | None = None,
+        max_repairs: int = 1,
     ) -> StructuredResult[T]:
-        """A validated ``schema`` instance. JSON mode plus the schema in the prompt (Ollama and
-        llama.cpp differ on ``json_schema``); an invalid answer gets one repair round with the
-        validation errors, then :class:`LLMOutputInvalid` (503)."""
+        """A validated ``schema`` instance. The server decodes against the JSON schema where it
+        can (else JSON mode with the schema in the prompt); an answer that does not validate gets
+        ``max_repairs`` repair rounds with the validation errors, then :class:`LLMOutputInvalid`
+        (503). An answer cut off at ``max_tokens`` is :class:`LLMOutputTruncated` at once."""
         self.breaker.check()
         return await self._on_loop(
-            self._structured(messages, schema, model, temperature, max_tokens, timeout_s, operation)
+            self._structured(
+                messages, schema, model, temperature, max_tokens, timeout_s, operation, deadline, max_repairs
+            )
         )
+
+    async def _structured_mode(self, schema: type[T]) -> str:
+        setting = self.config.structured_output
+        if setting != "auto":
+            return setting
+        if schema.__name__ in self._json_schema_refused:
+            return "json_object"
+        info = await self._server()
+        return "json_schema" if info is not None and info.json_schema else "json_object"
 
     async def _structured(
         self,
@@ -202,14 +346,43 @@ class LLMGateway:
         max_tokens: int | None,
         timeout_s: float | None,
         operation: str,
+        deadline: float | None = None,
+        max_repairs: int = 1,
     ) -> StructuredResult[T]:
-        conversation = with_system_note(messages, structured_output_note(schema))
+        mode = await self._structured_mode(schema)
+        if mode == "json_schema":
+            conversation = with_system_note(messages, json_schema_note())
+            response_format: dict[str, Any] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema.__name__, "schema": constrained_schema(schema), "strict": True},
+            }
+        else:
+            conversation = with_system_note(messages, structured_output_note(schema))
+            response_format = {"type": "json_object"}
         total = Usage()
         errors: list[dict[str, str]] = []
-        for round_ in range(2):
-            result = await self._chat(
-                conversation, model, temperature, max_tokens, timeout_s, {"type": "json_object"}, operation
-            )
+        for round_ in range(1 + max(0, max_repairs)):
+            try:
+                result = await self._chat(
+                    conversation,
+                    model,
+                    temperature,
+                    max_tokens,
+                    timeout_s,
+                    response_format,
+                    operation,
+                    deadline,
+                    "structured",
+                )
+            except LLMRequestRejected as error:
+                if mode != "json_schema" or isinstance(error, LLMContextExceeded) or round_:
+                    raise
+                # The server refused the schema (a feature its grammar lacks): JSON mode from now on.
+                logger.warning("%s: the server refused the JSON schema (%s); using JSON mode", operation, error.message)
+                self._json_schema_refused.add(schema.__name__)
+                return await self._structured(
+                    messages, schema, model, temperature, max_tokens, timeout_s, operation, deadline, max_repairs
+                )
             total += result.usage
             value, errors = parse_structured(result.content, schema)
             if value is not None:
@@ -220,7 +393,8 @@ class LLMGateway:
                 user(repair_request(errors)),
             ]
         raise LLMOutputInvalid(
-            "the LLM's answer did not have the expected structure, even after a repair attempt",
+            "the LLM's answer did not have the expected structure"
+            + (", even after a repair attempt" if max_repairs > 0 else ""),
             details=errors,
         )
 
@@ -236,12 +410,13 @@ class LLMGateway:
         max_tokens: int | None = None,
         timeout_s: float | None = None,
         operation: str = "chat_with_tools",
+        deadline: float | None = None,
     ) -> ToolCallResult:
         """The model's text and/or tool calls, every call's arguments validated against its tool's
         schema. Invalid calls get one repair round, then :class:`LLMToolCallInvalid` (503)."""
         self.breaker.check()
         return await self._on_loop(
-            self._tools(messages, tools, tool_choice, model, temperature, max_tokens, timeout_s, operation)
+            self._tools(messages, tools, tool_choice, model, temperature, max_tokens, timeout_s, operation, deadline)
         )
 
     async def _tools(
@@ -254,16 +429,19 @@ class LLMGateway:
         max_tokens: int | None,
         timeout_s: float | None,
         operation: str,
+        deadline: float | None = None,
     ) -> ToolCallResult:
         by_name = {tool.name: tool for tool in tools}
+        definitions = [tool.openai_format() for tool in tools]
         conversation = list(messages)
         total = Usage()
         errors: list[dict[str, str]] = []
         for round_ in range(2):
-            params = self._params(conversation, model or self.config.chat_model, temperature, max_tokens)
-            params["tools"] = [tool.openai_format() for tool in tools]
+            budget = await self._answer_budget(operation, "tools", conversation, max_tokens, definitions)
+            params = self._params(conversation, model or self.config.chat_model, temperature, budget)
+            params["tools"] = definitions
             params["tool_choice"] = tool_choice
-            choice, usage = await self._completion(operation, params, timeout_s)
+            choice, usage = await self._completion(operation, params, timeout_s, deadline)
             total += usage
             raw_calls = list(choice.message.tool_calls or [])
             calls, errors = validate_tool_calls(raw_calls, by_name)
@@ -291,7 +469,7 @@ class LLMGateway:
         timeout_s: float | None = None,
     ) -> LLMStream:
         """An async iterator of text deltas (usable from any event loop). Stopping early, or
-        ``aclose()``, closes the HTTP response and frees the concurrency slot."""
+        ``aclose()``, closes the HTTP response (the server stops generating) and frees the slot."""
         return LLMStream(self._loop, self.breaker, self._stream(messages, model, temperature, max_tokens, timeout_s))
 
     async def _stream(
@@ -303,7 +481,8 @@ class LLMGateway:
         timeout_s: float | None,
     ) -> AsyncIterator[str]:
         operation = "stream_chat"
-        params = self._params(messages, model or self.config.chat_model, temperature, max_tokens)
+        budget = await self._answer_budget(operation, "stream", messages, max_tokens)
+        params = self._params(messages, model or self.config.chat_model, temperature, budget)
         params.update(stream=True, stream_options={"include_usage": True})
 
         async def send(client: Any, timeout: Any) -> Any:
@@ -312,7 +491,7 @@ class LLMGateway:
         async with self._transport.slot(timeout_s or self.config.timeout_s):
             stream = await self._transport.call(operation, params["model"], send, timeout_s=timeout_s, use_slot=False)
             usage = Usage()
-            finished = False
+            finish: str | None = None
             try:
                 async for chunk in stream:
                     if getattr(chunk, "usage", None) is not None:
@@ -321,7 +500,7 @@ class LLMGateway:
                         if choice.delta is not None and choice.delta.content:
                             yield choice.delta.content
                         if choice.finish_reason:
-                            finished = True
+                            finish = choice.finish_reason
             except Exception as error:
                 if classify_failure(error) is None:
                     raise
@@ -333,8 +512,13 @@ class LLMGateway:
             finally:
                 await stream.close()
             self.usage.record(operation, params["model"], usage)
-            if not finished:
+            if finish is None:
                 raise LLMUnavailable("the LLM stream ended without finishing", details={"model": params["model"]})
+            if finish == "length":
+                raise LLMOutputTruncated(
+                    f"the LLM's answer was cut off at {budget} tokens",
+                    details={"operation": operation, "model": params["model"], "max_tokens": budget},
+                )
 
     # --- embeddings ----------------------------------------------------------------------
     async def embed(self, texts: Sequence[str], *, model: str | None = None) -> EmbeddingResult:
@@ -364,7 +548,7 @@ class LLMGateway:
         )
 
     async def _embed_remote(self, texts: Sequence[str], model: str) -> EmbeddingResult:
-        self.breaker.check()
+        self.embedding_breaker.check()
         vectors: list[list[float]] = []
         total = Usage()
         size = max(1, self.config.embedding_batch_size)
@@ -378,7 +562,7 @@ class LLMGateway:
                     raise MalformedResponse(f"{len(data)} embeddings for {len(batch)} inputs")
                 return response
 
-            response = await self._transport.call("embed", model, send)
+            response = await self._transport.call("embed", model, send, family="embed")
             usage = usage_of(response)
             self.usage.record("embed", model, usage)
             total += usage
@@ -421,12 +605,14 @@ class SyncLLM:
         g.breaker.check()
         return g._blocking(g._chat(messages, **_chat_args(kwargs, "chat")))
 
-    def chat_structured(self, messages: Sequence[Message], schema: type[T], **kwargs: Any) -> StructuredResult[T]:
+    def chat_structured(
+        self, messages: Sequence[Message], schema: type[T], *, max_repairs: int = 1, **kwargs: Any
+    ) -> StructuredResult[T]:
         g = self._gateway
         g.breaker.check()
         args = _chat_args(kwargs, "chat_structured")
         args.pop("response_format")
-        return g._blocking(g._structured(messages, schema, **args))
+        return g._blocking(g._structured(messages, schema, **args, max_repairs=max_repairs))
 
     def chat_with_tools(
         self,
@@ -463,9 +649,14 @@ class SyncLLM:
         g.breaker.check()
         return g._blocking(g._list_models(timeout_s or g.config.health_timeout_s))
 
+    def server_info(self) -> ServerInfo | None:
+        """What the server is and its context window; ``None`` while it cannot be reached."""
+        g = self._gateway
+        return g._blocking(g._server())
+
 
 def _chat_args(kwargs: dict[str, Any], operation: str) -> dict[str, Any]:
-    allowed = {"model", "temperature", "max_tokens", "timeout_s", "response_format", "operation"}
+    allowed = {"model", "temperature", "max_tokens", "timeout_s", "response_format", "operation", "deadline"}
     unknown = set(kwargs) - allowed
     if unknown:
         raise TypeError(f"unexpected arguments: {sorted(unknown)}")
@@ -476,4 +667,5 @@ def _chat_args(kwargs: dict[str, Any], operation: str) -> dict[str, Any]:
         "timeout_s": kwargs.get("timeout_s"),
         "response_format": kwargs.get("response_format"),
         "operation": kwargs.get("operation", operation),
+        "deadline": kwargs.get("deadline"),
     }

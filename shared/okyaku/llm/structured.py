@@ -23,6 +23,37 @@ def structured_output_note(schema: type[BaseModel]) -> str:
     )
 
 
+def json_schema_note() -> str:
+    """With constrained decoding the server holds the answer to the schema; the model still needs
+    to be told to answer in JSON (weak models write better JSON when asked for it)."""
+    return "Answer with one JSON object and nothing else, filling in the fields asked for."
+
+
+# Keywords left out of the schema a server decodes against: long length and item bounds turn into
+# huge grammars (a 3,000-character bound is 3,000 nested rules in llama.cpp), and patterns into
+# regexes a grammar may not support. The pydantic model still checks them; a violation gets the
+# repair round.
+_UNCONSTRAINED = frozenset({"maxLength", "maxItems", "pattern", "title", "examples"})
+
+
+def constrained_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema as sent in ``response_format``, without what grammars handle badly."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: strip(v) if k != "properties" else {name: strip(p) for name, p in v.items()}
+                for k, v in node.items()
+                if k not in _UNCONSTRAINED
+            }
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        return node
+
+    result: dict[str, Any] = strip(schema.model_json_schema())
+    return result
+
+
 def repair_request(errors: list[dict[str, str]]) -> str:
     return (
         "That answer is not valid: "

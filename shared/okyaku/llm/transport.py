@@ -1,11 +1,18 @@
 """The resilient call under every gateway operation: the SDK client (created on the gateway loop,
-its own retries off so the breaker sees every failure), per-call timeouts, retries with backoff,
-the circuit breaker, a concurrency limit (Ollama serves few requests at once) and usage counts."""
+its own retries off so the breaker sees every failure), per-attempt time limits that include the
+wait for a concurrency slot, retries with backoff, one circuit breaker per operation family, and
+usage counts.
+
+An attempt that runs out of time is cancelled, which closes its HTTP connection: the model server
+sees the client go and stops generating (llama.cpp and Ollama both cancel a request whose
+connection closed). It is not retried: a model too slow for the budget is as slow a second time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -13,8 +20,14 @@ from typing import Any, TypeVar
 from okyaku.errors import OkyakuError
 from okyaku.llm.breaker import CircuitBreaker, CircuitState
 from okyaku.llm.config import LLMConfig
-from okyaku.llm.errors import LLMRequestRejected, LLMUnavailable
-from okyaku.llm.retry import Failure, backoff_s, classify_failure
+from okyaku.llm.errors import (
+    LLMContextExceeded,
+    LLMRequestRejected,
+    LLMTimeout,
+    LLMUnavailable,
+    LLMUnsupported,
+)
+from okyaku.llm.retry import Failure, FailureKind, backoff_s, classify_failure
 from okyaku.llm.types import Usage
 from okyaku.llm.usage import UsageMeter
 
@@ -30,12 +43,16 @@ def usage_of(response: Any) -> Usage:
     return Usage(int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
 
 
+class _SlotWaitTimedOut(Exception):
+    """The attempt's time ran out before a concurrency slot was free (nothing was sent)."""
+
+
 class Transport:
     """Used only on the gateway loop."""
 
-    def __init__(self, config: LLMConfig, breaker: CircuitBreaker, usage: UsageMeter) -> None:
+    def __init__(self, config: LLMConfig, breakers: dict[str, CircuitBreaker], usage: UsageMeter) -> None:
         self.config = config
-        self.breaker = breaker
+        self.breakers = breakers
         self.usage = usage
         self._client: Any = None
         self._slots: asyncio.Semaphore | None = None
@@ -52,7 +69,7 @@ class Transport:
                 max_retries=0,  # retries are ours, so the breaker counts every failure
                 timeout=openai.Timeout(self.config.timeout_s, connect=self.config.connect_timeout_s),
             )
-            self._slots = asyncio.Semaphore(self.config.max_concurrency)
+            self._slots = asyncio.Semaphore(max(1, self.config.max_concurrency))
         return self._client
 
     async def close(self) -> None:
@@ -61,20 +78,19 @@ class Transport:
             await client.close()
 
     @asynccontextmanager
-    async def slot(self, timeout_s: float) -> AsyncIterator[None]:
+    async def slot(self, timeout_s: float | None) -> AsyncIterator[None]:
+        """A concurrency slot, waiting at most ``timeout_s`` for it (``llm_busy`` after that);
+        ``None``: as long as the caller's own time limit allows."""
         self.client()
         assert self._slots is not None
-        try:
-            if self._slots.locked():  # only a wait needs a timeout (and the task wait_for makes)
-                await asyncio.wait_for(self._slots.acquire(), timeout=timeout_s)
-            else:
-                await self._slots.acquire()
-        except TimeoutError as error:
-            raise LLMUnavailable(
-                "the LLM is busy: no free slot within the timeout",
-                code="llm_busy",
-                details={"max_concurrency": self.config.max_concurrency},
-            ) from error
+        if timeout_s is None:
+            await self._slots.acquire()
+        else:
+            try:
+                async with asyncio.timeout(max(0.0, timeout_s)):
+                    await self._slots.acquire()
+            except TimeoutError as error:
+                raise self._busy() from error
         self.busy += 1
         try:
             yield
@@ -82,10 +98,17 @@ class Transport:
             self.busy -= 1
             self._slots.release()
 
-    def _timeout(self, timeout_s: float | None) -> Any:
+    def _busy(self) -> LLMUnavailable:
+        return LLMUnavailable(
+            "the LLM is busy: no free slot within the timeout",
+            code="llm_busy",
+            details={"max_concurrency": self.config.max_concurrency},
+        )
+
+    def _sdk_timeout(self, seconds: float) -> Any:
         import openai
 
-        return openai.Timeout(timeout_s or self.config.timeout_s, connect=self.config.connect_timeout_s)
+        return openai.Timeout(seconds, connect=min(self.config.connect_timeout_s, seconds))
 
     async def call(
         self,
@@ -93,48 +116,73 @@ class Transport:
         model: str,
         send: Send[R],
         *,
+        family: str = "chat",
         timeout_s: float | None = None,
         retries: int | None = None,
         use_slot: bool = True,
+        deadline: float | None = None,
     ) -> R:
-        """``send(client, timeout)`` with retries, the breaker and (unless the caller holds one) a
-        concurrency slot. Raises our typed errors only."""
-        self.breaker.check()
+        """``send(client, timeout)`` with retries, the ``family``'s breaker and (unless the caller
+        holds one) a concurrency slot. Each attempt, slot wait included, gets at most ``timeout_s``
+        and never runs past ``deadline`` (a ``time.monotonic()`` value). Raises our typed errors only."""
+        breaker = self.breakers[family]
+        breaker.check()
         client = self.client()
-        timeout = self._timeout(timeout_s)
+        per_attempt = timeout_s or self.config.timeout_s
         attempts = 1 + (self.config.max_retries if retries is None else max(0, retries))
         failure: Failure | None = None
         tried = 0
         for attempt in range(attempts):
             if attempt:
-                if self.breaker.state is CircuitState.OPEN:
+                if breaker.state is CircuitState.OPEN:
                     break
-                await asyncio.sleep(
-                    backoff_s(
-                        attempt - 1,
-                        failure.retry_after_s if failure else None,
-                        base_s=self.config.backoff_base_s,
-                        max_s=self.config.backoff_max_s,
-                    )
+                wait = backoff_s(
+                    attempt - 1,
+                    failure.retry_after_s if failure else None,
+                    base_s=self.config.backoff_base_s,
+                    max_s=self.config.backoff_max_s,
                 )
-            async with self.slot(timeout_s or self.config.timeout_s) if use_slot else _no_slot():
-                with self.breaker.acquire() as permit:
-                    tried += 1
-                    try:
-                        result = await send(client, timeout)
-                    except Exception as error:
-                        failure = classify_failure(error)
-                        if failure is None:
-                            raise
-                        self.usage.record_failure(operation, model)
-                        if not failure.transient:
-                            permit.success()  # the server is up; it refused this request
-                            raise self._rejection(failure, model) from error
-                        permit.failure()
-                        logger.warning("LLM %s attempt %d failed: %s", operation, attempt + 1, failure.reason)
-                        continue
-                    permit.success()
-                    return result
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    break  # no time left for another attempt: report the last failure
+                await asyncio.sleep(wait)
+            limit = per_attempt if deadline is None else min(per_attempt, deadline - time.monotonic())
+            if limit <= 0:
+                raise self._out_of_time(operation, model, 0.0, tried)
+            sending = False
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(limit):
+                    async with self._maybe_slot(use_slot):
+                        with breaker.acquire() as permit:
+                            tried += 1
+                            sending = True
+                            try:
+                                result = await send(client, self._sdk_timeout(limit - (time.monotonic() - started)))
+                            except Exception as error:
+                                failure = classify_failure(error)
+                                if failure is None:
+                                    raise
+                                self.usage.record_failure(operation, model)
+                                if failure.counts_against_breaker:
+                                    permit.failure()
+                                else:
+                                    permit.success()  # the server is up; it refused or cannot do this
+                                if failure.kind is FailureKind.TIMEOUT:
+                                    raise self._out_of_time(operation, model, limit, tried) from error
+                                if not failure.transient:
+                                    raise self._rejection(failure, model, operation) from error
+                                logger.warning("LLM %s attempt %d failed: %s", operation, attempt + 1, failure.reason)
+                                continue
+                            permit.success()
+                            return result
+            except TimeoutError as error:
+                # asyncio.timeout cancelled the attempt: while queueing (nothing sent) or while the
+                # server generated (the cancelled request closed its connection).
+                if not sending:
+                    raise self._busy() from error
+                breaker.record_failure()
+                self.usage.record_failure(operation, model)
+                raise self._out_of_time(operation, model, limit, tried) from error
         assert failure is not None
         raise LLMUnavailable(
             f"the LLM is unavailable: {failure.reason}",
@@ -143,16 +191,35 @@ class Transport:
                 "model": model,
                 "attempts": tried,
                 "reason": failure.reason,
-                "circuit": self.breaker.state.value,
+                "circuit": breaker.state.value,
             },
         )
 
-    def _rejection(self, failure: Failure, model: str) -> OkyakuError:
-        if failure.model_missing and model != "-":
+    def _maybe_slot(self, use_slot: bool) -> Any:
+        return self.slot(None) if use_slot else _no_slot()
+
+    def _out_of_time(self, operation: str, model: str, limit_s: float, attempts: int) -> LLMTimeout:
+        return LLMTimeout(
+            f"the LLM timed out: no answer within {limit_s:.1f} s (the request was cancelled)",
+            details={"operation": operation, "model": model, "timeout_s": round(limit_s, 1), "attempts": attempts},
+        )
+
+    def _rejection(self, failure: Failure, model: str, operation: str) -> OkyakuError:
+        if failure.kind is FailureKind.MODEL_MISSING and model != "-":
             return LLMUnavailable(
                 f"the model '{model}' is not available on the LLM server (run: ollama pull {model})",
                 code="llm_model_missing",
                 details={"model": model, "reason": failure.reason},
+            )
+        if failure.kind is FailureKind.UNSUPPORTED:
+            return LLMUnsupported(
+                f"the LLM server does not support {operation}: {failure.reason}",
+                details={"operation": operation, "model": model, "status": failure.status},
+            )
+        if failure.kind is FailureKind.CONTEXT:
+            return LLMContextExceeded(
+                f"the prompt does not fit the model's context window: {failure.reason}",
+                details={"operation": operation, "model": model, "status": failure.status},
             )
         return LLMRequestRejected(
             f"the LLM server rejected the request: {failure.reason}",
