@@ -195,7 +195,7 @@ def test_environment_comes_from_parameters_and_globals() -> None:
     assert template.resolve({"Fn::Sub": "${AWS::Region}-${OllamaModel}"}) == "us-east-1-llama3.1"
     assert template.resolve({"Fn::Sub": "${ChangeEventsBus}"}) is None
     content = template.functions["ContentFunction"].environment
-    assert (content["LLM_TIMEOUT_S"], content["LLM_MAX_RETRIES"]) == ("12", "1")
+    assert (content["LLM_TIMEOUT_S"], content["LLM_MAX_RETRIES"]) == ("12", "0")  # see test_llm_budgets.py
 
 
 def test_every_environment_variable_is_a_setting() -> None:

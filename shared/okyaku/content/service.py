@@ -7,6 +7,7 @@ so its errors surface as 503s."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ from okyaku.content.schemas import (
     VariationsResponse,
 )
 from okyaku.errors import BadRequest, OkyakuError, field_error
+from okyaku.llm.budget import operation_worst_case_s
 from okyaku.llm.gateway import LLMGateway
 from okyaku.llm.health import local_embedder_installed, probe_ollama, same_model
 from okyaku.llm.local_embedder import is_local_model
@@ -89,9 +91,23 @@ def _usage(usage: Usage) -> TokenUsage:
     return TokenUsage(**usage.as_dict())
 
 
+# The answer budget for a JSON answer carrying ``chars`` characters of text: prose is about four
+# characters a token (three counted, to be safe), plus the keys, hashtags and subject around it.
+_JSON_OVERHEAD_TOKENS = 200
+
+
+def answer_tokens(chars: int) -> int:
+    return chars // 3 + _JSON_OVERHEAD_TOKENS
+
+
 class ContentService:
     def __init__(self, llm: LLMGateway) -> None:
         self.llm = llm
+
+    def _deadline(self) -> float:
+        """When a request's model work must end: the worst case of its one structured answer (what
+        the function's Timeout is sized for); shortening an over-long draft uses what is left."""
+        return time.monotonic() + operation_worst_case_s(self.llm.config, "structured")
 
     # --- endpoints -----------------------------------------------------------------------
     def generate(self, request: GenerateRequest) -> GenerateResponse:
@@ -112,8 +128,15 @@ class ContentService:
             brand_voice=f"Brand voice: {request.brand_voice}" if request.brand_voice else "",
             additional_context=f"Context: {request.additional_context}" if request.additional_context else "",
         )
-        result = self.llm.sync.chat_structured(messages, DraftPost, operation=GENERATE.name)
-        fitted = self._fit(request.platform, result.value, include_hashtags=hashtags)
+        deadline = self._deadline()
+        result = self.llm.sync.chat_structured(
+            messages,
+            DraftPost,
+            operation=GENERATE.name,
+            max_tokens=answer_tokens(limits.targets[request.length]),
+            deadline=deadline,
+        )
+        fitted = self._fit(request.platform, result.value, include_hashtags=hashtags, deadline=deadline)
         return GenerateResponse(
             **fitted.post.model_dump(),
             platform=request.platform,
@@ -131,11 +154,19 @@ class ContentService:
             count=request.num_variations,
             content=request.content,
         )
-        result = self.llm.sync.chat_structured(messages, schema, operation=VARIATIONS.name)
+        deadline = self._deadline()
+        per_variation = min(len(request.content) * 2, LIMITS[request.platform].max_chars)
+        result = self.llm.sync.chat_structured(
+            messages,
+            schema,
+            operation=VARIATIONS.name,
+            max_tokens=request.num_variations * answer_tokens(per_variation),
+            deadline=deadline,
+        )
         usage = result.usage
         posts: list[Post] = []
         for draft in result.value.variations:
-            fitted = self._fit(request.platform, draft, include_hashtags=True)
+            fitted = self._fit(request.platform, draft, include_hashtags=True, deadline=deadline)
             posts.append(fitted.post)
             usage += fitted.usage
         return VariationsResponse(
@@ -167,8 +198,15 @@ class ContentService:
             ),
             content=request.content,
         )
-        result = self.llm.sync.chat_structured(messages, DraftPost, operation=ADAPT.name)
-        fitted = self._fit(target, result.value, include_hashtags=limits.max_hashtags > 0)
+        deadline = self._deadline()
+        result = self.llm.sync.chat_structured(
+            messages,
+            DraftPost,
+            operation=ADAPT.name,
+            max_tokens=answer_tokens(min(len(request.content) * 2, limits.max_chars)),
+            deadline=deadline,
+        )
+        fitted = self._fit(target, result.value, include_hashtags=limits.max_hashtags > 0, deadline=deadline)
         return AdaptResponse(
             **fitted.post.model_dump(),
             source_platform=request.source_platform,
@@ -186,8 +224,17 @@ class ContentService:
             focus=f"Focus on: {request.improvement_focus}." if request.improvement_focus else "",
             content=request.content,
         )
-        result = self.llm.sync.chat_structured(messages, ImprovedPost, operation=IMPROVE.name)
-        fitted = self._fit(request.platform, result.value, include_hashtags=LIMITS[request.platform].max_hashtags > 0)
+        deadline = self._deadline()
+        limits = LIMITS[request.platform]
+        result = self.llm.sync.chat_structured(
+            messages,
+            ImprovedPost,
+            operation=IMPROVE.name,
+            # the improved text and a few lines on what changed
+            max_tokens=answer_tokens(min(len(request.content) * 2, limits.max_chars)) + 150,
+            deadline=deadline,
+        )
+        fitted = self._fit(request.platform, result.value, include_hashtags=limits.max_hashtags > 0, deadline=deadline)
         return ImproveResponse(
             **fitted.post.model_dump(),
             platform=request.platform,
@@ -212,7 +259,9 @@ class ContentService:
             count=request.count,
             content=request.content,
         )
-        result = self.llm.sync.chat_structured(messages, HashtagList, operation=HASHTAGS.name)
+        result = self.llm.sync.chat_structured(
+            messages, HashtagList, operation=HASHTAGS.name, max_tokens=_JSON_OVERHEAD_TOKENS + 20 * request.count
+        )
         return HashtagsResponse(
             platform=request.platform,
             hashtags=normalise_hashtags(result.value.hashtags, request.count),
@@ -284,7 +333,7 @@ class ContentService:
             "limit": LIMITS[platform].max_chars,
         }
 
-    def _fit(self, platform: Platform, draft: DraftPost, *, include_hashtags: bool) -> _Fitted:
+    def _fit(self, platform: Platform, draft: DraftPost, *, include_hashtags: bool, deadline: float) -> _Fitted:
         limits = LIMITS[platform]
         limit = limits.max_chars
         hashtags = normalise_hashtags(draft.hashtags, limits.max_hashtags) if include_hashtags else []
@@ -303,6 +352,9 @@ class ContentService:
                     ),
                     ShortenedText,
                     operation=SHORTEN.name,
+                    max_tokens=answer_tokens(limit),
+                    deadline=deadline,  # only the time the first answer left
+                    max_repairs=0,  # cutting at a word boundary below is the fallback
                 )
                 text, usage, shortened = result.value.text.strip(), result.usage, True
             except OkyakuError:

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from okyaku.config import Settings
 from okyaku.llm.breaker import CircuitBreaker
+from okyaku.llm.budget import current_deadline
 from okyaku.llm.config import FeatureFlags, LLMConfig
 from okyaku.llm.errors import (
     LLMContextExceeded,
@@ -239,7 +240,16 @@ class LLMGateway:
     ) -> ChatResult:
         self.breaker.check()
         return await self._on_loop(
-            self._chat(messages, model, temperature, max_tokens, timeout_s, response_format, operation, deadline)
+            self._chat(
+                messages,
+                model,
+                temperature,
+                max_tokens,
+                timeout_s,
+                response_format,
+                operation,
+                current_deadline(deadline),
+            )
         )
 
     def _params(
@@ -324,7 +334,15 @@ class LLMGateway:
         self.breaker.check()
         return await self._on_loop(
             self._structured(
-                messages, schema, model, temperature, max_tokens, timeout_s, operation, deadline, max_repairs
+                messages,
+                schema,
+                model,
+                temperature,
+                max_tokens,
+                timeout_s,
+                operation,
+                current_deadline(deadline),
+                max_repairs,
             )
         )
 
@@ -416,7 +434,17 @@ class LLMGateway:
         schema. Invalid calls get one repair round, then :class:`LLMToolCallInvalid` (503)."""
         self.breaker.check()
         return await self._on_loop(
-            self._tools(messages, tools, tool_choice, model, temperature, max_tokens, timeout_s, operation, deadline)
+            self._tools(
+                messages,
+                tools,
+                tool_choice,
+                model,
+                temperature,
+                max_tokens,
+                timeout_s,
+                operation,
+                current_deadline(deadline),
+            )
         )
 
     async def _tools(
@@ -667,5 +695,5 @@ def _chat_args(kwargs: dict[str, Any], operation: str) -> dict[str, Any]:
         "timeout_s": kwargs.get("timeout_s"),
         "response_format": kwargs.get("response_format"),
         "operation": kwargs.get("operation", operation),
-        "deadline": kwargs.get("deadline"),
+        "deadline": current_deadline(kwargs.get("deadline")),  # read here: the caller's context
     }

@@ -128,7 +128,8 @@ class Transport:
         breaker = self.breakers[family]
         breaker.check()
         client = self.client()
-        per_attempt = timeout_s or self.config.timeout_s
+        # A caller may shorten an attempt, never lengthen it: LLM_TIMEOUT_S is what budgets count.
+        per_attempt = min(timeout_s, self.config.timeout_s) if timeout_s else self.config.timeout_s
         attempts = 1 + (self.config.max_retries if retries is None else max(0, retries))
         failure: Failure | None = None
         tried = 0
