@@ -355,6 +355,24 @@ class LLMGateway:
         info = await self._server()
         return "json_schema" if info is not None and info.json_schema else "json_object"
 
+    async def _structured_messages(
+        self, messages: Sequence[Message], schema: type[T]
+    ) -> tuple[str, list[Message], dict[str, Any]]:
+        """The structured mode, the messages as sent (the schema pasted only in JSON mode) and the
+        ``response_format``."""
+        mode = await self._structured_mode(schema)
+        if mode == "json_schema":
+            response_format: dict[str, Any] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema.__name__, "schema": constrained_schema(schema), "strict": True},
+            }
+            return mode, with_system_note(messages, json_schema_note()), response_format
+        return mode, with_system_note(messages, structured_output_note(schema)), {"type": "json_object"}
+
+    async def _structured_prompt_tokens(self, messages: Sequence[Message], schema: type[T]) -> int:
+        _, sent, _ = await self._structured_messages(messages, schema)
+        return estimate_messages(sent)
+
     async def _structured(
         self,
         messages: Sequence[Message],
@@ -367,16 +385,7 @@ class LLMGateway:
         deadline: float | None = None,
         max_repairs: int = 1,
     ) -> StructuredResult[T]:
-        mode = await self._structured_mode(schema)
-        if mode == "json_schema":
-            conversation = with_system_note(messages, json_schema_note())
-            response_format: dict[str, Any] = {
-                "type": "json_schema",
-                "json_schema": {"name": schema.__name__, "schema": constrained_schema(schema), "strict": True},
-            }
-        else:
-            conversation = with_system_note(messages, structured_output_note(schema))
-            response_format = {"type": "json_object"}
+        mode, conversation, response_format = await self._structured_messages(messages, schema)
         total = Usage()
         errors: list[dict[str, str]] = []
         for round_ in range(1 + max(0, max_repairs)):
@@ -681,6 +690,12 @@ class SyncLLM:
         """What the server is and its context window; ``None`` while it cannot be reached."""
         g = self._gateway
         return g._blocking(g._server())
+
+    def structured_prompt_tokens(self, messages: Sequence[Message], schema: type[T]) -> int:
+        """The estimated prompt tokens of ``chat_structured(messages, schema)`` as it would be sent
+        (with the schema pasted in JSON mode): what a caller sizing its input needs."""
+        g = self._gateway
+        return g._blocking(g._structured_prompt_tokens(messages, schema))
 
 
 def _chat_args(kwargs: dict[str, Any], operation: str) -> dict[str, Any]:
