@@ -1,4 +1,5 @@
-"""``okyaku ai health`` and ``okyaku ai embed``: check the LLM setup from a terminal;
+"""``okyaku ai check``: what the model server can and cannot do (the first command to run);
+``okyaku ai health`` and ``okyaku ai embed``: check the LLM setup from a terminal;
 ``okyaku ai ask "question"``: chat with the CRM, printing the answer and its table."""
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from okyaku.errors import BadRequest
 def register(subparsers: Any) -> None:
     ai = subparsers.add_parser("ai", help="check the LLM (Ollama) and the embedder")
     ai_sub = ai.add_subparsers(dest="ai_command", required=True)
+    check = ai_sub.add_parser(
+        "check", help="check the model server: models, embeddings, tool calls, JSON schema, context, speed"
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=run_check)
     health = ai_sub.add_parser("health", help="print what /api/v1/ai/health would report (without the database)")
     health.set_defaults(func=run_health)
     embed = ai_sub.add_parser("embed", help="embed texts and print model, dimension and cosine similarities")
@@ -28,6 +34,19 @@ def register(subparsers: Any) -> None:
     ask.add_argument("--json", action="store_true", help="print the whole response as JSON")
     add_data_dir_argument(ask)
     ask.set_defaults(func=run_ask)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Exit status 1 when a feature would not work."""
+    from okyaku.llm import LLMConfig
+    from okyaku.llm.probe import format_report, run_checks
+
+    report = run_checks(LLMConfig.from_settings(get_settings()))
+    if args.json:
+        print(json.dumps({**report.model_dump(mode="json"), "ok": report.ok}, indent=2))
+    else:
+        print(format_report(report))
+    return 0 if report.ok else 1
 
 
 def run_health(args: argparse.Namespace) -> int:
