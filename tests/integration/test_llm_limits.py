@@ -241,3 +241,24 @@ def test_a_default_answer_budget_shrinks_to_the_room_the_context_leaves(llama_li
     llm.sync.chat([user("word " * 100)])
     sent = llama_like.requests_to("chat")[0].body["max_tokens"]
     assert 256 <= sent < llm.config.max_tokens  # 1,024 would not fit beside the prompt in 1,024
+
+
+def test_an_enclosing_llm_deadline_cuts_the_attempt_short(openai_server, make_gateway):
+    from okyaku.llm.budget import llm_deadline
+
+    llm = make_gateway(openai_server.base_url, timeout_s=30.0)
+    openai_server.script(Reply.text("warm"))
+    llm.sync.chat([user("hi")])  # the client made and the server probed: the deadline is the request's alone
+    openai_server.fault = Reply.slow(10.0)
+    with llm_deadline(0.3), pytest.raises(LLMTimeout) as raised:
+        llm.sync.chat([user("hi")])
+    assert raised.value.details["timeout_s"] <= 0.3  # not the 30 s of LLM_TIMEOUT_S
+    assert openai_server.wait_for_disconnects(1, timeout_s=5.0)
+
+
+def test_a_callers_timeout_never_exceeds_llm_timeout_s(openai_server, make_gateway):
+    llm = make_gateway(openai_server.base_url, timeout_s=0.3)
+    openai_server.fault = Reply.slow(10.0)
+    with pytest.raises(LLMTimeout) as raised:
+        llm.sync.chat([user("hi")], timeout_s=20.0)  # what recommendations/predictions pass
+    assert raised.value.details["timeout_s"] == 0.3
