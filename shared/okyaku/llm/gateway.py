@@ -525,7 +525,7 @@ class LLMGateway:
         async def send(client: Any, timeout: Any) -> Any:
             return await client.chat.completions.create(**params, timeout=timeout)
 
-        async with self._transport.slot(timeout_s or self.config.timeout_s):
+        async with self._transport.slot(min(timeout_s or self.config.timeout_s, self.config.timeout_s)):
             stream = await self._transport.call(operation, params["model"], send, timeout_s=timeout_s, use_slot=False)
             usage = Usage()
             finish: str | None = None
