@@ -262,3 +262,11 @@ def test_a_callers_timeout_never_exceeds_llm_timeout_s(openai_server, make_gatew
     with pytest.raises(LLMTimeout) as raised:
         llm.sync.chat([user("hi")], timeout_s=20.0)  # what recommendations/predictions pass
     assert raised.value.details["timeout_s"] == 0.3
+
+
+def test_health_reports_both_breakers_and_what_the_server_is(llama_like, make_gateway):
+    from okyaku.llm.health import check_ai_health
+
+    report = check_ai_health(make_gateway(llama_like.base_url))
+    assert report.embedding_circuit.state == "closed"
+    assert (report.server["kind"], report.server["context_window"]) == ("llama.cpp", 1024)

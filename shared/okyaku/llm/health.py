@@ -64,7 +64,11 @@ class AIHealthReport(BaseModel):
     ollama: OllamaHealth
     chat_model: ModelPresence
     embedding: EmbeddingHealth
-    circuit: CircuitHealth
+    circuit: CircuitHealth = Field(description="The breaker of generation calls (chat, structured, tools)")
+    embedding_circuit: CircuitHealth | None = Field(default=None, description="The breaker of embedding calls")
+    server: dict[str, Any] | None = Field(
+        default=None, description="What the server is, its context window, JSON-schema support (learned once)"
+    )
     database: DatabaseHealth | None = None
     features: dict[str, bool]
     usage: list[dict[str, Any]] = Field(default_factory=list, description="Calls and tokens since start")
@@ -126,10 +130,17 @@ def check_ai_health(gateway: LLMGateway, database_check: Callable[[], str | None
         chat_model=ModelPresence(name=config.chat_model, present=chat_present),
         embedding=embedding,
         circuit=CircuitHealth.model_validate(gateway.breaker.snapshot()),
+        embedding_circuit=CircuitHealth.model_validate(gateway.embedding_breaker.snapshot()),
+        server=_server(gateway) if ollama.reachable else None,
         database=database,
         features=gateway.features.as_dict(),
         usage=gateway.usage.snapshot(),
     )
+
+
+def _server(gateway: LLMGateway) -> dict[str, Any] | None:
+    info = gateway.sync.server_info()
+    return info.as_dict() if info is not None else None
 
 
 def _embedding_health(gateway: LLMGateway, ollama: OllamaHealth) -> EmbeddingHealth:
