@@ -3,8 +3,18 @@
 Importing this package is cheap: ``openai``, numpy and onnxruntime load on first use."""
 
 from okyaku.llm.breaker import CircuitBreaker, CircuitState
+from okyaku.llm.budget import llm_deadline
 from okyaku.llm.config import FeatureFlags, LLMConfig
-from okyaku.llm.errors import LLMOutputInvalid, LLMRequestRejected, LLMToolCallInvalid, LLMUnavailable
+from okyaku.llm.errors import (
+    LLMContextExceeded,
+    LLMOutputInvalid,
+    LLMOutputTruncated,
+    LLMRequestRejected,
+    LLMTimeout,
+    LLMToolCallInvalid,
+    LLMUnavailable,
+    LLMUnsupported,
+)
 from okyaku.llm.gateway import LLMGateway, LLMStream, SyncLLM
 from okyaku.llm.local_embedder import LOCAL_MODEL_NAME, LocalEmbedder, get_local_embedder, is_local_model
 from okyaku.llm.prompts import PromptTemplate
@@ -30,12 +40,16 @@ __all__ = [
     "EmbeddingResult",
     "FeatureFlags",
     "LLMConfig",
+    "LLMContextExceeded",
     "LLMGateway",
     "LLMOutputInvalid",
+    "LLMOutputTruncated",
     "LLMRequestRejected",
     "LLMStream",
+    "LLMTimeout",
     "LLMToolCallInvalid",
     "LLMUnavailable",
+    "LLMUnsupported",
     "LocalEmbedder",
     "Message",
     "PromptTemplate",
@@ -48,6 +62,7 @@ __all__ = [
     "assistant",
     "get_local_embedder",
     "is_local_model",
+    "llm_deadline",
     "system",
     "user",
 ]
