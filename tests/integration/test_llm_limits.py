@@ -270,3 +270,20 @@ def test_health_reports_both_breakers_and_what_the_server_is(llama_like, make_ga
     report = check_ai_health(make_gateway(llama_like.base_url))
     assert report.embedding_circuit.state == "closed"
     assert (report.server["kind"], report.server["context_window"]) == ("llama.cpp", 1024)
+
+
+def test_text_answers_are_streamed_so_a_server_stops_when_the_client_goes(llm, openai_server):
+    openai_server.script(
+        Reply.text("hi"), Reply.json_object({"summary": "s", "score": 1}), Reply.tool_call("lookup", {"q": "x"})
+    )
+    assert llm.sync.chat([user("hi")]).content == "hi"
+    assert llm.sync.chat_structured([user("rate")], Verdict).value.score == 1
+    llm.sync.chat_with_tools([user("find x")], [LOOKUP])
+    streamed = [bool(r.body.get("stream")) for r in openai_server.requests_to("chat")]
+    assert streamed == [True, True, False]  # tool calls stay whole: short, and streamed differently by servers
+
+
+def test_an_answer_stream_cut_mid_way_is_retried(llm, openai_server):
+    openai_server.script(Reply.stream(["{", '"summary"'], drop_after_chunks=1), Reply.text("whole"))
+    assert llm.sync.chat([user("hi")]).content == "whole"
+    assert len(openai_server.requests_to("chat")) == 2

@@ -249,17 +249,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- routing ---------------------------------------------------------------------------
     def do_GET(self) -> None:
-        self.scripted._enter()
+        self._begin()
         try:
             self._get()
         finally:
-            self.scripted._leave()
+            self._done()
 
     def do_POST(self) -> None:
-        self.scripted._enter()
+        self._begin()
         try:
             self._post()
         finally:
+            self._done()
+
+    # A request stops counting as in flight just before its last bytes are written: once the client
+    # has them it may send the next request, before this thread gets to run again.
+    def _begin(self) -> None:
+        self._counted = True
+        self.scripted._enter()
+
+    def _done(self) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
             self.scripted._leave()
 
     def _get(self) -> None:
@@ -397,7 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _stream(self, body: dict[str, Any], reply: Reply) -> None:
-        chunks = reply.chunks if reply.chunks is not None else re.findall(r"\S+\s*", reply.content or "")
+        chunks = reply.chunks if reply.chunks is not None else _implicit_chunks(reply.content or "")
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -424,8 +435,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "total_tokens": reply.prompt_tokens + completion_tokens,
                 }
                 self._write_event({**base, "choices": [], "usage": usage})
-            self._write_chunk(b"data: [DONE]\n\n")
-            self._write_chunk(b"")
+            self._done()
+            self.wfile.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")  # the last event and the end, at once
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.scripted._note_disconnect()
 
@@ -465,10 +477,19 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
+            self._done()
             self.wfile.write(data)
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.scripted._note_disconnect()
+
+
+def _implicit_chunks(content: str, most: int = 32) -> list[str]:
+    """A whole reply streamed as at most ``most`` deltas of whole words (a 60,000-character reply
+    word by word would make a test slow, not more real)."""
+    words = re.findall(r"\S+\s*", content)
+    size = max(1, math.ceil(len(words) / most))
+    return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
 
 
 def _tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 - Per-attempt time limits (the wait for a concurrency slot included); retries with exponential
   backoff and jitter on connection errors, 5xx, 429 and malformed bodies, never on a generation
   that timed out (the SDK's own retries are off so the breaker sees every failure). A call may
-  also carry a ``deadline`` that no attempt, retry or repair round runs past.
+  also carry a ``deadline`` that no attempt, retry or repair round runs past. Text answers are
+  streamed internally, so an attempt given up closes a stream and the server stops generating.
 - One circuit breaker per operation family (generation, embeddings): once open, calls fail in
   microseconds until a half-open probe succeeds; a broken embeddings endpoint never blocks chat.
 - A concurrency limit (Ollama serves few requests at once); token usage counted per call.
@@ -31,6 +32,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from okyaku.config import Settings
@@ -125,6 +127,7 @@ class LLMGateway:
         self._embedding_dimensions: dict[str, int] = {}
         self._server_info: ServerInfo | None = None
         self._server_unreachable_at: float | None = None
+        self._probe_lock: asyncio.Lock | None = None
         self._http: Any = None
         self._json_schema_refused: set[str] = set()
         self.sync = SyncLLM(self)
@@ -137,6 +140,7 @@ class LLMGateway:
         self._loop.close(self._close())
 
     async def _close(self) -> None:
+        self._probe_lock = None  # bound to this loop; a later call starts another
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()
@@ -166,6 +170,14 @@ class LLMGateway:
         return await self._on_loop(self._server())
 
     async def _server(self) -> ServerInfo | None:
+        if self._server_info is not None:
+            return self._server_info
+        if self._probe_lock is None:
+            self._probe_lock = asyncio.Lock()  # made on the gateway loop, its only user
+        async with self._probe_lock:  # concurrent first calls ask the server once
+            return await self._probe_server()
+
+    async def _probe_server(self) -> ServerInfo | None:
         if self._server_info is not None:
             return self._server_info
         now = time.monotonic()
@@ -266,6 +278,8 @@ class LLMGateway:
         self, operation: str, params: dict[str, Any], timeout_s: float | None, deadline: float | None
     ) -> tuple[Any, Usage]:
         async def send(client: Any, timeout: Any) -> Any:
+            if "tools" not in params:
+                return await _streamed_completion(client, params, timeout)
             completion = await client.chat.completions.create(**params, timeout=timeout)
             if not getattr(completion, "choices", None):
                 raise MalformedResponse("no choices in the completion")
@@ -629,6 +643,35 @@ class LLMGateway:
             return [str(m.id) for m in getattr(page, "data", None) or []]
 
         return await self._transport.call("list_models", "-", send, timeout_s=timeout_s, retries=0)
+
+
+async def _streamed_completion(client: Any, params: dict[str, Any], timeout: Any) -> Any:
+    """A text answer asked for as a stream and put together here. Streamed, a server notices at
+    its next token that the client gave up and stops generating; a non-streamed llama.cpp request
+    is only checked for a closed connection when no other result arrived for a second, so with
+    other requests in flight it ran on to ``max_tokens`` for nobody (measured on llama-server).
+    Tool calls stay non-streamed: they are short, and servers stream their deltas differently."""
+    stream = await client.chat.completions.create(
+        **params, stream=True, stream_options={"include_usage": True}, timeout=timeout
+    )
+    parts: list[str] = []
+    finish: str | None = None
+    usage: Any = None
+    try:
+        async for chunk in stream:
+            if getattr(chunk, "usage", None) is not None:
+                usage = chunk.usage
+            for choice in chunk.choices or []:
+                if choice.delta is not None and choice.delta.content:
+                    parts.append(choice.delta.content)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+    finally:
+        await stream.close()  # on any exit, cancellation included: the server stops generating
+    if finish is None:
+        raise MalformedResponse("the answer's stream ended without a finish reason")
+    message = SimpleNamespace(content="".join(parts), tool_calls=None)
+    return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason=finish)], usage=usage)
 
 
 class SyncLLM:

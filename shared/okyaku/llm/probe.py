@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from okyaku.errors import OkyakuError
 from okyaku.llm.config import LLMConfig
-from okyaku.llm.errors import LLMOutputInvalid, LLMToolCallInvalid, LLMUnsupported
+from okyaku.llm.errors import LLMOutputInvalid, LLMOutputTruncated, LLMToolCallInvalid, LLMUnsupported
 from okyaku.llm.gateway import LLMGateway
 from okyaku.llm.health import local_embedder_installed, same_model
 from okyaku.llm.local_embedder import LOCAL_MODEL_NAME, is_local_model
@@ -178,7 +178,12 @@ def _embedding_lines(
                 needed_by=needed_by,
             )
         ]
-    lines = [_model_line("embedding model", name, models, info, needed_by)]
+    # llama.cpp serves the one model it was started with: whether it embeds is the next line's question.
+    lines = (
+        []
+        if info is not None and info.kind == "llama.cpp"
+        else [_model_line("embedding model", name, models, info, needed_by)]
+    )
     fallback = config.embedding_fallback_local and local_embedder_installed()
     try:
         result = gateway.sync.embed(["Acme renewal call"])
@@ -192,7 +197,8 @@ def _embedding_lines(
         )
         return lines
     except LLMUnsupported as error:
-        detail = f"the server does not serve embeddings: {error.message}"
+        status = error.details.get("status") if isinstance(error.details, dict) else None
+        detail = f"the server does not serve embeddings (HTTP {status})"
         fix = f"llama.cpp: start llama-server with --embeddings (and an embedding model); Ollama: ollama pull {name}"
     except OkyakuError as error:
         detail, fix = f"embedding failed: {error.message}", f"ollama pull {name}"
@@ -218,6 +224,14 @@ def _tool_line(gateway: LLMGateway) -> CheckLine:
     ]
     try:
         result = gateway.sync.chat_with_tools(messages, [WEATHER_TOOL], max_tokens=128, operation="check.tools")
+    except LLMOutputTruncated:
+        return CheckLine(
+            check="tool calls",
+            status="fail",
+            detail="the model answered in text instead of calling the tool (and ran past 128 tokens)",
+            fix=fix,
+            needed_by=needed_by,
+        )
     except LLMToolCallInvalid as error:
         return CheckLine(
             check="tool calls",

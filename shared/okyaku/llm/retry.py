@@ -64,6 +64,10 @@ def classify_failure(error: Exception) -> Failure | None:
         if isinstance(cause, httpx.ConnectTimeout | httpx.PoolTimeout):
             return Failure(FailureKind.CONNECTION, "connection failed (connect timeout)")
         return Failure(FailureKind.TIMEOUT, "the request timed out")
+    if isinstance(error, httpx.TimeoutException):  # raised while reading a stream
+        return Failure(FailureKind.TIMEOUT, "the request timed out")
+    if isinstance(error, httpx.TransportError):  # a stream cut off mid-answer
+        return Failure(FailureKind.CONNECTION, f"connection failed ({type(error).__name__})")
     if isinstance(error, openai.APIConnectionError):
         cause = error.__cause__ or error.__context__
         return Failure(FailureKind.CONNECTION, f"connection failed ({type(cause).__name__ if cause else 'no answer'})")
