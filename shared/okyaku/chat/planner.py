@@ -1,6 +1,8 @@
 """The LLM planner: the question (with the conversation) → one tool call: a query plan, a task,
-an email draft, or a refusal. An invalid plan goes back to the model once with the catalogue's
-error; a second invalid plan is a clear "cannot"."""
+an email draft, or a refusal. An invalid plan — or one that is not about the question (another
+entity, a filter value the user never wrote) — goes back to the model once with the reason; a
+second is a clear "cannot". Text without a tool call is never an answer: at most a short question
+back that makes no claim (:func:`okyaku.chat.grounding.is_clarifying_question`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from okyaku.chat.actions import EmailActionArgs, TaskActionArgs
 from okyaku.chat.catalogue import PlanInvalid, validate_plan
 from okyaku.chat.execute import DataTable
+from okyaku.chat.grounding import asks_for_action, is_clarifying_question, plan_problems
 from okyaku.chat.plan import QueryPlan
 from okyaku.chat.prompts import PHRASING_SYSTEM, PLANNER_SYSTEM, catalogue_text, phrasing_user
 from okyaku.llm.gateway import LLMGateway
@@ -35,9 +38,17 @@ TOOLS = (
 )
 
 
+NO_PLAN = (
+    "I couldn't turn that into a question about your CRM data. Name what you are after — deals, contacts, "
+    "companies, activities or tasks — with a period, a stage or a name."
+)
+NOT_ANSWERABLE = "That isn't something I can answer from your CRM data."
+NO_ACTION_ASKED = "I couldn't work out what to look up for that, and you did not ask me to create anything."
+
+
 @dataclass
 class Decision:
-    kind: Literal["plan", "task", "email", "cannot"]
+    kind: Literal["plan", "task", "email", "cannot", "clarify"]
     plan: QueryPlan | None = None
     task: TaskActionArgs | None = None
     email: EmailActionArgs | None = None
@@ -66,16 +77,17 @@ class LLMPlanner:
         self, question: str, history: Sequence[Message], *, today: date, timezone: str, focus: str = ""
     ) -> Decision:
         conversation = self.messages(question, history, today=today, timezone=timezone, focus=focus)
+        context = "\n".join(str(m.get("content") or "") for m in history)
         error: PlanInvalid | None = None
         for round_ in range(2):
             result = self.llm.sync.chat_with_tools(conversation, TOOLS, operation="chat_plan")
             if not result.tool_calls:
                 text = (result.content or "").strip()
-                if text and not any(ch.isdigit() for ch in text):
-                    return Decision("cannot", message=text)  # a clarifying question, with no numbers to check
-                return Decision("cannot", message="I can't answer that from the CRM data.")
+                if is_clarifying_question(text, question):
+                    return Decision("clarify", message=text)
+                return Decision("cannot", message=NO_PLAN)  # model text is never an answer
             call = result.tool_calls[0]
-            decision, error = self._decision(call)
+            decision, error = self._decision(call, question, context)
             if decision is not None:
                 decision.repaired = round_ > 0 or result.repaired
                 return decision
@@ -92,10 +104,11 @@ class LLMPlanner:
         message = error.message if error else "the plan was not valid"
         return Decision("cannot", message=f"I couldn't turn that into a query I can run: {message}")
 
-    def _decision(self, call: ToolCall) -> tuple[Decision | None, PlanInvalid | None]:
+    def _decision(self, call: ToolCall, question: str, context: str) -> tuple[Decision | None, PlanInvalid | None]:
         if call.name == "cannot_answer":
-            assert isinstance(call.parsed, CannotAnswerArgs)
-            return Decision("cannot", message=call.parsed.reason), None
+            return Decision("cannot", message=NOT_ANSWERABLE), None  # the model's reason is not shown
+        if call.name in ("create_task", "draft_email") and not asks_for_action(question):
+            return Decision("cannot", message=NO_ACTION_ASKED), None
         if call.name == "create_task":
             assert isinstance(call.parsed, TaskActionArgs)
             return Decision("task", task=call.parsed), None
@@ -104,9 +117,13 @@ class LLMPlanner:
             return Decision("email", email=call.parsed), None
         assert isinstance(call.parsed, QueryPlan)
         try:
-            return Decision("plan", plan=validate_plan(call.parsed, row_limit=self.row_limit)), None
+            plan = validate_plan(call.parsed, row_limit=self.row_limit)
         except PlanInvalid as invalid:
             return None, invalid
+        problems = plan_problems(plan, question, context)
+        if problems:
+            return None, PlanInvalid("; ".join(problems))
+        return Decision("plan", plan=plan), None
 
     # --- phrasing -------------------------------------------------------------------------------
 
