@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     ai_chat_statement_timeout_ms: int = 5000
     ai_chat_timezone: str = "UTC"
     ai_chat_history_turns: int = 6
+    # Seconds a chat turn may spend on model calls when the invocation's end is unknown (locally);
+    # on Lambda the invocation's remaining time, less a margin, bounds it too.
+    ai_chat_turn_budget_s: float = 25.0
     # Recommendations (okyaku.recommendations): the rule thresholds teams most often differ on;
     # the other constants are in okyaku/recommendations/settings.py.
     ai_recommendations_deal_stale_days: int = 14

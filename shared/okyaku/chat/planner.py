@@ -7,6 +7,7 @@ back that makes no claim (:func:`okyaku.chat.grounding.is_clarifying_question`).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -74,13 +75,25 @@ class LLMPlanner:
         return [system(prompt), *history, user(question)]
 
     def decide(
-        self, question: str, history: Sequence[Message], *, today: date, timezone: str, focus: str = ""
+        self,
+        question: str,
+        history: Sequence[Message],
+        *,
+        today: date,
+        timezone: str,
+        focus: str = "",
+        budget: TurnBudget | None = None,
     ) -> Decision:
+        budget = budget or TurnBudget.unbounded()
         conversation = self.messages(question, history, today=today, timezone=timezone, focus=focus)
         context = "\n".join(str(m.get("content") or "") for m in history)
         error: PlanInvalid | None = None
         for round_ in range(2):
-            result = self.llm.sync.chat_with_tools(conversation, TOOLS, operation="chat_plan")
+            if round_ and not budget.fits_a_call():
+                break  # no time for the repair: say so rather than overrun the function
+            result = self.llm.sync.chat_with_tools(
+                conversation, TOOLS, operation="chat_plan", timeout_s=budget.call_timeout_s()
+            )
             if not result.tool_calls:
                 text = (result.content or "").strip()
                 if is_clarifying_question(text, question):
@@ -132,8 +145,36 @@ class LLMPlanner:
         payload = json.dumps(data.as_dict(), default=str, ensure_ascii=False)
         return [system(PHRASING_SYSTEM), user(phrasing_user(question, payload))]
 
-    def phrase(self, question: str, data: DataTable) -> str:
-        return self.llm.sync.chat(self.phrasing_messages(question, data), operation="chat_phrase").content.strip()
+    def phrase(self, question: str, data: DataTable, *, timeout_s: float | None = None) -> str:
+        messages = self.phrasing_messages(question, data)
+        return self.llm.sync.chat(messages, operation="chat_phrase", timeout_s=timeout_s).content.strip()
 
-    def stream_phrase(self, question: str, data: DataTable) -> Iterator[str]:
-        return self.llm.sync.stream_chat(self.phrasing_messages(question, data))
+    def stream_phrase(self, question: str, data: DataTable, *, timeout_s: float | None = None) -> Iterator[str]:
+        return self.llm.sync.stream_chat(self.phrasing_messages(question, data), timeout_s=timeout_s)
+
+
+@dataclass(frozen=True)
+class TurnBudget:
+    """The time a chat turn has for its model calls: each call gets what is left (at most the
+    configured per-call timeout), and a call that could not finish in time is not started."""
+
+    deadline: float | None  # a time.monotonic() value; None: unbounded (the gateway's timeout only)
+    per_call_s: float | None = None
+    min_call_s: float = 3.0
+
+    @classmethod
+    def unbounded(cls) -> TurnBudget:
+        return cls(None)
+
+    def left_s(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def fits_a_call(self) -> bool:
+        left = self.left_s()
+        return left is None or left >= self.min_call_s
+
+    def call_timeout_s(self) -> float | None:
+        left = self.left_s()
+        if left is None:
+            return self.per_call_s
+        return max(0.1, min(left, self.per_call_s) if self.per_call_s else left)

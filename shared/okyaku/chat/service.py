@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,10 +32,11 @@ from okyaku.chat.fallback import CANNOT, Parsed, parse_question
 from okyaku.chat.grounding import describe_plan, name_terms, on_topic_words, phrasing_problems
 from okyaku.chat.models import ChatMessage
 from okyaku.chat.plan import Filter, QueryPlan
-from okyaku.chat.planner import Decision, LLMPlanner
+from okyaku.chat.planner import Decision, LLMPlanner, TurnBudget
 from okyaku.chat.resolve import Candidate, find_records, names_any_record, record_label, resolve_lookup
 from okyaku.chat.safety import refusal
 from okyaku.chat.schemas import ChatAction, ChatRequest, ChatResponse
+from okyaku.clock import work_deadline
 from okyaku.errors import NotFound, OkyakuError
 from okyaku.features import require_feature
 from okyaku.llm.errors import LLMOutputInvalid, LLMToolCallInvalid
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LLM_DOWN_NOTE = "The language model is unavailable; only questions the built-in parser understands are answered."
+TURN_MARGIN_S = 2.0  # kept back from the invocation's end for storing the turn and answering
 OFF_TOPIC = (
     "I answer questions about your CRM: companies, contacts, deals, activities and tasks. "
     "That question is not about them."
@@ -89,6 +92,7 @@ class _State:
     history: list[Message]
     focus: Candidate | None
     today: date
+    budget: TurnBudget
 
 
 class ChatService:
@@ -159,7 +163,16 @@ class ChatService:
             history,
             focus,
             today,
+            self._budget(),
         )
+
+    def _budget(self) -> TurnBudget:
+        """This turn's time for model calls: the setting, and on Lambda what the invocation has left."""
+        settings = self.runtime.settings
+        deadline = work_deadline(margin_s=TURN_MARGIN_S, default_budget_s=settings.ai_chat_turn_budget_s)
+        deadline = min(deadline, time.monotonic() + settings.ai_chat_turn_budget_s)
+        per_call = self.llm.config.timeout_s if self.llm is not None else None
+        return TurnBudget(deadline, per_call)
 
     def _turn(self, state: _State, *, streaming: bool) -> Iterator[tuple[str, Any]]:
         question = state.request.message
@@ -178,7 +191,12 @@ class ChatService:
         if self.planner is not None:
             try:
                 decision = self.planner.decide(
-                    question, state.history, today=state.today, timezone=self.zone_name, focus=_focus_text(state.focus)
+                    question,
+                    state.history,
+                    today=state.today,
+                    timezone=self.zone_name,
+                    focus=_focus_text(state.focus),
+                    budget=state.budget,
                 )
             except (LLMOutputInvalid, LLMToolCallInvalid) as error:
                 yield from _emit(
@@ -235,11 +253,15 @@ class ChatService:
         text is checked whole before anything is sent, so a stream never shows unchecked words."""
         assert self.planner is not None and turn.plan is not None
         question = state.request.message
+        if not state.budget.fits_a_call():
+            turn.notes.append("No time was left to have the model word the answer; this text is built from the data.")
+            return
+        timeout_s = state.budget.call_timeout_s()
         try:
             if streaming:
-                text = "".join(self.planner.stream_phrase(question, turn.data))
+                text = "".join(self.planner.stream_phrase(question, turn.data, timeout_s=timeout_s))
             else:
-                text = self.planner.phrase(question, turn.data)
+                text = self.planner.phrase(question, turn.data, timeout_s=timeout_s)
         except OkyakuError as error:
             if error.status_code != 503:
                 raise
