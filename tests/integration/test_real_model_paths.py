@@ -7,6 +7,7 @@ so; degraded flags and reasons are true; nothing is dead-lettered because of wha
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -14,12 +15,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from okyaku.anomalies.insights import template_narrative
+from okyaku.anomalies.service import AnomalyService
 from okyaku.content.api import create_content_app
 from okyaku.conversation.api import create_conversation_app
 from okyaku.conversation.service import ConversationService
+from okyaku.predictions.explain_llm import LLMExplanationWriter
 from okyaku.recommendations.explain import LLMCardWriter
 from okyaku.tenancy import create_organization
 from tests.integration.recommendations_support import Clock, Scenario
+from tests.integration.test_predictions_llm import score
 from tests.integration.test_recommendations_llm import explain, hot_lead_card
 
 CALL_NOTES = (
@@ -126,3 +131,34 @@ def test_a_recommendation_is_worded_from_its_facts_or_by_the_template(scenario, 
             assert number in facts or number == "100", f"{number} is not a fact of the card"
     else:
         assert body["degraded"] is True and "The lead score is 82/100" in body["reasoning"]
+
+
+def test_a_lead_score_is_the_model_s_never_the_llm_s_and_its_words_are_checked(lead, real_llm, make_gateway):
+    runtime, org, contact_id = lead
+    writer = LLMExplanationWriter(make_gateway(real_llm.base_url, timeout_s=30.0, max_retries=0))
+    body = score(runtime, org, contact_id, writer)
+    without_llm = score(runtime, org, contact_id, None)
+    assert body["score"] == without_llm["score"] and body["factors"] == without_llm["factors"]
+    if body["explanation_source"] == "llm":
+        assert body["degraded"] is False
+        stated = re.findall(r"\d+(?:\.\d+)?", body["explanation"])
+        given = json.dumps(body["factors"]) + f" {body['score']} {round(body['score'])} 100"
+        assert all(n in given for n in stated), body["explanation"]
+    else:
+        assert body["degraded"] is True and f"{body['score']:.0f}/100" in body["explanation"]
+
+
+def test_a_weekly_insight_narrative_states_only_its_figures(
+    tenant, runtime, real_llm, make_gateway, week_with_activity
+):
+    service = AnomalyService(runtime, make_gateway(real_llm.base_url, timeout_s=30.0, max_retries=0))
+    result = service.weekly(tenant.id, week_with_activity)
+    (insight,) = AnomalyService(runtime).list_insights(tenant.id, week=week_with_activity)
+    if result["narrative_source"] == "llm":
+        assert result["degraded"] is False
+        figures = json.dumps(insight.figures)
+        for number in re.findall(r"\d+(?:\.\d+)?", insight.narrative.replace(",", "")):
+            assert number in figures or str(float(number)) in figures, insight.narrative
+    else:
+        assert result["degraded"] is True and insight.narrative == template_narrative(insight.figures)
+        assert insight.rejected_reason  # why the model's words were not used
