@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, delete, exists, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, String, case, cast, delete, exists, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from okyaku.conversation.models import ConversationAnalysisRow, ConversationCompetitor
+from okyaku.conversation.models import ConversationAnalysisRow, ConversationCompetitor, ConversationWaiting
 from okyaku.conversation.rules import Competitor
 from okyaku.db.models import Activity, Organization
 
@@ -157,6 +158,47 @@ def count_unanalysed(session: Session) -> int:
         ConversationAnalysisRow.activity_id == Activity.id, ConversationAnalysisRow.content_hash == content_hash_sql()
     )
     return int(session.scalar(select(func.count()).select_from(Activity).where(_has_text(), ~analysed)) or 0)
+
+
+# --- activities waiting for the language model ----------------------------------------------------
+
+
+def mark_waiting(
+    session: Session, activity_id: uuid.UUID, content_hash: str, *, reason: str, message: str, now: datetime
+) -> None:
+    """Record (or count one more) failed attempt at analysing this text for want of the model; a
+    new text starts its own count."""
+    statement = insert(ConversationWaiting).values(
+        activity_id=activity_id,
+        content_hash=content_hash,
+        reason=reason,
+        message=message,
+        attempts=1,
+        since=now,
+        last_attempt_at=now,
+    )
+    same_text = ConversationWaiting.content_hash == statement.excluded.content_hash
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ConversationWaiting.activity_id],
+            set_={  # the right-hand sides read the row as it was
+                "attempts": case((same_text, ConversationWaiting.attempts + 1), else_=1),
+                "since": case((same_text, ConversationWaiting.since), else_=statement.excluded.since),
+                "content_hash": statement.excluded.content_hash,
+                "reason": statement.excluded.reason,
+                "message": statement.excluded.message,
+                "last_attempt_at": statement.excluded.last_attempt_at,
+            },
+        )
+    )
+
+
+def waiting_for(session: Session, activity_id: uuid.UUID) -> ConversationWaiting | None:
+    return session.get(ConversationWaiting, activity_id)
+
+
+def clear_waiting(session: Session, activity_id: uuid.UUID) -> None:
+    session.execute(delete(ConversationWaiting).where(ConversationWaiting.activity_id == activity_id))
 
 
 # --- the competitor list --------------------------------------------------------------------------
