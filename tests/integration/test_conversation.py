@@ -463,6 +463,44 @@ def test_an_outage_then_recovery_analyses_every_pending_activity_exactly_once(
     assert len(openai_server.requests_to("chat")) - calls_before_sweep == 3
 
 
+def analysed_texts(requests: list[RecordedRequest]) -> list[str]:
+    """The activity text each analysis request asked about, in order."""
+    found = [re.search(r"<<<\n(.*)\n>>>", r.messages[-1]["content"], re.S) for r in requests]
+    return [m.group(1).strip() for m in found if m is not None]
+
+
+def test_the_sweep_tries_new_activities_first_and_the_texts_the_model_keeps_failing_on_least_recently_tried_first(
+    tenant, service, openai_server, make_client
+) -> None:
+    """Texts the model cannot read must not use up every sweep's time while the others wait."""
+    stubborn = [create_activity(tenant, body=f"Stubborn note {n}. Unreadable for this model.") for n in "AB"]
+
+    def responder(request: RecordedRequest) -> Reply:
+        if any("Stubborn note" in str(m.get("content")) for m in request.messages):  # its repair round too
+            return Reply.text("Sorry, I cannot help with that.")  # not JSON: this text only
+        return quoting_responder(request)
+
+    openai_server.responder = responder
+    first = service.sweep(organization_ids=[tenant.id])
+    assert (first.llm_available, first.analysed, first.failed) == (True, 0, 2)
+    # B is tried once more on demand: A is now the least recently tried.
+    again = make_client(service).post(f"/api/v1/ai/conversation/activities/{stubborn[1]['id']}/analyze").json()
+    assert (again["status"], again["waiting"]["reason"]) == ("waiting_for_llm", "llm_output_invalid")
+    fresh = [create_activity(tenant, body=f"Fresh note {n}. Send the deck tomorrow.") for n in range(3)]
+
+    before = len(openai_server.requests_to("chat"))
+    second = service.sweep(organization_ids=[tenant.id])
+    assert (second.analysed, second.failed) == (3, 2)
+    order = analysed_texts(openai_server.requests_to("chat")[before:])
+    prefixes = [text.split(".")[0] for text in order]
+    assert sorted(prefixes[:3]) == [f"Fresh note {n}" for n in range(3)]  # never tried: first
+    # Then each stubborn text once (the repair round may ask a second time), least recently tried first.
+    assert list(dict.fromkeys(prefixes[3:])) == ["Stubborn note A", "Stubborn note B"]
+    assert {f["id"] for f in fresh} <= {
+        str(r.activity_id) for r in rows(service.runtime, tenant.id, ConversationAnalysisRow)
+    }
+
+
 # --- analyze-text, chunks, isolation ----------------------------------------------------------------
 
 

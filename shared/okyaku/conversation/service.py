@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -67,7 +67,8 @@ from okyaku.conversation.store import (
     organization_name,
     replace_competitors,
     store_analysis,
-    unanalysed_activity_ids,
+    untried_activity_ids,
+    waiting_activity_ids,
     waiting_for,
 )
 from okyaku.db.models import Deal, PipelineStage
@@ -310,38 +311,53 @@ class ConversationService:
         )
         for position, organization_id in enumerate(organizations):
             report.organizations += 1
-            after: uuid.UUID | None = None
-            while report.llm_available and report.complete:
-                with self.runtime.db.organization_scope(organization_id) as session:
-                    page = unanalysed_activity_ids(session, limit=batch, after=after)
-                if not page:
+            for activity_id in self._sweep_order(organization_id, batch):
+                if deadline is not None and time.monotonic() >= deadline:
+                    report.complete = False
                     break
-                after = page[-1]
-                for activity_id in page:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        report.complete = False
+                try:
+                    outcome = self.analyse_activity(organization_id, activity_id, trigger="sweep")
+                except WaitingForLLM as waiting:
+                    if waiting.model_down:
+                        logger.warning("sweep stopped: the LLM is unavailable (%s)", waiting)
+                        report.llm_available = False
                         break
-                    try:
-                        outcome = self.analyse_activity(organization_id, activity_id, trigger="sweep")
-                    except WaitingForLLM as waiting:
-                        if waiting.model_down:
-                            logger.warning("sweep stopped: the LLM is unavailable (%s)", waiting)
-                            report.llm_available = False
-                            break
-                        # This text only (output unusable, too long for the model): it stays waiting.
-                        logger.warning("activity %s could not be analysed: %s", activity_id, waiting)
-                        report.failed += 1
-                        continue
-                    if outcome == "analysed":
-                        report.analysed += 1
-                    else:
-                        report.unchanged += 1
+                    # This text only (output unusable, too long for the model): it stays waiting.
+                    logger.warning("activity %s could not be analysed: %s", activity_id, waiting)
+                    report.failed += 1
+                    continue
+                if outcome == "analysed":
+                    report.analysed += 1
+                else:
+                    report.unchanged += 1
             if not (report.llm_available and report.complete):
                 for rest in organizations[position:]:
                     with self.runtime.db.organization_scope(rest) as session:
                         report.still_unanalysed += count_unanalysed(session)
                 break
         return report
+
+    def _sweep_order(self, organization_id: uuid.UUID, batch: int) -> Iterator[uuid.UUID]:
+        """Activities never tried first (id order), then those waiting for the model, the least
+        recently tried first: texts the model keeps failing on cannot use up every sweep's time
+        while the others wait. Each activity once per sweep; read a page at a time."""
+        tried: set[uuid.UUID] = set()
+        after: uuid.UUID | None = None
+        while True:
+            with self.runtime.db.organization_scope(organization_id) as session:
+                page = untried_activity_ids(session, limit=batch, after=after)
+            if not page:
+                break
+            after = page[-1]
+            tried.update(page)
+            yield from page
+        while True:
+            with self.runtime.db.organization_scope(organization_id) as session:
+                page = waiting_activity_ids(session, limit=batch, exclude=tried)
+            if not page:
+                return
+            tried.update(page)
+            yield from page
 
     def on_schedule(self, _event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         if not self.enabled:

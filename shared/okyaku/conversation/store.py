@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -142,22 +142,44 @@ def store_analysis(session: Session, **values: Any) -> ConversationAnalysisRow:
     return row
 
 
-def unanalysed_activity_ids(session: Session, *, limit: int, after: uuid.UUID | None = None) -> list[uuid.UUID]:
-    """Activities with text whose current content has no analysis, in id order (a page)."""
-    analysed = exists().where(
+def _analysed() -> ColumnElement[bool]:
+    return exists().where(
         ConversationAnalysisRow.activity_id == Activity.id, ConversationAnalysisRow.content_hash == content_hash_sql()
     )
-    statement = select(Activity.id).where(_has_text(), ~analysed).order_by(Activity.id).limit(limit)
+
+
+def _waiting() -> ColumnElement[bool]:
+    """The current text failed for want of the model (a row for an earlier text does not count)."""
+    return exists().where(
+        ConversationWaiting.activity_id == Activity.id, ConversationWaiting.content_hash == content_hash_sql()
+    )
+
+
+def untried_activity_ids(session: Session, *, limit: int, after: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Activities with text whose current content has no analysis and no failed attempt, in id
+    order (a page)."""
+    statement = select(Activity.id).where(_has_text(), ~_analysed(), ~_waiting()).order_by(Activity.id).limit(limit)
     if after is not None:
         statement = statement.where(Activity.id > after)
     return list(session.scalars(statement))
 
 
-def count_unanalysed(session: Session) -> int:
-    analysed = exists().where(
-        ConversationAnalysisRow.activity_id == Activity.id, ConversationAnalysisRow.content_hash == content_hash_sql()
+def waiting_activity_ids(session: Session, *, limit: int, exclude: Collection[uuid.UUID] = ()) -> list[uuid.UUID]:
+    """Activities whose current text waits for the model, the least recently tried first (a page)."""
+    statement = (
+        select(Activity.id)
+        .join(ConversationWaiting, ConversationWaiting.activity_id == Activity.id)
+        .where(ConversationWaiting.content_hash == content_hash_sql(), ~_analysed())
+        .order_by(ConversationWaiting.last_attempt_at, Activity.id)
+        .limit(limit)
     )
-    return int(session.scalar(select(func.count()).select_from(Activity).where(_has_text(), ~analysed)) or 0)
+    if exclude:
+        statement = statement.where(Activity.id.not_in(list(exclude)))
+    return list(session.scalars(statement))
+
+
+def count_unanalysed(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Activity).where(_has_text(), ~_analysed())) or 0)
 
 
 # --- activities waiting for the language model ----------------------------------------------------
