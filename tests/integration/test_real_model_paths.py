@@ -24,6 +24,7 @@ from okyaku.predictions.explain_llm import LLMExplanationWriter
 from okyaku.recommendations.explain import LLMCardWriter
 from okyaku.tenancy import create_organization
 from tests.integration.recommendations_support import Clock, Scenario
+from tests.integration.test_conversation import CALL_NOTE, activity_events, create_activity, deliver
 from tests.integration.test_predictions_llm import score
 from tests.integration.test_recommendations_llm import explain, hot_lead_card
 
@@ -162,3 +163,20 @@ def test_a_weekly_insight_narrative_states_only_its_figures(
     else:
         assert result["degraded"] is True and insight.narrative == template_narrative(insight.figures)
         assert insight.rejected_reason  # why the model's words were not used
+
+
+def test_the_conversation_queue_keeps_nothing_in_its_dead_letters_whatever_the_model_says(
+    tenant, publisher, runtime, real_llm, make_gateway
+):
+    activities = [create_activity(tenant, body=text) for text in (CALL_NOTES, CALL_NOTE, "Left a voicemail.")]
+    service = ConversationService(runtime, make_gateway(real_llm.base_url, timeout_s=60.0, max_retries=0))
+    events = [e for a in activities for e in activity_events(publisher, a["id"])]
+    assert deliver(service, events) == {"batchItemFailures": []}  # nothing retried, nothing dead-lettered
+    client = TestClient(create_conversation_app(service), headers={"Authorization": f"Bearer {tenant.org.api_key}"})
+    for activity in activities:
+        answer = client.get(f"/api/v1/ai/conversation/activities/{activity['id']}").json()
+        assert answer["status"] in {"analysed", "waiting_for_llm", "not_analysed"}, answer
+        if answer["status"] == "analysed":
+            for item in answer["analysis"].get("action_items") or []:
+                assert item["quote"].lower() in activity["body"].lower()
+    client.close()
