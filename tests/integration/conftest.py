@@ -13,6 +13,7 @@ from okyaku.crm import schemas
 from okyaku.crm.records import ACTIVITY_SPEC, CONTACT_SPEC, ActivityService, RecordService
 from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
+from tests.integration.recommendations_support import Clock, Scenario
 
 
 @pytest.fixture
@@ -49,3 +50,17 @@ def lead(pg, db):
             ),
         )
     return runtime, org, contact.id
+
+
+@pytest.fixture
+def scenario(tenant: Any, runtime: Runtime, owner_db: Any) -> Scenario:
+    """The recommendations scenario: records through the API, scores and dates set as the owner."""
+    return Scenario(
+        crm=tenant.client,
+        runtime=runtime,
+        organization_id=tenant.id,
+        user_id=tenant.org.user_id,
+        api_key=tenant.org.api_key,
+        clock=Clock(),
+        owner_db=owner_db,
+    )

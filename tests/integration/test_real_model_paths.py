@@ -23,7 +23,6 @@ from okyaku.conversation.service import ConversationService
 from okyaku.predictions.explain_llm import LLMExplanationWriter
 from okyaku.recommendations.explain import LLMCardWriter
 from okyaku.tenancy import create_organization
-from tests.integration.recommendations_support import Clock, Scenario
 from tests.integration.test_conversation import CALL_NOTE, activity_events, create_activity, deliver
 from tests.integration.test_predictions_llm import score
 from tests.integration.test_recommendations_llm import explain, hot_lead_card
@@ -106,19 +105,6 @@ def test_a_conversation_analysis_shows_only_what_the_text_says(conversation):
         for item in analysis.get(key) or []:
             if isinstance(item, dict) and item.get("quote"):
                 assert item["quote"].lower() in CALL_NOTES.lower(), f"{key}: {item['quote']!r} is not in the text"
-
-
-@pytest.fixture
-def scenario(tenant, runtime, owner_db) -> Scenario:
-    return Scenario(
-        crm=tenant.client,
-        runtime=runtime,
-        organization_id=tenant.id,
-        user_id=tenant.org.user_id,
-        api_key=tenant.org.api_key,
-        clock=Clock(),
-        owner_db=owner_db,
-    )
 
 
 def test_a_recommendation_is_worded_from_its_facts_or_by_the_template(scenario, real_llm, make_gateway):
