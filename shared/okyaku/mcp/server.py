@@ -65,8 +65,14 @@ def client_name(ctx: Context, fallback: str | None) -> str:
     return (fallback or "unknown client")[:200]
 
 
-def build_server(tools: McpTools, caller_of: CallerOf) -> Server[Any]:
+def build_server(tools: McpTools, resolve_caller: CallerOf) -> Server[Any]:
     definitions = tool_definitions()
+
+    async def caller_of(ctx: Context) -> Caller:
+        try:
+            return await resolve_caller(ctx)
+        except OkyakuError as error:  # over stdio, a key revoked since the start: refuse this request
+            raise MCPError(types.INVALID_REQUEST, error.message, data=error.to_body()["error"]) from error
 
     async def list_tools(ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         await caller_of(ctx)
