@@ -187,7 +187,7 @@ def test_the_read_tools_answer_from_the_organizations_records(url: str, tenant: 
             assert planned["table"]["rows"] == [[1, 48000]] and planned["mode"] == "plan"
 
             score = ok(await client.call_tool("get_lead_score", {"contact_id": crm.lead["id"]}))
-            assert 0 <= score["score"] <= 100 and score["method"]
+            assert 0 <= score["score"] <= 100 and score["method"] and score["source"] == "computed"
             forecast = ok(await client.call_tool("get_deal_forecast", {"deal_id": crm.deal["id"]}))
             assert forecast["deal_id"] == crm.deal["id"] and 0 <= forecast["score"] <= 100 and forecast["factors"]
 
@@ -205,6 +205,40 @@ def test_the_read_tools_answer_from_the_organizations_records(url: str, tenant: 
         assert pending_count(db, tenant.id) == 0  # reading proposed nothing
 
     run(test)
+
+
+def test_without_the_ml_extra_scores_are_the_stored_ones(runtime: Runtime, tenant: Tenant, crm: Crm) -> None:
+    """As on Lambda, where the function has no room for numpy and scikit-learn."""
+    stored = McpTools(runtime, None, compute_predictions=False)
+    with serve(create_mcp_app(stored)) as url:
+
+        async def before() -> None:
+            async with connect(url, tenant.org.api_key) as client:
+                none_yet = refused(
+                    await client.call_tool("get_lead_score", {"contact_id": crm.lead["id"]}), "no_prediction"
+                )
+                assert "no lead score yet" in none_yet["message"]
+
+        run(before)
+        from okyaku.predictions.service import PredictionService
+
+        scored = PredictionService(runtime).lead_score(
+            tenant.id, uuid.UUID(crm.lead["id"])
+        )  # as the scoring function does
+
+        async def after() -> None:
+            async with connect(url, tenant.org.api_key) as client:
+                score = ok(await client.call_tool("get_lead_score", {"contact_id": crm.lead["id"]}))
+                assert (score["score"], score["source"], score["factors"]) == (
+                    scored["score"],
+                    "stored",
+                    scored["factors"],
+                )
+                refused(await client.call_tool("get_deal_forecast", {"deal_id": str(uuid.uuid4())}), "not_found")
+                record = ok(await client.call_tool("get_record", {"type": "contact", "id": crm.lead["id"]}))
+                assert [(s["target"], s["score"]) for s in record["scores"]] == [("lead_score", scored["score"])]
+
+        run(after)
 
 
 def test_resources_are_records_by_uri(url: str, tenant: Tenant, crm: Crm) -> None:

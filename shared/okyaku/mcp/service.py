@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 from sqlalchemy import select, text
 
-from okyaku.errors import DependencyUnavailable, NotFound, OkyakuError, ValidationFailed, field_error
+from okyaku.errors import NotFound, OkyakuError, ValidationFailed, field_error
 from okyaku.features import require_feature
 from okyaku.mcp.settings import McpSettings
 from okyaku.mcp.tools import (
@@ -60,7 +60,9 @@ logger = logging.getLogger(__name__)
 
 MCP_AGENT = "mcp"
 REVIEW_PAGE = "/console/approvals"
-_SCORE_TARGETS = {"contact": ("lead", "churn"), "deal": ("deal",)}
+# The stored targets' names (okyaku.predictions.targets.PREDICTION_OF), without importing predictions.
+_SCORE_TARGETS = {"contact": ("lead_score", "churn_risk"), "deal": ("deal_forecast",)}
+_STORED_TARGET = {"lead": "lead_score", "deal": "deal_forecast"}
 
 
 def utc_now() -> datetime:
@@ -91,8 +93,11 @@ class McpTools:
         settings: McpSettings | None = None,
         search: SemanticSearch | None = None,
         clock: Callable[[], datetime] = utc_now,
+        compute_predictions: bool | None = None,
     ) -> None:
         self.runtime = runtime
+        # None: score on demand where the ML extra is installed, else read the stored scores.
+        self.compute_predictions = _ml_installed() if compute_predictions is None else compute_predictions
         self.llm = llm
         self.settings = settings or McpSettings()
         self.clock = clock
@@ -273,18 +278,42 @@ class McpTools:
         return self._prediction(caller, "deal", args.deal_id)
 
     def _prediction(self, caller: Caller, target: str, entity_id: uuid.UUID) -> dict[str, Any]:
+        """Scored now where the models can run (numpy and scikit-learn installed: the local runner,
+        OpenFaaS), as the scoring API does; else the score the scoring or forecasting function
+        stored last (on Lambda this function has no room for the ML layer)."""
         require_feature(self.runtime.settings, "predictions")
-        try:
-            from okyaku.predictions.service import PredictionService
-        except ImportError as error:  # the ml extra (numpy, scikit-learn) is not installed here
-            raise DependencyUnavailable(
-                f"predictions are not installed here ({error.name} missing)", code="predictions_unavailable"
-            ) from error
-        service = cast("PredictionService", self._service("predictions", lambda: PredictionService(self.runtime)))
         organization_id = caller.principal.organization_id
-        if target == "lead":
-            return service.lead_score(organization_id, entity_id)
-        return service.deal_forecast(organization_id, entity_id)
+        if self.compute_predictions:
+            from okyaku.predictions.service import PredictionService
+
+            service = cast("PredictionService", self._service("predictions", lambda: PredictionService(self.runtime)))
+            if target == "lead":
+                computed = service.lead_score(organization_id, entity_id)
+            else:
+                computed = service.deal_forecast(organization_id, entity_id)
+            return {**computed, "source": "computed"}
+        return self._stored_prediction(organization_id, target, entity_id)
+
+    def _stored_prediction(self, organization_id: uuid.UUID, target: str, entity_id: uuid.UUID) -> dict[str, Any]:
+        entity_type = "deal" if target == "deal" else "contact"
+        with self._read(organization_id) as session:
+            if session.execute(text(f"SELECT 1 FROM {entity_type}s WHERE id = :id"), {"id": entity_id}).first() is None:
+                raise NotFound(f"{entity_type} {entity_id} not found", details={"id": str(entity_id)})
+            row = session.execute(
+                text(
+                    "SELECT p.payload, c.scored_at FROM current_predictions c "
+                    "JOIN predictions p ON p.id = c.prediction_id WHERE c.entity_id = :id AND c.target = :target"
+                ),
+                {"id": entity_id, "target": _STORED_TARGET[target]},
+            ).first()
+        if row is None:
+            raise NotFound(
+                f"this {entity_type} has no {'lead score' if target == 'lead' else 'forecast'} yet; the scoring "
+                "functions score records when they change and every night",
+                code="no_prediction",
+                details={"entity_id": str(entity_id), "target": target},
+            )
+        return {**row.payload, "source": "stored", "stored_at": row.scored_at.isoformat()}
 
     def tool_analyze_text(self, caller: Caller, args: AnalyzeTextArgs) -> dict[str, Any]:
         from okyaku.conversation.responses import AnalyzeTextRequest
@@ -384,6 +413,12 @@ class McpTools:
             services=self.tool_services,
             clock=self.clock,
         )
+
+
+def _ml_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sklearn") is not None
 
 
 def _run(tool: AgentTool, ctx: ToolContext, args: BaseModel) -> Any:
