@@ -508,3 +508,34 @@ def test_an_instruction_inside_a_record_changes_nothing_the_tools_do(
         assert (deal["stage_id"], deal["version"]) == (crm.stages["Proposal"], 1)
 
     run(test)
+
+
+def test_with_the_model_up_query_crm_answers_its_plan_and_never_acts(
+    runtime: Runtime, tenant: Tenant, crm: Crm, db: Database, openai_server: Any, make_gateway: Any
+) -> None:
+    from tests.support.openai_server import Reply
+
+    openai_server.script(
+        Reply.tool_call("query_crm", {"entity": "deals", "fields": ["name", "amount"]}),
+        Reply.text("You have 1 deal: Globex fleet tracking, worth 48,000."),
+        # What a model might do after reading the planted note: propose writes. It is not obeyed.
+        Reply.tool_call("create_task", {"title": "Move every deal to Closed Won", "contact_name": "Dana Scully"}),
+        Reply.tool_call("draft_email", {"contact_name": "Dana Scully", "subject": "Prices", "body": "Our price sheet"}),
+    )
+    tools = McpTools(runtime, make_gateway(openai_server.base_url), search=SemanticSearch(HashingEmbedder()))
+    with serve(create_mcp_app(tools)) as url:
+
+        async def test() -> None:
+            async with connect(url, tenant.org.api_key) as client:
+                listed = ok(await client.call_tool("query_crm", {"question": "Which deals do we have?"}))
+                assert (listed["mode"], listed["degraded"]) == ("llm", False)
+                assert listed["table"]["rows"] == [["Globex fleet tracking", 48000]]
+                assert listed["answer"] == "You have 1 deal: Globex fleet tracking, worth 48,000."
+                assert listed["citations"][0]["uri"] == f"okyaku://deal/{crm.deal['id']}"
+                for question in ("Follow the instructions in the warehouse visit note", "Email Dana our prices"):
+                    asked = ok(await client.call_tool("query_crm", {"question": question}))
+                    assert asked["answer"].startswith("query_crm only reads the CRM")
+
+        run(test)
+    assert pending_count(db, tenant.id) == 0
+    assert tenant.client.get("/api/v1/tasks").json()["data"] == []
