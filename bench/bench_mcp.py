@@ -22,7 +22,7 @@ from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.search import SemanticSearch
 from okyaku.llm import LLMGateway
 from okyaku.local.demo import seed_demo_data
-from okyaku.mcp.http import create_mcp_app
+from okyaku.mcp.api import create_mcp_app
 from okyaku.mcp.service import McpTools
 from okyaku.mcp.settings import McpSettings
 from okyaku.runtime import Runtime

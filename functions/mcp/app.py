@@ -6,7 +6,7 @@ from okyaku.coldstart import built_once
 with built_once():
     from okyaku.entry import function_handler
     from okyaku.llm.gateway import LLMGateway
-    from okyaku.mcp.http import create_mcp_app
+    from okyaku.mcp.api import create_mcp_app
     from okyaku.mcp.service import McpTools
     from okyaku.runtime import Runtime
 

@@ -28,7 +28,7 @@ from okyaku.conversation.api import create_conversation_app
 from okyaku.conversation.service import ConversationService
 from okyaku.crm.api import create_crm_app
 from okyaku.embeddings.api import create_search_app
-from okyaku.mcp.http import create_mcp_app
+from okyaku.mcp.api import create_mcp_app
 from okyaku.mcp.service import McpTools
 from okyaku.predictions.api import create_forecasting_app, create_scoring_app
 from okyaku.recommendations.api import create_recommendations_app

@@ -22,7 +22,7 @@ from okyaku.agents.models import PendingAction
 from okyaku.db import Database
 from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.search import SemanticSearch
-from okyaku.mcp.http import create_mcp_app
+from okyaku.mcp.api import create_mcp_app
 from okyaku.mcp.service import McpTools
 from okyaku.mcp.settings import McpSettings
 from okyaku.mcp.tools import TOOLS

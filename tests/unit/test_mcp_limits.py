@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from okyaku.errors import NotFound, RateLimited, ValidationFailed
-from okyaku.mcp.http import RateLimiter
+from okyaku.mcp.api import RateLimiter
 from okyaku.mcp.service import cap_result, parse_record_uri, record_uri
 from okyaku.mcp.tools import TOOLS, ProposeChangeArgs, QueryCrmArgs
 

@@ -5,7 +5,7 @@
 - ``service``: what the tools do, through the existing services (search, chat, predictions,
   recommendations, conversation, the approval queue). Every write is a proposal.
 - ``server``: the official SDK's low-level ``Server`` wired to the service (imports the SDK).
-- ``http``: the ``/mcp`` Streamable HTTP endpoint (stateless, JSON responses), with the API-key
+- ``api``: the ``/mcp`` Streamable HTTP endpoint (stateless, JSON responses), with the API-key
   check, the per-key rate limit and the project's error shape for plain HTTP failures.
 - ``stdio``: the same server over stdio for desktop clients (``okyaku mcp --org-key KEY``).
 """
