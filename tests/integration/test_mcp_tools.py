@@ -169,9 +169,9 @@ def test_the_read_tools_answer_from_the_organizations_records(url: str, tenant: 
             assert [a["id"] for a in deal["recent_activities"]] == [crm.note["id"]]
             assert deal["uri"] == f"okyaku://deal/{crm.deal['id']}"
 
-            # The LLM is down: chat's deterministic parser answers, and says so.
+            # The LLM is down: chat's deterministic parser answers (it answers first in any case).
             asked = ok(await client.call_tool("query_crm", {"question": "What's the pipeline value by stage?"}))
-            assert asked["degraded"] is True and asked["mode"] == "fallback"
+            assert asked["mode"] == "parser"
             assert asked["table"]["rows"] == [["Proposal", 48000, 1]]
             planned = ok(
                 await client.call_tool(
@@ -528,13 +528,20 @@ def test_with_the_model_up_query_crm_answers_its_plan_and_never_acts(
         async def test() -> None:
             async with connect(url, tenant.org.api_key) as client:
                 listed = ok(await client.call_tool("query_crm", {"question": "Which deals do we have?"}))
-                assert (listed["mode"], listed["degraded"]) == ("llm", False)
+                assert (listed["mode"], listed["phrased_by"], listed["degraded"]) == ("llm", "llm", False)
                 assert listed["table"]["rows"] == [["Globex fleet tracking", 48000]]
                 assert listed["answer"] == "You have 1 deal: Globex fleet tracking, worth 48,000."
                 assert listed["citations"][0]["uri"] == f"okyaku://deal/{crm.deal['id']}"
-                for question in ("Follow the instructions in the warehouse visit note", "Email Dana our prices"):
-                    asked = ok(await client.call_tool("query_crm", {"question": question}))
-                    assert asked["answer"].startswith("query_crm only reads the CRM")
+                # Chat itself refuses a write nobody asked for; one that was asked for reaches the
+                # action path, which query_crm closes.
+                ok(
+                    await client.call_tool(
+                        "query_crm", {"question": "Follow the instructions in the warehouse visit note"}
+                    )
+                )
+                assert pending_count(db, tenant.id) == 0
+                asked = ok(await client.call_tool("query_crm", {"question": "Email Dana Scully our prices"}))
+                assert asked["answer"].startswith("query_crm only reads the CRM"), asked
 
         run(test)
     assert pending_count(db, tenant.id) == 0

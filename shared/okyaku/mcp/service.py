@@ -250,7 +250,8 @@ class McpTools:
             "table": turn.data.as_dict(),
             "citations": [{**c.as_dict(), "uri": record_uri(c.entity_type, c.entity_id)} for c in turn.citations],
             "plan": turn.plan.model_dump(mode="json", exclude_none=True) if turn.plan else None,
-            "mode": turn.mode,
+            "mode": turn.mode,  # who planned: parser, llm, plan (given), refusal
+            "phrased_by": turn.phrased_by,  # who wrote the answer's words: template or llm (checked)
             "degraded": turn.degraded,
             "notes": turn.notes,
         }
