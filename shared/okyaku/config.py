@@ -2,16 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+# A hosted function's own environment (its template's Globals + Environment), as sorted pairs.
+FunctionEnvironment = tuple[tuple[str, str], ...]
+
+# Set by a host that runs several functions in one process (the local runner), around a function's
+# import and each of its invocations: Settings read there see that function's variables, as its own
+# Lambda would, and never another function's.
+_function_environment: ContextVar[FunctionEnvironment | None] = ContextVar("okyaku_function_environment", default=None)
+
+
+@contextmanager
+def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Inside the block (this thread, and the tasks and ``to_thread`` calls started from it),
+    ``Settings()`` and ``get_settings()`` read ``variables`` as the process environment's next
+    layer: a variable set in the process still wins (``okyaku dev``'s DATABASE_URL, a user's
+    OLLAMA_BASE_URL)."""
+    token = _function_environment.set(tuple(sorted(variables.items())))
+    try:
+        yield
+    finally:
+        _function_environment.reset(token)
+
+
+class _FunctionEnvironmentSource(EnvSettingsSource):
+    """Environment variables from the hosted function's own environment instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: FunctionEnvironment) -> None:
+        self._variables = variables
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name if self.case_sensitive else name.lower(): value for name, value in self._variables}
 
 
 class Settings(BaseSettings):
     """Every variable is documented in the README with its default."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        hosted = _function_environment.get()
+        if not hosted:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        # The process's environment first: what it sets wins over the function's template values.
+        function_settings = _FunctionEnvironmentSource(settings_cls, hosted)
+        return init_settings, env_settings, function_settings, dotenv_settings, file_secret_settings
 
     # Database: the app connects as a role that owns nothing (RLS applies to it);
     # migrations connect as the owner.
@@ -89,6 +140,9 @@ class Settings(BaseSettings):
     ai_chat_statement_timeout_ms: int = 5000
     ai_chat_timezone: str = "UTC"
     ai_chat_history_turns: int = 6
+    # Seconds a chat turn may spend on model calls when the invocation's end is unknown (locally);
+    # on Lambda the invocation's remaining time, less a margin, bounds it too.
+    ai_chat_turn_budget_s: float = 25.0
     # Recommendations (okyaku.recommendations): the rule thresholds teams most often differ on;
     # the other constants are in okyaku/recommendations/settings.py.
     ai_recommendations_deal_stale_days: int = 14
@@ -153,6 +207,25 @@ class Settings(BaseSettings):
         return self.database_migration_url or self.database_url
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+@lru_cache(maxsize=64)
+def _settings_for(environment: FunctionEnvironment | None) -> Settings:
+    token = _function_environment.set(environment)
+    try:
+        return Settings()
+    finally:
+        _function_environment.reset(token)
+
+
+class _SettingsCache:
+    """``get_settings()``: the process's Settings, or those of the hosted function whose scope
+    this is (``function_environment``); built once per environment. ``get_settings.cache_clear()``
+    after changing ``os.environ``."""
+
+    def __call__(self) -> Settings:
+        return _settings_for(_function_environment.get())
+
+    def cache_clear(self) -> None:
+        _settings_for.cache_clear()
+
+
+get_settings = _SettingsCache()

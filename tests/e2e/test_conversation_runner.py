@@ -109,51 +109,62 @@ def test_a_call_note_is_analysed_within_one_queue_delivery(
         get_settings.cache_clear()
 
 
-def test_deliveries_during_an_outage_end_in_the_dlq_and_the_sweep_analyses_them(
-    pg: LocalDatabase, db: Database, openai_server: ScriptedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+def conversation_queue(runner: LocalRunner) -> dict[str, Any]:
+    (queue,) = [q for q in runner.status()["queues"] if q["function"] == "ConversationFunction"]
+    return queue
+
+
+def test_deliveries_during_an_outage_wait_for_the_model_none_dead_lettered_and_the_sweep_analyses_them(
+    pg: LocalDatabase,
+    db: Database,
+    openai_server: ScriptedOpenAIServer,
+    dead_llm_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    use_environment(monkeypatch, pg, openai_server, LLM_MAX_RETRIES="0")
-    openai_server.fault = Reply.error(503, "model loading")
+    """No model at all (nothing listens at OLLAMA_BASE_URL), as on a plain `make run` without Ollama:
+    every delivery is acknowledged, the activities wait for the model, the DLQ stays empty."""
+    use_environment(monkeypatch, pg, openai_server, OLLAMA_BASE_URL=dead_llm_url)
     org = create_organization(db, "Runner outage", "admin@runner-outage.example")
     try:
         with (
             LocalRunner(ROOT / "template.yaml", port=0, apply_environment=False, retry_delay_s=0.05) as runner,
             httpx.Client(base_url=runner.url, headers={"Authorization": f"Bearer {org.api_key}"}, timeout=60) as client,
         ):
-            note = {"type": "note", "body": NOTE, "occurred_at": "2026-11-18T10:00:00Z"}
-            created = client.post("/api/v1/activities", json=note)
-            assert created.status_code == 201, created.text
-            activity_id = created.json()["id"]
+            ids = []
+            for day in range(1, 7):  # more than one batch (BatchSize 2)
+                note = {"type": "note", "body": NOTE, "occurred_at": f"2026-11-{day:02d}T10:00:00Z"}
+                created = client.post("/api/v1/activities", json=note)
+                assert created.status_code == 201, created.text
+                ids.append(created.json()["id"])
 
-            def dead_lettered() -> list[dict[str, Any]]:
-                return [
-                    d
-                    for d in runner.status()["dead_letters"]
-                    if d["function_id"] == "ConversationFunction" and activity_id in d["body"]
-                ]
+            def all_waiting() -> list[dict[str, Any]] | None:
+                answers = [client.get(f"/api/v1/ai/conversation/activities/{i}").json() for i in ids]
+                settled = conversation_queue(runner)["pending"] == 0
+                return answers if settled and all(a["status"] == "waiting_for_llm" for a in answers) else None
 
-            (dead,) = wait_for(dead_lettered, "the delivery to be dead-lettered")
-            assert dead["receive_count"] == 5  # the queue's maxReceiveCount: retried, not dropped
-            path = f"/api/v1/ai/conversation/activities/{activity_id}"
-            answer = client.get(path).json()
-            assert (answer["status"], answer["degraded"]) == ("not_analysed", True)
-            assert answer["message"] == "not analysed yet: the language model is unavailable"
-            assert answer["rules"]["action_items"][0]["due_date"] == "2026-11-20"
+            answers = wait_for(all_waiting, "every activity to wait for the model")
+            assert all(a["degraded"] and a["waiting"]["attempts"] == 1 for a in answers)  # tried once each
+            assert answers[0]["rules"]["action_items"][0]["due_date"] == "2026-11-06"  # the rules floor speaks
+            queue = conversation_queue(runner)
+            assert (queue["delivered"], queue["retried"]) == (len(ids), 0)
+            assert [d for d in runner.status()["dead_letters"] if d["function_id"] == "ConversationFunction"] == []
 
-            openai_server.fault = None
             openai_server.responder = lambda request: Reply.json_object(
                 {"summary": "Order form by Friday.", "sentiment": {"score": 0.4, "label": "positive"}}
             )
-            # The sweep the schedule runs, for this organization only (the test database holds others').
-            llm = LLMGateway.from_settings(get_settings())
+            # The model is back: the sweep the schedule runs, for this organization only (the test
+            # database holds others').
+            back = get_settings().model_copy(update={"ollama_base_url": openai_server.base_url})
+            llm = LLMGateway.from_settings(back)
             try:
-                report = ConversationService(Runtime(get_settings(), db=db), llm).sweep(
-                    organization_ids=[org.organization_id]
-                )
+                report = ConversationService(Runtime(back, db=db), llm).sweep(organization_ids=[org.organization_id])
             finally:
                 llm.close()
-            assert (report.llm_available, report.analysed) == (True, 1), report
-            answer = client.get(path).json()
-            assert answer["status"] == "analysed" and [h["trigger"] for h in answer["history"]] == ["sweep"]
+            assert (report.llm_available, report.analysed) == (True, len(ids)), report
+            for activity_id in ids:
+                answer = client.get(f"/api/v1/ai/conversation/activities/{activity_id}").json()
+                assert (answer["status"], answer["waiting"]) == ("analysed", None)
+                assert [h["trigger"] for h in answer["history"]] == ["sweep"]
+            assert len(openai_server.requests_to("chat")) == len(ids)  # each analysed exactly once
     finally:
         get_settings.cache_clear()

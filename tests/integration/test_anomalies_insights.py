@@ -5,7 +5,7 @@ templated narrative (degraded); so is an unreachable LLM."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -40,25 +40,6 @@ def inventing(request: Any) -> Reply:
     return Reply.json_object(
         {"narrative": f"{figures['trends']['deals_won']['this_week']:.0f} deals won, a 37.5% jump in conversion."}
     )
-
-
-@pytest.fixture
-def week_with_activity(tenant: Any, pipeline: dict[str, Any]) -> date:
-    stages = {s["name"]: s["id"] for s in pipeline["stages"]}
-    now = datetime.now(UTC)
-    for i, amount in enumerate(("12000", "30500")):
-        deal = tenant.client.post(
-            "/api/v1/deals", json={"name": f"Won {i}", "amount": amount, "pipeline_id": pipeline["id"]}
-        ).json()
-        assert (
-            tenant.client.patch(f"/api/v1/deals/{deal['id']}", json={"stage_id": stages["Closed Won"]}).status_code
-            == 200
-        )
-    for i in range(5):
-        tenant.client.post(
-            "/api/v1/activities", json={"type": "call", "subject": f"call {i}", "occurred_at": now.isoformat()}
-        )
-    return now.date() - timedelta(days=now.weekday())
 
 
 def test_the_llm_words_the_figures_and_is_kept_when_every_number_is_one(

@@ -36,7 +36,7 @@ def test_ai_ask_prints_the_answer_and_the_table(cli_env, pg, tenant, pipeline, r
     header = next(i for i, line in enumerate(lines) if line.startswith("company_name"))
     assert lines[header].split() == ["company_name", "count"]
     assert lines[header + 2].split() == ["Acme", "Corp", "2"]
-    assert "degraded: no language model" in out
+    assert "(answered by the built-in parser)" in out
 
 
 def test_the_commands_default_to_the_embedded_database(cli_env, capsys, tmp_path):

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from okyaku.agents.models import PendingAction
+from okyaku.chat.planner import NOT_ANSWERABLE
 from okyaku.db.models import Task
 from tests.integration.chat_support import FixedClock, ask, build_crm, chat_client, column
 from tests.support.openai_server import Reply
@@ -81,10 +82,13 @@ def test_aggregations_joins_and_relative_dates_are_computed_by_the_database(chat
         "group_by": [{"field": "status"}],
         "order_by": [{"field": "value", "direction": "desc"}],
     }
-    openai_server.script(plan_call(plan), Reply.text("Acme Corp: won 20,000 in 1 deal; open 12,000 in 1 deal."))
-    result = ask(chat, "German deals by status")
+    openai_server.script(plan_call(plan), Reply.text("Won: 20,000 in 1 deal; open: 12,000 in 1 deal."))
+    result = ask(chat, "deal value in Germany by status")
     assert result["data"]["rows"] == [["won", 20000, 1], ["open", 12000, 1]]
-    assert result["answer"].startswith("Acme Corp: won 20,000")
+    assert result["answer"].startswith("Won: 20,000") and result["phrased_by"] == "llm"
+    assert result["planner"] == "llm" and any(
+        n.startswith("Read by the language model as: deals") for n in result["notes"]
+    )
 
 
 def test_an_invalid_plan_is_repaired_once_with_the_catalogue_error(chat, openai_server, crm):
@@ -121,7 +125,7 @@ def test_numbers_not_in_the_data_are_replaced_by_the_templated_answer(chat, open
 
 def test_follow_up_refines_the_previous_plan_given_to_the_model(chat, openai_server, crm):
     openai_server.script(plan_call(CLOSING), Reply.text("Globex renewal and Acme expansion."))
-    first = ask(chat, "deals closing this month")
+    first = ask(chat, "what closes this month?")
     biggest = {**CLOSING, "fields": ["name", "owner.name", "amount"], "limit": 1}
     openai_server.script(plan_call(biggest), Reply.text("Admin owns Globex renewal, the biggest one."))
     second = ask(chat, "who owns the biggest one?", conversation_id=first["conversation_id"])
@@ -143,13 +147,14 @@ def test_streaming_sends_deltas_then_one_final_event(chat, openai_server, crm):
         assert response.headers["content-type"].startswith("text/event-stream")
         events = _events("".join(response.iter_text()))
     kinds = [k for k, _ in events]
-    assert kinds == ["delta", "delta", "delta", "final"]
-    assert (
-        "".join(d["text"] for k, d in events if k == "delta")
-        == "Two deals close this month: Globex renewal and Acme expansion."
+    assert kinds[-1] == "final" and set(kinds[:-1]) == {"delta"}
+    # The model's stream is checked whole before a word is sent: the deltas are the checked answer.
+    assert "".join(d["text"] for k, d in events if k == "delta").strip() == (
+        "Two deals close this month: Globex renewal and Acme expansion."
     )
     final = events[-1][1]
     assert final["answer"] == "Two deals close this month: Globex renewal and Acme expansion."
+    assert final["phrased_by"] == "llm"
     assert final["degraded"] is False and column(final, "name") == ["Globex renewal", "Acme expansion"]
 
 
@@ -161,27 +166,23 @@ def test_llm_down_mid_stream_ends_with_a_templated_degraded_answer(chat, openai_
     assert final[0] == "final"
     assert final[1]["degraded"] is True
     assert final[1]["answer"].startswith("2 deals") and "Globex renewal" in final[1]["answer"]
-    assert any("stopped before finishing" in n for n in final[1]["notes"])
+    assert any("could not word the answer" in n for n in final[1]["notes"])
+    streamed = "".join(d["text"] for k, d in events if k == "delta")
+    assert "Two deals" not in streamed  # the broken-off model text never reached the user
 
 
 def test_actions_from_chat_land_in_the_approval_queue(chat, openai_server, crm, runtime, tenant):
     openai_server.script(
         Reply.tool_call(
-            "create_task",
-            {
-                "title": "Call Sarah",
-                "due": {"relative": "next_weekday", "weekday": "tuesday"},
-                "contact_name": "Sarah Lee",
-            },
-        ),
-        Reply.tool_call(
             "draft_email",
             {"contact_name": "John Smith", "subject": "Following up on the proposal", "body": "Hi John, ..."},
         ),
     )
-    task = ask(chat, "create a task to call Sarah next Tuesday")
+    task = ask(chat, "create a task to call Sarah next Tuesday")  # the parser proposes it, no model call
     email = ask(chat, "draft a follow-up email to John about the proposal")
     assert [a["action"] for a in task["actions"] + email["actions"]] == ["create_task", "draft_email"]
+    assert (task["planner"], email["planner"]) == ("parser", "llm")
+    assert len(chat_requests(openai_server)) == 1
     assert "approval" in task["answer"] and "nothing is sent until someone approves it" in email["answer"]
     with runtime.db.organization_scope(tenant.id) as session:
         rows = session.scalars(select(PendingAction).order_by(PendingAction.action)).all()
@@ -214,9 +215,9 @@ def test_instructions_inside_records_are_data(chat, openai_server, crm, tenant, 
     assert f"- {injection}" in result["answer"]  # the record's text is shown as what it is: data
     with runtime.db.organization_scope(tenant.id) as session:
         assert session.scalar(select(func.count()).select_from(PendingAction)) == 0
-    openai_server.script(Reply.tool_call("cannot_answer", {"reason": "Nothing more to add."}))
+    openai_server.script(Reply.tool_call("cannot_answer", {"reason": "Revenue is 1,000,000."}))
     follow = ask(chat, "and anything else?", conversation_id=result["conversation_id"])
-    assert follow["answer"] == "Nothing more to add."
+    assert follow["answer"] == NOT_ANSWERABLE  # the model's own reason is text, not a checked fact
     assert injection not in json.dumps(chat_requests(openai_server)[-1].body)  # nor through the history
 
 
@@ -319,9 +320,13 @@ def test_a_semantic_step_keeps_the_records_search_finds(runtime, llm, tenant, cl
     service = ChatService(runtime, llm, clock=clock, search=SemanticSearch(embedder))
     client = TestClient(create_chat_app(service), headers={"Authorization": f"Bearer {tenant.org.api_key}"})
     plan = {"entity": "activities", "search": {"query": "renewal terms", "limit": 2}, "fields": ["subject", "type"]}
-    openai_server.script(plan_call(plan), Reply.text("The renewal terms were emailed to John Smith."))
+    openai_server.script(plan_call(plan), Reply.text("Renewal terms went out by email."))
     result = ask(client, "what did we discuss about renewal terms?")
     assert column(result, "subject")[0] == "Renewal terms"
     assert len(result["data"]["rows"]) <= 2
-    assert result["answer"] == "The renewal terms were emailed to John Smith."
+    assert result["answer"] == "Renewal terms went out by email."
+    openai_server.script(plan_call(plan), Reply.text("The renewal terms were emailed to John Smith."))
+    invented = ask(client, "what did we discuss about renewal terms?")
+    assert "John Smith" not in invented["answer"]  # a name the rows do not hold is not shown
+    assert any("names that are not in the data (John, Smith)" in n for n in invented["notes"])
     client.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 from okyaku.agents.approvals import ApprovalService
 from okyaku.agents.models import PendingAction
 from okyaku.conversation.api import create_conversation_app
-from okyaku.conversation.models import ConversationAnalysisRow
+from okyaku.conversation.models import ConversationAnalysisRow, ConversationWaiting
 from okyaku.conversation.service import ConversationService
 from okyaku.conversation.store import content_hash_of, load_activity
+from okyaku.db import Database
 from okyaku.db.models import Deal
 from okyaku.entry import function_handler
 from okyaku.events.envelope import eventbridge_envelope
@@ -146,20 +147,16 @@ def make_client(tenant) -> Iterator[Callable[[ConversationService], TestClient]]
         client.close()
 
 
-def deliver(service: ConversationService, changes: list[ChangeEvent]) -> dict[str, Any]:
-    """The function's handler given one SQS batch of these change events, as the queue delivers them."""
+def envelope_body(change: ChangeEvent) -> str:
+    return json.dumps(eventbridge_envelope(change, account="123456789012", region="us-east-1"))
+
+
+def deliver(service: ConversationService, changes: list[ChangeEvent], *, bodies: Sequence[str] = ()) -> dict[str, Any]:
+    """The function's handler given one SQS batch of these change events (then ``bodies`` as they
+    are), as the queue delivers them."""
     records = [
-        sqs_record(
-            QueuedMessage(
-                str(uuid.uuid4()),
-                json.dumps(eventbridge_envelope(change, account="123456789012", region="us-east-1")),
-                {},
-                0,
-                1,
-            ),
-            "ConversationQueue",
-        )
-        for change in changes
+        sqs_record(QueuedMessage(f"message-{i}", body, {}, 0, 1), "ConversationQueue")
+        for i, body in enumerate([*(envelope_body(change) for change in changes), *bodies])
     ]
     handler = function_handler(name="conversation", on_record=service.on_change_record, on_schedule=service.on_schedule)
     result: dict[str, Any] = handler({"Records": records}, None)
@@ -330,28 +327,63 @@ def test_redelivery_and_unchanged_text_do_nothing_and_a_new_text_is_a_new_versio
 # --- malformed and timed-out replies ----------------------------------------------------------------
 
 
-def test_a_malformed_reply_fails_the_record_and_stores_nothing(tenant, crm, publisher, service, openai_server, runtime):  # type: ignore[no-untyped-def]
+def test_a_malformed_reply_leaves_the_activity_waiting_and_the_sweep_analyses_it(
+    tenant, crm, publisher, service, openai_server, runtime
+):  # type: ignore[no-untyped-def]
     activity = create_activity(tenant, crm)
-    # Not JSON, then (the repair round) JSON of the wrong shape: the record is retried.
+    # Not JSON, then (the repair round) JSON of the wrong shape: acknowledged, not retried into the DLQ.
     openai_server.script(Reply.text("Sure! Here is the analysis: ..."), Reply.json_object({"summary": ""}))
     events = activity_events(publisher, activity["id"])
-    result = deliver(service, events)
-    assert len(result["batchItemFailures"]) == 1
+    assert deliver(service, events) == {"batchItemFailures": []}
     assert rows(runtime, tenant.id, ConversationAnalysisRow) == []
     assert rows(runtime, tenant.id, PendingAction) == []
+    (waiting,) = rows(runtime, tenant.id, ConversationWaiting)
+    assert (str(waiting.activity_id), waiting.reason, waiting.attempts) == (activity["id"], "llm_output_invalid", 1)
 
-    openai_server.script(Reply.json_object(good_analysis()))  # the retry finds a good answer
-    assert deliver(service, events) == {"batchItemFailures": []}
-    assert len(rows(runtime, tenant.id, ConversationAnalysisRow)) == 1
+    openai_server.script(Reply.json_object(good_analysis()))  # the sweep finds a good answer
+    report = service.sweep(organization_ids=[tenant.id])
+    assert (report.analysed, report.failed) == (1, 0)
+    assert [r.trigger for r in rows(runtime, tenant.id, ConversationAnalysisRow)] == ["sweep"]
+    assert rows(runtime, tenant.id, ConversationWaiting) == []
 
 
-def test_a_timed_out_reply_fails_the_record(tenant, crm, publisher, make_service, openai_server, runtime) -> None:  # type: ignore[no-untyped-def]
+def test_a_timed_out_reply_leaves_the_activity_waiting(
+    tenant, crm, publisher, make_service, openai_server, runtime
+) -> None:  # type: ignore[no-untyped-def]
     service = make_service(timeout_s=0.2, max_retries=0)
     activity = create_activity(tenant, crm)
     openai_server.script(Reply.slow(1.0, json.dumps(good_analysis())))
-    result = deliver(service, activity_events(publisher, activity["id"]))
-    assert len(result["batchItemFailures"]) == 1
+    assert deliver(service, activity_events(publisher, activity["id"])) == {"batchItemFailures": []}
     assert rows(runtime, tenant.id, ConversationAnalysisRow) == []
+    (waiting,) = rows(runtime, tenant.id, ConversationWaiting)
+    assert waiting.reason in ("llm_unavailable", "llm_timeout")  # the latter once the gateway tells them apart
+
+
+def test_a_poison_message_fails_alone_while_the_model_is_down(
+    tenant, crm, publisher, make_service, dead_llm_url, runtime
+) -> None:  # type: ignore[no-untyped-def]
+    service = make_service(dead_llm_url)
+    activity = create_activity(tenant, crm)
+    result = deliver(service, activity_events(publisher, activity["id"]), bodies=['{"not": "a change event"}'])
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": "message-1"}]
+    }  # only the poison message: retried, then the DLQ
+    assert [str(w.activity_id) for w in rows(runtime, tenant.id, ConversationWaiting)] == [activity["id"]]
+
+
+def test_a_database_failure_is_retried_not_acknowledged(
+    tenant, crm, publisher, settings, make_service, openai_server
+) -> None:  # type: ignore[no-untyped-def]
+    activity = create_activity(tenant, crm)
+    nowhere = settings.database_url.rsplit("@", 1)[0] + "@127.0.0.1:1/okyaku"
+    down = Database(nowhere)
+    try:
+        service = make_service(runtime_=Runtime(settings.model_copy(update={"database_url": nowhere}), db=down))
+        result = deliver(service, activity_events(publisher, activity["id"]))
+    finally:
+        down.dispose()
+    assert len(result["batchItemFailures"]) == 1
+    assert openai_server.requests_to("chat") == []
 
 
 # --- without the LLM; outage then recovery ----------------------------------------------------------
@@ -362,14 +394,21 @@ def test_without_the_llm_the_get_says_not_analysed_and_gives_the_rules_floor(
 ) -> None:
     service = make_service(dead_llm_url)
     activity = create_activity(tenant, crm)
-    assert len(deliver(service, activity_events(publisher, activity["id"]))["batchItemFailures"]) == 1
-
     client = make_client(service)
+    path = f"/api/v1/ai/conversation/activities/{activity['id']}"
+    before = client.get(path).json()  # no delivery yet: not analysed, and the probe finds no model
+    assert (before["status"], before["waiting"]) == ("not_analysed", None)
+    assert before["message"] == "not analysed yet: the language model is unavailable" and before["degraded"]
+
+    assert deliver(service, activity_events(publisher, activity["id"])) == {"batchItemFailures": []}
     tenant_competitors = {"competitors": [{"name": "Salesforce", "aliases": ["SFDC"]}]}
     assert client.put("/api/v1/ai/conversation/competitors", json=tenant_competitors).status_code == 200
-    answer = client.get(f"/api/v1/ai/conversation/activities/{activity['id']}").json()
-    assert answer["status"] == "not_analysed"
-    assert answer["message"] == "not analysed yet: the language model is unavailable"
+    answer = client.get(path).json()
+    assert answer["status"] == "waiting_for_llm"
+    assert answer["message"] == (
+        "not analysed yet: waiting for the language model (llm_unavailable); it is analysed when the model is back"
+    )
+    assert (answer["waiting"]["reason"], answer["waiting"]["attempts"]) == ("llm_unavailable", 1)
     assert answer["degraded"] is True and answer["analysis"] is None and answer["history"] == []
     rules = answer["rules"]
     assert rules["method"] == "rules"
@@ -382,10 +421,11 @@ def test_without_the_llm_the_get_says_not_analysed_and_gives_the_rules_floor(
     for item in rules["action_items"] + rules["money"] + rules["competitors"] + rules["dates"]:
         assert CALL_NOTE[item["start"] : item["end"]] == item["quote"]
 
-    # On demand: the same honest answer, not an error and not an empty analysis.
-    again = client.post(f"/api/v1/ai/conversation/activities/{activity['id']}/analyze")
+    # On demand: the same honest answer, not an error and not an empty analysis; one more attempt.
+    again = client.post(f"{path}/analyze")
     assert again.status_code == 200
-    assert (again.json()["status"], again.json()["degraded"]) == ("not_analysed", True)
+    assert (again.json()["status"], again.json()["degraded"]) == ("waiting_for_llm", True)
+    assert again.json()["waiting"]["attempts"] == 2
 
 
 def test_an_outage_then_recovery_analyses_every_pending_activity_exactly_once(
@@ -394,31 +434,71 @@ def test_an_outage_then_recovery_analyses_every_pending_activity_exactly_once(
     activities = [create_activity(tenant, body=f"Note {i}. We will call back on Friday.") for i in range(3)]
     events = [e for a in activities for e in activity_events(publisher, a["id"])]
 
-    openai_server.fault = Reply.error(503, "model loading")
-    result = deliver(service, events)
-    assert len(result["batchItemFailures"]) == 3  # every record back on the queue (then the DLQ)
-    report = service.sweep()
-    assert (report.llm_available, report.analysed, report.still_unanalysed >= 3) == (False, 0, True)
+    openai_server.fault = Reply.error(500, "model crashed")
+    # Every message acknowledged (none retried into the DLQ), every activity waiting for the model.
+    assert deliver(service, events) == {"batchItemFailures": []}
+    waiting = rows(runtime, tenant.id, ConversationWaiting)
+    assert sorted(str(w.activity_id) for w in waiting) == sorted(a["id"] for a in activities)
+    assert all(w.reason.startswith("llm_") for w in waiting), [w.reason for w in waiting]  # e.g. llm_circuit_open
+    report = service.sweep(organization_ids=[tenant.id])  # still down: it stops at once
+    assert (report.llm_available, report.analysed, report.still_unanalysed) == (False, 0, 3)
     answer = make_client(service).get(f"/api/v1/ai/conversation/activities/{activities[0]['id']}").json()
-    assert answer["message"] == "not analysed yet: the language model is unavailable" and answer["degraded"]
+    assert (answer["status"], answer["degraded"]) == ("waiting_for_llm", True)
 
     openai_server.fault = None
     openai_server.responder = quoting_responder
     clock.now += 3600  # past the breaker's reset time: the next call is its probe
-    # One message is redelivered by the queue; the other two ended in the DLQ: the sweep gets them.
-    assert deliver(service, events[:1]) == {"batchItemFailures": []}
     calls_before_sweep = len(openai_server.requests_to("chat"))
-    report = service.sweep()
-    assert report.llm_available and report.complete and report.analysed >= 2
+    report = service.sweep(organization_ids=[tenant.id])
+    assert (report.llm_available, report.complete, report.analysed) == (True, True, 3)
     mine = rows(runtime, tenant.id, ConversationAnalysisRow)
     assert sorted(str(r.activity_id) for r in mine) == sorted(a["id"] for a in activities)
-    assert sorted(r.trigger for r in mine) == ["event", "sweep", "sweep"]
+    assert {r.trigger for r in mine} == {"sweep"}
+    assert rows(runtime, tenant.id, ConversationWaiting) == []
 
-    # Late redeliveries and another sweep change nothing.
+    # Late redeliveries and another sweep change nothing: each analysed exactly once.
     assert deliver(service, events) == {"batchItemFailures": []}
-    assert service.sweep().analysed == 0
+    assert service.sweep(organization_ids=[tenant.id]).analysed == 0
     assert len(rows(runtime, tenant.id, ConversationAnalysisRow)) == 3
-    assert len(openai_server.requests_to("chat")) - calls_before_sweep == report.analysed
+    assert len(openai_server.requests_to("chat")) - calls_before_sweep == 3
+
+
+def analysed_texts(requests: list[RecordedRequest]) -> list[str]:
+    """The activity text each analysis request asked about, in order."""
+    found = [re.search(r"<<<\n(.*)\n>>>", r.messages[-1]["content"], re.S) for r in requests]
+    return [m.group(1).strip() for m in found if m is not None]
+
+
+def test_the_sweep_tries_new_activities_first_and_the_texts_the_model_keeps_failing_on_least_recently_tried_first(
+    tenant, service, openai_server, make_client
+) -> None:
+    """Texts the model cannot read must not use up every sweep's time while the others wait."""
+    stubborn = [create_activity(tenant, body=f"Stubborn note {n}. Unreadable for this model.") for n in "AB"]
+
+    def responder(request: RecordedRequest) -> Reply:
+        if any("Stubborn note" in str(m.get("content")) for m in request.messages):  # its repair round too
+            return Reply.text("Sorry, I cannot help with that.")  # not JSON: this text only
+        return quoting_responder(request)
+
+    openai_server.responder = responder
+    first = service.sweep(organization_ids=[tenant.id])
+    assert (first.llm_available, first.analysed, first.failed) == (True, 0, 2)
+    # B is tried once more on demand: A is now the least recently tried.
+    again = make_client(service).post(f"/api/v1/ai/conversation/activities/{stubborn[1]['id']}/analyze").json()
+    assert (again["status"], again["waiting"]["reason"]) == ("waiting_for_llm", "llm_output_invalid")
+    fresh = [create_activity(tenant, body=f"Fresh note {n}. Send the deck tomorrow.") for n in range(3)]
+
+    before = len(openai_server.requests_to("chat"))
+    second = service.sweep(organization_ids=[tenant.id])
+    assert (second.analysed, second.failed) == (3, 2)
+    order = analysed_texts(openai_server.requests_to("chat")[before:])
+    prefixes = [text.split(".")[0] for text in order]
+    assert sorted(prefixes[:3]) == [f"Fresh note {n}" for n in range(3)]  # never tried: first
+    # Then each stubborn text once (the repair round may ask a second time), least recently tried first.
+    assert list(dict.fromkeys(prefixes[3:])) == ["Stubborn note A", "Stubborn note B"]
+    assert {f["id"] for f in fresh} <= {
+        str(r.activity_id) for r in rows(service.runtime, tenant.id, ConversationAnalysisRow)
+    }
 
 
 # --- analyze-text, chunks, isolation ----------------------------------------------------------------

@@ -233,3 +233,28 @@ def test_the_scheduled_backfill_fans_out_one_job_per_organization_and_a_job_out_
     assert handler(job_event([continuation]), Remaining(100_000)) == {"batchItemFailures": []}
     assert count(db, big.id) == 4
     assert drain(sqs, queue_url) == []
+
+
+def test_a_backfill_job_while_the_model_is_down_is_acknowledged_and_not_continued(make_tenant, pg, db, sqs):
+    """The model's failure is not the job's: no retry into the DLQ, no continuation looping through
+    the outage; the next scheduled fan-out resumes it."""
+    from okyaku.embeddings.triggers import BackfillJob
+    from okyaku.llm.errors import LLMUnavailable
+
+    tenant = make_tenant("Outage")
+    make_companies(tenant, 2)
+    queue_url = sqs.create_queue(QueueName=f"embedding-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    settings = Settings(
+        database_url=pg.app_url, embedding_jobs_queue_url=queue_url, aws_endpoint_url=sqs.meta.endpoint_url
+    )
+
+    class DownEmbedder(HashingEmbedder):
+        def embed(self, texts):
+            raise LLMUnavailable("the LLM is unavailable: connection refused")
+
+    triggers = EmbeddingTriggers(Runtime(settings, db=db), DownEmbedder())
+    handler = function_handler(name="embeddings", on_batch=triggers.on_batch, on_schedule=triggers.on_schedule)
+    job = BackfillJob(organization_id=tenant.id).model_dump_json()
+    assert handler(job_event([job]), Remaining(100_000)) == {"batchItemFailures": []}
+    assert drain(sqs, queue_url) == []
+    assert count(db, tenant.id) == 0

@@ -112,18 +112,24 @@ def test_one_handler_serves_queue_schedule_and_http(jobs_queue, sqs, handler_mod
     assert body["strategy"] == "exact"  # two rows: an exact scan is cheaper than the index
 
 
-def test_ollama_serves_embeddings_when_it_answers_and_its_failures_are_retried_not_mixed(
+def test_ollama_serves_embeddings_when_it_answers_and_its_failures_are_left_for_the_backfill_not_mixed(
     openai_server, tenant, publisher, db
 ):
-    """The embedder is chosen once: Ollama's model when it answers. If it fails later, the batch
-    is reported for retry rather than silently stored with another model's vectors."""
+    """The embedder is chosen once: Ollama's model when it answers. If it fails later, the records
+    are left for the backfill (the message acknowledged: an outage would otherwise fill the DLQ)
+    rather than silently stored with another model's vectors."""
     from okyaku.embeddings.consumer import handle_sqs_event
     from okyaku.embeddings.indexer import EmbeddingIndexer
     from okyaku.embeddings.llm_adapter import GatewayEmbedder, select_embedder
     from tests.support.fixtures import llm_settings_for
     from tests.support.openai_server import Reply
 
-    embedder = select_embedder(llm_settings_for(openai_server.base_url, ollama_embedding_model="nomic-embed-text"))
+    settings = llm_settings_for(
+        openai_server.base_url,
+        ollama_embedding_model="nomic-embed-text",
+        llm_breaker_reset_s=0.0,  # once Ollama is back, the next call goes through (no waiting out the breaker)
+    )
+    embedder = select_embedder(settings)
     assert isinstance(embedder, GatewayEmbedder)
     assert (embedder.model, embedder.dimension) == ("nomic-embed-text", 768)
 
@@ -139,7 +145,15 @@ def test_ollama_serves_embeddings_when_it_answers_and_its_failures_are_retried_n
     tenant.client.post("/api/v1/companies", json={"name": "Polaris Surveying"})
     openai_server.fault = Reply.error(500)  # Ollama breaks down
     event = sqs_event(publisher.events)
-    response = handle_sqs_event(event, None, indexer)
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert handle_sqs_event(event, None, indexer) == {"batchItemFailures": []}
     with db.organization_scope(tenant.id) as session:
         assert set(session.scalars(select(Embedding.model))) == {"nomic-embed-text"}
+        assert session.scalar(select(func.count()).select_from(Embedding)) == 1  # Polaris waits
+    stopped = indexer.backfill(organization_ids=[tenant.id])  # still down: it stops and says why
+    assert (stopped.complete, stopped.embedded, stopped.embedder_error is not None) == (False, 0, True)
+
+    openai_server.fault = None  # back: the backfill embeds what was left, with the same model
+    assert indexer.backfill(organization_ids=[tenant.id]).embedded == 1
+    with db.organization_scope(tenant.id) as session:
+        assert set(session.scalars(select(Embedding.model))) == {"nomic-embed-text"}
+        assert session.scalar(select(func.count()).select_from(Embedding)) == 2

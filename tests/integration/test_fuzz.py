@@ -28,6 +28,8 @@ from okyaku.conversation.api import create_conversation_app
 from okyaku.conversation.service import ConversationService
 from okyaku.crm.api import create_crm_app
 from okyaku.embeddings.api import create_search_app
+from okyaku.mcp.api import create_mcp_app
+from okyaku.mcp.service import McpTools
 from okyaku.predictions.api import create_forecasting_app, create_scoring_app
 from okyaku.recommendations.api import create_recommendations_app
 from okyaku.recommendations.service import RecommendationService
@@ -48,7 +50,10 @@ APPS: dict[str, Callable[[Any, Any], FastAPI]] = {
     "chat": lambda runtime, gateway: create_chat_app(ChatService(runtime, gateway)),
     "conversation": lambda runtime, gateway: create_conversation_app(ConversationService(runtime, gateway)),
     "recommendations": lambda runtime, gateway: create_recommendations_app(RecommendationService(runtime)),
+    "mcp": lambda runtime, gateway: create_mcp_app(McpTools(runtime, gateway)),
 }
+# What a client of each function always sends besides its key (MCP clients accept JSON).
+HEADERS: dict[str, dict[str, str]] = {"mcp": {"Accept": "application/json, text/event-stream"}}
 
 
 # The LLM is down on purpose here, and no imports bucket is configured: saying so (503 with one of
@@ -71,10 +76,14 @@ def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
 
 
 def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
-    """Every 4xx/5xx body is {"error": {"code", "message", "details"}}."""
+    """Every 4xx/5xx body is {"error": {"code", "message", "details"}}; on /mcp, a message that is
+    not JSON-RPC may instead get the JSON-RPC error the protocol requires (documented as such)."""
     if response.status_code < 400:
         return None
     body = response.json()
+    if case.path == "/mcp" and response.status_code == 400 and body.get("jsonrpc") == "2.0":
+        assert isinstance(body["error"]["code"], int) and isinstance(body["error"]["message"], str)
+        return True
     error = body.get("error") if isinstance(body, dict) else None
     assert isinstance(error, dict) and set(error) == {"code", "message", "details"}, (
         f"{case.method} {case.formatted_path} -> {response.status_code}: not the error shape: {response.text[:300]}"
@@ -90,7 +99,7 @@ def test_no_input_gives_a_5xx_or_breaks_the_documented_shape(
 ):
     app = APPS[function](runtime, make_gateway(dead_llm_url))
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
-    auth = {"Authorization": f"Bearer {tenant.org.api_key}"}
+    auth = {"Authorization": f"Bearer {tenant.org.api_key}", **HEADERS.get(function, {})}
     checks = [no_server_error, response_schema_conformance, status_code_conformance, error_shape]
 
     @settings(

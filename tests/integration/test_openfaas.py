@@ -140,6 +140,7 @@ def test_build_assembles_one_folder_per_function(built: dict[str, Path]) -> None
         ml_layer = {"ScoringFunction", "ForecastingFunction", "AnomaliesFunction", "ConsoleFunction"}
         assert ("scikit-learn" in requirements) == (logical_id in ml_layer)
         assert ("ruptures" in requirements and "statsmodels" in requirements) == (logical_id == "AnomaliesFunction")
+        assert ("mcp>=" in requirements) == (logical_id == "McpFunction")
 
 
 def test_a_built_handler_answers_in_a_fresh_interpreter(built: dict[str, Path], pg: LocalDatabase) -> None:

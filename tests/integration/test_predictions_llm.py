@@ -5,19 +5,12 @@ template answers and the response says degraded."""
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
-from okyaku.config import Settings
-from okyaku.crm import schemas
-from okyaku.crm.records import ACTIVITY_SPEC, CONTACT_SPEC, ActivityService, RecordService
 from okyaku.predictions.api import create_scoring_app
 from okyaku.predictions.explain_llm import FACTS_BEGIN, FACTS_END, LLMExplanationWriter
-from okyaku.runtime import Runtime
-from okyaku.tenancy import create_organization
 from tests.support.openai_server import Reply
 
 
@@ -59,23 +52,6 @@ def flipped(request) -> Reply:
 def inventing(request) -> Reply:
     facts = facts_of(request)
     return Reply.json_object({"explanation": f"It scores {facts['score']}/100; 73 similar deals closed last quarter."})
-
-
-@pytest.fixture
-def lead(pg, db):
-    runtime = Runtime(Settings(database_url=pg.app_url), db=db, publisher=None)
-    org = create_organization(db, f"LLM {uuid.uuid4().hex[:6]}", "admin@llm.example")
-    with runtime.transaction(org.organization_id) as session:
-        contact = RecordService(CONTACT_SPEC).create(
-            session, schemas.ContactCreate(first_name="Ada", last_name="Byron", job_title="Director of Finance")
-        )
-        ActivityService(ACTIVITY_SPEC).create(
-            session,
-            schemas.ActivityCreate(
-                type="meeting", contact_id=contact.id, occurred_at=datetime.now(UTC) - timedelta(days=2)
-            ),
-        )
-    return runtime, org, contact.id
 
 
 def score(runtime, org, contact_id, writer):

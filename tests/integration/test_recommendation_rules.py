@@ -4,22 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
-from tests.integration.recommendations_support import Clock, Scenario
-
-
-@pytest.fixture
-def scenario(tenant, runtime, owner_db) -> Scenario:  # type: ignore[no-untyped-def]
-    return Scenario(
-        crm=tenant.client,
-        runtime=runtime,
-        organization_id=tenant.id,
-        user_id=tenant.org.user_id,
-        api_key=tenant.org.api_key,
-        clock=Clock(),
-        owner_db=owner_db,
-    )
+from tests.integration.recommendations_support import Scenario
 
 
 def test_no_touch_on_an_open_deal(scenario: Scenario) -> None:

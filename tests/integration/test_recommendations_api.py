@@ -18,20 +18,7 @@ from okyaku.recommendations.api import create_recommendations_app
 from okyaku.recommendations.ranking import BASE_UPLIFT, EFFORT_HOURS
 from okyaku.recommendations.service import RecommendationService
 from okyaku.runtime import Runtime
-from tests.integration.recommendations_support import Clock, Scenario
-
-
-@pytest.fixture
-def scenario(tenant, runtime, owner_db) -> Scenario:  # type: ignore[no-untyped-def]
-    return Scenario(
-        crm=tenant.client,
-        runtime=runtime,
-        organization_id=tenant.id,
-        user_id=tenant.org.user_id,
-        api_key=tenant.org.api_key,
-        clock=Clock(),
-        owner_db=owner_db,
-    )
+from tests.integration.recommendations_support import Scenario
 
 
 def formula(ranking: dict) -> float:  # type: ignore[type-arg]

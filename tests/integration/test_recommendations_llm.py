@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from okyaku.recommendations.explain import CONTEXT_BEGIN, CONTEXT_END, FACTS_BEGIN, FACTS_END, LLMCardWriter
-from tests.integration.recommendations_support import Clock, Scenario
+from tests.integration.recommendations_support import Scenario
 from tests.support.openai_server import Reply
 
 
@@ -49,19 +49,6 @@ def inventing(request: Any) -> Reply:
 
 def citing_unknown(request: Any) -> Reply:
     return Reply.json_object({"reasoning": "The budget was approved.", "cited_facts": ["budget_approved"]})
-
-
-@pytest.fixture
-def scenario(tenant, runtime, owner_db) -> Scenario:  # type: ignore[no-untyped-def]
-    return Scenario(
-        crm=tenant.client,
-        runtime=runtime,
-        organization_id=tenant.id,
-        user_id=tenant.org.user_id,
-        api_key=tenant.org.api_key,
-        clock=Clock(),
-        owner_db=owner_db,
-    )
 
 
 def hot_lead_card(scenario: Scenario) -> dict[str, Any]:

@@ -119,6 +119,7 @@ def test_the_build_has_every_layer_with_its_dependencies(built: Built) -> None:
         "OkyakuLayer": ROOT / "shared" / "requirements.txt",
         "OkyakuMlLayer": ROOT / "infrastructure" / "layers" / "requirements-ml.txt",
         "OkyakuAnomaliesLayer": ROOT / "infrastructure" / "layers" / "requirements-anomalies.txt",
+        "OkyakuMcpLayer": ROOT / "infrastructure" / "layers" / "requirements-mcp.txt",
     }
     assert set(layers) == set(requirements)
     for layer_id, path in requirements.items():
@@ -192,6 +193,12 @@ EXERCISE = {
         assert judgement.anomalous and judgement.method == "weekday_median", judgement
         import ruptures
         print("ruptures", ruptures.__version__)
+    """,
+    # the SDK is imported at the first MCP request, not with app: import it from the layers here
+    "McpFunction": """
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+        from okyaku.mcp.server import tool_definitions
+        print("mcp tools", len(tool_definitions()))
     """,
 }
 

@@ -52,6 +52,7 @@ from okyaku.config import Settings
 from okyaku.conversation.service import ConversationService
 from okyaku.db import Database
 from okyaku.db.models import OutboxEvent
+from okyaku.embeddings.indexer import EmbeddingIndexer
 from okyaku.embeddings.llm_adapter import GatewayEmbedder
 from okyaku.embeddings.triggers import EmbeddingTriggers
 from okyaku.entry import LambdaHandler, function_handler
@@ -671,7 +672,9 @@ def postgres_restart(rig: FaultRig, size: int, *, seed: int = 4) -> list[FaultCo
 
 def llm_timeouts(rig: FaultRig, size: int, *, every: int = 3, seed: int = 5) -> list[FaultCount]:
     """One text in ``every`` answered after the client's timeout, twice each (so the embedder's
-    text-by-text retry times out too); the conversation and embeddings consumers."""
+    text-by-text retry times out too); the conversation and embeddings consumers. Those records
+    are acknowledged, waiting for the model (nothing retried into a DLQ), and the catch-up that
+    the schedules run (the sweep, the backfill) stores them once the model answers."""
     made = rig.records(size, "timeouts")
     markers = {f"Call {i} with" for i in range(0, size, every)}
     markers |= {f"Harbour Freight timeouts #{i:03d}" for i in range(1, size, every)}
@@ -683,11 +686,26 @@ def llm_timeouts(rig: FaultRig, size: int, *, every: int = 3, seed: int = 5) -> 
         before = rig.model.timed_out
         try:
             stats = deliver(_handler(rig, consumer), change_messages(made.events, seed=seed), queue=f"{consumer}-queue")
+            assert rig.model.timed_out > before, "no request timed out"
+            catch_up(rig, consumer, made.organization_id)
         finally:
             rig.model.slow = set()
-        assert rig.model.timed_out > before, "no request timed out"
         counts.append(rig.count("llm timeouts", consumer, made, stats))
     return counts
+
+
+def catch_up(rig: FaultRig, consumer: str, organization_id: uuid.UUID, *, rounds: int = 20) -> None:
+    """The scheduled catch-up, run until it gets through: each run stops at the first timeout."""
+    for _ in range(rounds):
+        if consumer == "conversation":
+            sweep = ConversationService(rig.runtime, rig.gateway()).sweep(organization_ids=[organization_id])
+            done = sweep.llm_available and sweep.complete
+        else:
+            embedder = GatewayEmbedder(rig.gateway().sync, EMBEDDING_MODEL, EMBEDDING_DIMENSION)
+            done = EmbeddingIndexer(rig.db, embedder).backfill(organization_ids=[organization_id]).complete
+        if done:
+            return
+    raise AssertionError(f"the {consumer} catch-up did not get through in {rounds} runs")
 
 
 def relay_partial_failures(rig: FaultRig, size: int, sqs: Any, *, fail_calls: Iterable[int] = (2, 5)) -> FaultCount:

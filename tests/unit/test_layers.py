@@ -49,7 +49,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("top", frozenset({"local", "cli", "openfaas"})),
 )
 # Domain packages, lowest first: each may import those before it, never one after it. The records
-# come first; the LLM gateway under everything that prompts; chat last, as it draws on all others.
+# come first; the LLM gateway under everything that prompts; chat and then mcp last, as they draw on the others.
 DOMAIN_ORDER = (
     "crm",
     "llm",
@@ -62,6 +62,7 @@ DOMAIN_ORDER = (
     "recommendations",
     "anomalies",
     "chat",
+    "mcp",  # the MCP server: external agents' door to the domains above (chat's questions included)
 )
 # A domain package's modules with these names are its adapters: routes above okyaku.http, and
 # the wiring of a function above okyaku.entry.

@@ -238,6 +238,11 @@ def test_layer_requirements_match_the_package_dependencies() -> None:
     # The anomalies layer: ruptures; numpy comes from the ML layer, statsmodels does not fit.
     anomalies = {_name(r) for r in extras["anomalies"]} - {"statsmodels", "numpy"}
     assert requirement_names(layers / "requirements-anomalies.txt") == anomalies
+    # The MCP layer: the SDK and what it needs beyond the common layer (installed without resolving).
+    assert {_name(r) for r in extras["mcp"]} <= requirement_names(layers / "requirements-mcp.txt")
+    assert not requirement_names(layers / "requirements-mcp.txt") & requirement_names(
+        ROOT / "shared" / "requirements.txt"
+    )
 
 
 def test_the_runner_test_template_has_a_bus_rule_and_a_consumer_with_batch_item_failures() -> None:

@@ -59,6 +59,20 @@ def find_records(session: Session, entity: str, name: str) -> list[Candidate]:
     return [Candidate(spec.entity_type, str(r[0]), str(r[1])) for r in rows]
 
 
+def names_any_record(session: Session, terms: list[str]) -> bool:
+    """Whether a word of ``terms`` (lower-case letters and digits) is a whole word of a company's,
+    contact's or deal's name: a question naming a record is about the CRM."""
+    if not terms:
+        return False
+    pattern = r"\m(" + "|".join(terms) + r")\M"
+    for entity in ("companies", "contacts", "deals"):
+        table: Any = scope_for(entity).base
+        label = label_expression(CATALOGUE[entity], table)
+        if session.execute(select(table.c.id).where(label.op("~*")(pattern)).limit(1)).first() is not None:
+            return True
+    return False
+
+
 def record_label(session: Session, entity: str, entity_id: uuid.UUID) -> str | None:
     """The label of one record of ``entity``, or None when the organization has no such record."""
     scope = scope_for(entity)

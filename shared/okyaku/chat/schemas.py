@@ -56,6 +56,12 @@ class ChatResponse(BaseModel):
     actions: list[ChatAction]
     degraded: bool
     notes: list[str]
+    planner: Literal["parser", "llm"] | None = Field(
+        default=None, description="who turned the question into the query or action: the built-in parser or the LLM"
+    )
+    phrased_by: Literal["template", "llm"] = Field(
+        default="template", description="who wrote the answer's text (model text is shown only once checked)"
+    )
 
 
 class ChatMessageOut(BaseModel):

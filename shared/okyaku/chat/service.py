@@ -1,11 +1,18 @@
-"""The chat service: a question → a plan (LLM planner, or the deterministic parser when the LLM
-is down) → rows read under the caller's organization → an answer whose numbers come from them,
-with citations; actions become pending actions. Every turn is stored with its plan and data."""
+"""The chat service: a question → a plan → rows read under the caller's organization → an answer
+stated from them, with citations; actions become pending actions. Every turn is stored with its plan
+and data.
+
+The deterministic parser answers first (milliseconds, and right when it answers at all); only what
+it cannot place goes to the LLM planner, and only when the question is about the CRM at all. What the
+model writes reaches the user only after :mod:`okyaku.chat.grounding` checked it against the
+question and the rows; otherwise the answer is built from the data, and the notes say why."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,18 +23,20 @@ from zoneinfo import ZoneInfo
 from okyaku.agents.approvals import ApprovalService
 from okyaku.chat import store
 from okyaku.chat.actions import ActionOutcome, ChatActions, TaskActionArgs
-from okyaku.chat.answer import templated_answer, ungrounded_numbers
+from okyaku.chat.answer import templated_answer
 from okyaku.chat.catalogue import CATALOGUE, PlanInvalid, validate_plan
 from okyaku.chat.compile import compile_plan
 from okyaku.chat.dates import local_today
 from okyaku.chat.execute import CitationOut, DataTable, PlanResult, execute_compiled, read_only
 from okyaku.chat.fallback import CANNOT, Parsed, parse_question
+from okyaku.chat.grounding import describe_plan, name_terms, on_topic_words, phrasing_problems
 from okyaku.chat.models import ChatMessage
 from okyaku.chat.plan import Filter, QueryPlan
-from okyaku.chat.planner import Decision, LLMPlanner
-from okyaku.chat.resolve import Candidate, find_records, record_label, resolve_lookup
+from okyaku.chat.planner import Decision, LLMPlanner, TurnBudget
+from okyaku.chat.resolve import Candidate, find_records, names_any_record, record_label, resolve_lookup
 from okyaku.chat.safety import refusal
 from okyaku.chat.schemas import ChatAction, ChatRequest, ChatResponse
+from okyaku.clock import work_deadline
 from okyaku.errors import NotFound, OkyakuError
 from okyaku.features import require_feature
 from okyaku.llm.errors import LLMOutputInvalid, LLMToolCallInvalid
@@ -41,7 +50,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LLM_DOWN_NOTE = "The language model is unavailable: this answer comes from the built-in question patterns."
+LLM_DOWN_NOTE = "The language model is unavailable; only questions the built-in parser understands are answered."
+TURN_MARGIN_S = 2.0  # kept back from the invocation's end for storing the turn and answering
+OFF_TOPIC = (
+    "I answer questions about your CRM: companies, contacts, deals, activities and tasks. "
+    "That question is not about them."
+)
 _CONTEXT_ENTITIES = {
     "company": "companies",
     "contact": "contacts",
@@ -64,7 +78,8 @@ class Turn:
     actions: list[ChatAction] = field(default_factory=list)
     degraded: bool = False
     notes: list[str] = field(default_factory=list)
-    mode: str = "llm"
+    mode: str = "llm"  # who planned: parser | llm | refusal
+    phrased_by: str = "template"  # who wrote the answer's text: template | llm
 
 
 @dataclass
@@ -77,6 +92,7 @@ class _State:
     history: list[Message]
     focus: Candidate | None
     today: date
+    budget: TurnBudget
 
 
 class ChatService:
@@ -147,7 +163,16 @@ class ChatService:
             history,
             focus,
             today,
+            self._budget(),
         )
+
+    def _budget(self) -> TurnBudget:
+        """This turn's time for model calls: the setting, and on Lambda what the invocation has left."""
+        settings = self.runtime.settings
+        deadline = work_deadline(margin_s=TURN_MARGIN_S, default_budget_s=settings.ai_chat_turn_budget_s)
+        deadline = min(deadline, time.monotonic() + settings.ai_chat_turn_budget_s)
+        per_call = self.llm.config.timeout_s if self.llm is not None else None
+        return TurnBudget(deadline, per_call)
 
     def _turn(self, state: _State, *, streaming: bool) -> Iterator[tuple[str, Any]]:
         question = state.request.message
@@ -155,11 +180,23 @@ class ChatService:
         if refused is not None:
             yield from _emit(Turn(refused, mode="refusal"), streaming)
             return
+        parsed = self._parse(state)
+        if parsed.outcome != "cannot" or parsed.message != CANNOT:  # understood, or a specific answer
+            yield from _emit(self._parsed(state, parsed), streaming)
+            return
+        if state.previous_plan is None and not self._on_topic(state):
+            yield from _emit(Turn(OFF_TOPIC, mode="refusal"), streaming)  # no model call for it
+            return
         decision: Decision | None = None
         if self.planner is not None:
             try:
                 decision = self.planner.decide(
-                    question, state.history, today=state.today, timezone=self.zone_name, focus=_focus_text(state.focus)
+                    question,
+                    state.history,
+                    today=state.today,
+                    timezone=self.zone_name,
+                    focus=_focus_text(state.focus),
+                    budget=state.budget,
                 )
             except (LLMOutputInvalid, LLMToolCallInvalid) as error:
                 yield from _emit(
@@ -169,19 +206,32 @@ class ChatService:
             except OkyakuError as error:  # unreachable, open circuit, model missing: answer without it
                 if error.status_code != 503:
                     raise
-                logger.warning("chat planner unavailable, using the fallback parser: %s", error.message)
+                logger.warning("chat planner unavailable: %s", error.message)
         if decision is None:
-            turn = self._fallback(state)
-            turn.degraded = True
-            turn.notes.insert(0, LLM_DOWN_NOTE)
-            yield from _emit(turn, streaming)
+            yield from _emit(Turn(CANNOT, mode="parser", degraded=True, notes=[LLM_DOWN_NOTE]), streaming)
             return
         yield from self._planned(state, decision, streaming)
+
+    def _on_topic(self, state: _State) -> bool:
+        """The question uses the CRM's words, or names a record of the organization."""
+        if state.focus is not None or on_topic_words(state.request.message):
+            return True
+        terms = [t for t in (re.sub(r"[^a-z0-9]", "", w) for w in name_terms(state.request.message)) if len(t) >= 3]
+        if not terms:
+            return False
+        with read_only(
+            self.runtime.db, state.principal.organization_id, timeout_ms=self.timeout_ms, zone=self.zone_name
+        ) as session:
+            return names_any_record(session, terms)
 
     # --- the LLM path ---------------------------------------------------------------------------
 
     def _planned(self, state: _State, decision: Decision, streaming: bool) -> Iterator[tuple[str, Any]]:
         notes = ["The model's first plan was invalid; it was repaired once."] if decision.repaired else []
+        if decision.kind == "clarify":
+            notes.append("The language model asks this back; it has not read any data.")
+            yield from _emit(Turn(decision.message, notes=notes), streaming)
+            return
         if decision.kind == "cannot" or (decision.kind == "plan" and decision.plan is None):
             yield from _emit(Turn(decision.message or CANNOT, notes=notes), streaming)
             return
@@ -193,32 +243,40 @@ class ChatService:
         if turn.plan is None:  # the plan could not run (e.g. semantic search is off)
             yield from _emit(turn, streaming)
             return
-        templated = templated_answer(turn.plan, turn.data)
-        assert self.planner is not None
-        text = ""
+        turn.notes.append(f"Read by the language model as: {describe_plan(turn.plan)}.")
+        if turn.data.rows:
+            self._phrase(state, turn, streaming)
+        yield from _emit(turn, streaming)
+
+    def _phrase(self, state: _State, turn: Turn, streaming: bool) -> None:
+        """Let the model word the answer; keep its text only when the data backs all of it. The
+        text is checked whole before anything is sent, so a stream never shows unchecked words."""
+        assert self.planner is not None and turn.plan is not None
+        question = state.request.message
+        if not state.budget.fits_a_call():
+            turn.notes.append("No time was left to have the model word the answer; this text is built from the data.")
+            return
+        timeout_s = state.budget.call_timeout_s()
         try:
             if streaming:
-                for delta in self.planner.stream_phrase(state.request.message, turn.data):
-                    text += delta
-                    yield "delta", delta
+                text = "".join(self.planner.stream_phrase(question, turn.data, timeout_s=timeout_s))
             else:
-                text = self.planner.phrase(state.request.message, turn.data)
+                text = self.planner.phrase(question, turn.data, timeout_s=timeout_s)
         except OkyakuError as error:
             if error.status_code != 503:
                 raise
             turn.degraded = True
+            turn.notes.append("The language model could not word the answer; this text is built from the data.")
+            return
+        text = text.strip()
+        problems = phrasing_problems(text, turn.plan, turn.data, question) if text else ["it was empty"]
+        if problems:
             turn.notes.append(
-                "The language model stopped before finishing the answer; this text is built from the data."
+                "The model's wording was not used (" + "; ".join(problems) + "); this text is built from the data."
             )
-            text = ""
-        missing = ungrounded_numbers(text, turn.data, state.request.message) if text else []
-        if missing:
-            turn.notes.append(
-                "The model's wording had numbers that are not in the data (" + ", ".join(missing[:5]) + "); "
-                "this text is built from the data instead."
-            )
-        turn.answer = text.strip() if text.strip() and not missing else templated
-        yield "turn", turn
+            return
+        turn.answer = text
+        turn.phrased_by = "llm"
 
     def _action(self, state: _State, decision: Decision, notes: list[str]) -> Turn:
         organization_id, user_id = state.principal.organization_id, state.principal.user_id
@@ -248,27 +306,29 @@ class ChatService:
             return Turn(f"I couldn't propose that: {error.message}", notes=notes)
         return _action_turn(outcome, notes)
 
-    # --- the fallback path ----------------------------------------------------------------------
+    # --- the parser path ------------------------------------------------------------------------
 
-    def _fallback(self, state: _State) -> Turn:
+    def _parse(self, state: _State) -> Parsed:
         context_company = state.focus is not None and state.focus.entity_type == "company"
-        parsed = parse_question(
+        return parse_question(
             state.request.message, today=state.today, previous=state.previous_plan, context_company=context_company
         )
+
+    def _parsed(self, state: _State, parsed: Parsed) -> Turn:
         if parsed.outcome == "cannot" or (parsed.outcome == "plan" and parsed.plan is None):
-            return Turn(parsed.message, mode="fallback")
+            return Turn(parsed.message, mode="parser")
         if parsed.outcome == "task":
             assert parsed.task is not None
             args = TaskActionArgs(title=parsed.task.title, due=parsed.task.due, contact_name=parsed.task.person)
             turn = self._action(state, Decision("task", task=args), [])
-            turn.mode = "fallback"
+            turn.mode = "parser"
             return turn
         assert parsed.plan is not None
         try:
             plan = validate_plan(parsed.plan, row_limit=self.row_limit)
         except PlanInvalid:
-            return Turn(CANNOT, mode="fallback")
-        return self._execute(state, plan, parsed=parsed, mode="fallback")
+            return Turn(CANNOT, mode="parser")
+        return self._execute(state, plan, parsed=parsed, mode="parser")
 
     # --- running a plan -------------------------------------------------------------------------
 
@@ -375,6 +435,8 @@ class ChatService:
             actions=turn.actions,
             degraded=turn.degraded,
             notes=turn.notes,
+            planner=turn.mode if turn.mode in ("parser", "llm") and (turn.plan or turn.actions) else None,
+            phrased_by=turn.phrased_by,
         )
 
 

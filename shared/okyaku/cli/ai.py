@@ -110,7 +110,9 @@ def run_ask(args: argparse.Namespace) -> int:
         print(f"pending approval: {action.summary} (action {action.pending_action_id})")
     for note in response.notes:
         print(f"note: {note}")
-    print(f"conversation {response.conversation_id}{' (degraded: no language model)' if response.degraded else ''}")
+    by = {"parser": " (answered by the built-in parser)", "llm": " (planned by the language model)"}
+    degraded = " (degraded: the language model is unavailable)" if response.degraded else ""
+    print(f"conversation {response.conversation_id}{by.get(response.planner or '', '')}{degraded}")
     return 0
 
 

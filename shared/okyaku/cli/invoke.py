@@ -70,7 +70,7 @@ def _use_local_database(data_dir: Path) -> Any:
 
 def run_invoke(args: argparse.Namespace) -> int:
     from okyaku.config import get_settings
-    from okyaku.local.lambda_host import FunctionHost, apply_template_environment
+    from okyaku.local.lambda_host import FunctionHost, template_environment
     from okyaku.local.template import TemplateError, parse_template
 
     try:
@@ -94,9 +94,8 @@ def run_invoke(args: argparse.Namespace) -> int:
 
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     server = _use_local_database(args.data_dir)
-    apply_template_environment(template)
-    get_settings.cache_clear()
-    host = FunctionHost(spec, concurrency=1)
+    get_settings.cache_clear()  # DATABASE_URL may have just been set
+    host = FunctionHost(spec, concurrency=1, environment=template_environment(template, spec))
     started = time.perf_counter()
     try:
         result = host.invoke(event)

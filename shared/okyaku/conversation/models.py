@@ -1,4 +1,4 @@
-"""Tables of the conversation feature (migration 0007).
+"""Tables of the conversation feature (migrations 0007, 0016).
 
 - ``conversation_analyses``: one row per analysis of an activity's text, kept as history
   (``analysis_version`` 1, 2, ... per activity). ``content_hash`` is the hash of the text that was
@@ -16,13 +16,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint, func, text
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from okyaku.db.models import Base, org_fk, uuid_pk
 
-CONVERSATION_TABLES = ("conversation_analyses", "conversation_competitors")
+CONVERSATION_TABLES = ("conversation_analyses", "conversation_competitors", "conversation_waiting")
 
 
 class ConversationAnalysisRow(Base):
@@ -62,3 +62,21 @@ class ConversationCompetitor(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     aliases: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class ConversationWaiting(Base):
+    __tablename__ = "conversation_waiting"
+    activity_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("activities.id", ondelete="CASCADE"), primary_key=True
+    )
+    organization_id: Mapped[uuid.UUID] = org_fk(index=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # the text that could not be analysed
+    reason: Mapped[str] = mapped_column(String(40), nullable=False)  # the LLM error's code, e.g. llm_unavailable
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    last_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (Index("ix_conversation_waiting_organization", "organization_id"),)

@@ -12,6 +12,7 @@ from okyaku.conversation.schema import ConversationAnalysis, DroppedItem, RulesF
 
 NOT_ANALYSED_LLM_DOWN = "not analysed yet: the language model is unavailable"
 NOT_ANALYSED_PENDING = "not analysed yet: the analysis is queued"
+WAITING_FOR_LLM = "not analysed yet: waiting for the language model ({reason}); it is analysed when the model is back"
 NO_TEXT = "this activity has no text to analyse"
 REANALYSIS_FAILED = "not analysed again: the language model is unavailable; this is the stored analysis"
 
@@ -55,11 +56,22 @@ class StoredAnalysisOut(AnalysisVersionOut):
     dropped: list[DroppedItem]
 
 
+class WaitingOut(BaseModel):
+    """Why the current text is not analysed yet: the model failed on it (the scheduled sweep tries again)."""
+
+    reason: str = Field(description="The model error's code, e.g. llm_unavailable, llm_timeout, llm_output_invalid")
+    message: str
+    attempts: int
+    since: datetime
+    last_attempt_at: datetime
+
+
 class ActivityAnalysisOut(BaseModel):
     activity_id: uuid.UUID
     activity_version: int
-    status: Literal["analysed", "not_analysed", "no_text"]
+    status: Literal["analysed", "not_analysed", "waiting_for_llm", "no_text"]
     message: str | None = None
+    waiting: WaitingOut | None = Field(default=None, description="Set with status waiting_for_llm")
     degraded: bool = Field(description="True when the language model is unavailable and only the rules floor speaks")
     analysis: StoredAnalysisOut | None = Field(description="The analysis of the current text; null until there is one")
     rules: RulesFindings = Field(description="The deterministic floor on the current text (method: rules)")

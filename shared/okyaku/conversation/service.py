@@ -1,12 +1,17 @@
 """Conversation intelligence: activities analysed on arrival, kept with their history, proposals made.
 
 - ``on_change_record``: an activity change event (SQS). Unchanged text (same content hash) does
-  nothing; a new text is analysed and stored with its proposals in one transaction. While the LLM is
-  unavailable the record raises, so the queue retries it with backoff (then its DLQ).
-- ``sweep``: the schedule's job. Analyses every activity whose current text has no analysis (missed
-  events, dead-lettered deliveries, an outage), stopping when the LLM is down or time runs out.
+  nothing; a new text is analysed and stored with its proposals in one transaction. When the model
+  is unavailable (unreachable, timed out, circuit open, busy, its output unusable after the
+  gateway's own retries) the activity is marked waiting for it and the message is acknowledged:
+  an outage is not a poison message, and 1,000 activities in the DLQ help no one. What does raise
+  (retried, then dead-lettered): a body that is not a change event, a database failure, a bug.
+- ``sweep``: the schedule's job. Analyses every activity whose current text has no analysis (those
+  waiting for the model, missed events, dead letters), stopping when the model is unavailable or
+  time runs out.
 - ``activity_analysis`` / ``analyse_now`` / ``analyse_text``: the HTTP reads and writes. Without the
-  LLM they answer with the rules floor and say "not analysed yet", never an empty analysis.
+  LLM they answer with the rules floor and say "not analysed yet" (and why, for an activity
+  waiting for the model), never an empty analysis.
 
 Proposals are made only by the first analysis of a given text (a re-run on demand adds a version
 to the history, not new proposals), and two deliveries of one event serialise on a per-activity
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +41,7 @@ from okyaku.conversation.responses import (
     NOT_ANALYSED_LLM_DOWN,
     NOT_ANALYSED_PENDING,
     REANALYSIS_FAILED,
+    WAITING_FOR_LLM,
     ActivityAnalysisOut,
     AnalysisVersionOut,
     AnalyzeTextRequest,
@@ -43,28 +49,33 @@ from okyaku.conversation.responses import (
     ProposalOut,
     StoredAnalysisOut,
     TextAnalysisOut,
+    WaitingOut,
 )
 from okyaku.conversation.rules import Competitor, Perspective, extract_rules
 from okyaku.conversation.schema import ANALYSIS_SCHEMA_VERSION, ConversationAnalysis, DroppedItem, RulesFindings
 from okyaku.conversation.store import (
     ActivitySnapshot,
     analyses_of,
+    clear_waiting,
     competitors,
     count_unanalysed,
     latest_for_hash,
     load_activity,
     lock_activity,
+    mark_waiting,
     next_analysis_version,
     organization_name,
     replace_competitors,
     store_analysis,
-    unanalysed_activity_ids,
+    untried_activity_ids,
+    waiting_activity_ids,
+    waiting_for,
 )
 from okyaku.db.models import Deal, PipelineStage
-from okyaku.errors import NotFound
+from okyaku.errors import DependencyUnavailable, NotFound, public_error
 from okyaku.events import decode_change_event
 from okyaku.features import feature_enabled, require_feature
-from okyaku.llm.errors import LLMOutputInvalid, LLMRequestRejected, LLMUnavailable
+from okyaku.llm.errors import LLMUnavailable
 from okyaku.llm.gateway import LLMGateway
 from okyaku.runtime import Runtime
 from okyaku.tenancy import list_organization_ids
@@ -74,15 +85,32 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["analysed", "unchanged", "superseded", "no_text", "not_found", "ignored", "disabled"]
+Outcome = Literal["analysed", "unchanged", "superseded", "no_text", "not_found", "ignored", "disabled", "waiting"]
 Trigger = Literal["event", "sweep", "request"]
-LLM_ERRORS = (LLMUnavailable, LLMOutputInvalid, LLMRequestRejected)
+# What the gateway raises for every model failure (okyaku.llm.errors: unavailable, timed out, busy,
+# output invalid or truncated, request rejected, context exceeded, ...). Caught around the model
+# call only: the database raises DependencyUnavailable too, and that must stay a retry.
+LLM_ERRORS = (DependencyUnavailable,)
 SWEEP_SAFETY_MARGIN_S = 30.0
 SWEEP_DEFAULT_BUDGET_S = 240.0
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class WaitingForLLM(Exception):
+    """The activity could not be analysed for want of the model and is marked waiting for it (the
+    sweep analyses it later). ``cause`` is the gateway's error."""
+
+    def __init__(self, cause: DependencyUnavailable) -> None:
+        super().__init__(cause.message)
+        self.cause = cause
+
+    @property
+    def model_down(self) -> bool:
+        """The model itself is unavailable (not just unable to answer this text): stop trying others."""
+        return isinstance(self.cause, LLMUnavailable)
 
 
 @dataclass
@@ -121,13 +149,19 @@ class ConversationService:
     # --- the queue ---------------------------------------------------------------------------------
 
     def on_change_record(self, record: SQSRecord) -> Outcome:
-        """One change event; raises (so the record is retried) when the LLM or database fails."""
+        """One change event. Without the model the activity waits for the sweep and the message is
+        acknowledged; a body that is not a change event, or a database failure, raises (retried,
+        then dead-lettered)."""
         change = decode_change_event(record.body)
         if change.entity_type != "activity" or change.operation == "deleted":
             return "ignored"
         if not self.enabled:
             return "disabled"  # nothing kept waiting: the sweep analyses it once the feature is on
-        outcome = self.analyse_activity(change.organization_id, change.entity_id, trigger="event")
+        try:
+            outcome = self.analyse_activity(change.organization_id, change.entity_id, trigger="event")
+        except WaitingForLLM as waiting:
+            logger.info("activity %s waits for the model (%s): %s", change.entity_id, waiting.cause.code, waiting)
+            return "waiting"
         logger.debug("activity %s (event %s): %s", change.entity_id, change.event_id, outcome)
         return outcome
 
@@ -166,6 +200,8 @@ class ConversationService:
     def analyse_activity(
         self, organization_id: uuid.UUID, activity_id: uuid.UUID, *, trigger: Trigger, force: bool = False
     ) -> Outcome:
+        """Analyse the activity's current text and store it; :class:`WaitingForLLM` (the activity
+        marked waiting) when the model could not do it."""
         context = self._context(organization_id, activity_id, unless_analysed=not force)
         if context is None:
             return "not_found"
@@ -174,17 +210,41 @@ class ConversationService:
         activity = context.activity
         if not activity.text.strip():
             return "no_text"
-        result = self.analyzer.analyse(
-            TextToAnalyse(
-                text=activity.text,
-                activity_type=activity.type,
-                direction=activity.direction,
-                day=activity.occurred_at.date(),
-                subject=activity.subject if activity.body and activity.body.strip() else None,
-                stage_names=context.stage_names,
+        try:
+            result = self.analyzer.analyse(
+                TextToAnalyse(
+                    text=activity.text,
+                    activity_type=activity.type,
+                    direction=activity.direction,
+                    day=activity.occurred_at.date(),
+                    subject=activity.subject if activity.body and activity.body.strip() else None,
+                    stage_names=context.stage_names,
+                )
             )
-        )
+        except LLM_ERRORS as error:
+            self._mark_waiting(organization_id, activity, error)
+            raise WaitingForLLM(error) from error
         return self._store(organization_id, context, result, self._rules(context), trigger=trigger, force=force)
+
+    def _mark_waiting(
+        self, organization_id: uuid.UUID, analysed: ActivitySnapshot, error: DependencyUnavailable
+    ) -> None:
+        reason = public_error(error)
+        with self.runtime.db.organization_scope(organization_id) as session:
+            lock_activity(session, analysed.id)
+            current = load_activity(session, analysed.id)
+            if current is None or current.content_hash != analysed.content_hash:
+                return  # deleted or edited meanwhile: the new text's own event takes it from here
+            if latest_for_hash(session, analysed.id, analysed.content_hash) is not None:
+                return  # analysed already (another delivery; a forced re-analysis that failed)
+            mark_waiting(
+                session,
+                analysed.id,
+                analysed.content_hash,
+                reason=reason["code"][:40],
+                message=reason["message"],
+                now=self.clock(),
+            )
 
     def _store(
         self,
@@ -226,6 +286,7 @@ class ConversationService:
                 prompt_tokens=result.usage.prompt_tokens,
                 completion_tokens=result.usage.completion_tokens,
             )
+            clear_waiting(session, analysed.id)
             if earlier is None:  # the first analysis of this text makes its proposals, once
                 proposals = propose_updates(session, result.analysis, current)
                 ttl = timedelta(hours=self.runtime.settings.ai_approval_ttl_hours)
@@ -250,37 +311,53 @@ class ConversationService:
         )
         for position, organization_id in enumerate(organizations):
             report.organizations += 1
-            after: uuid.UUID | None = None
-            while report.llm_available and report.complete:
-                with self.runtime.db.organization_scope(organization_id) as session:
-                    page = unanalysed_activity_ids(session, limit=batch, after=after)
-                if not page:
+            for activity_id in self._sweep_order(organization_id, batch):
+                if deadline is not None and time.monotonic() >= deadline:
+                    report.complete = False
                     break
-                after = page[-1]
-                for activity_id in page:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        report.complete = False
-                        break
-                    try:
-                        outcome = self.analyse_activity(organization_id, activity_id, trigger="sweep")
-                    except LLMUnavailable as error:
-                        logger.warning("sweep stopped: the LLM is unavailable (%s)", error.message)
+                try:
+                    outcome = self.analyse_activity(organization_id, activity_id, trigger="sweep")
+                except WaitingForLLM as waiting:
+                    if waiting.model_down:
+                        logger.warning("sweep stopped: the LLM is unavailable (%s)", waiting)
                         report.llm_available = False
                         break
-                    except (LLMOutputInvalid, LLMRequestRejected) as error:
-                        logger.warning("activity %s could not be analysed: %s", activity_id, error.message)
-                        report.failed += 1
-                        continue
-                    if outcome == "analysed":
-                        report.analysed += 1
-                    else:
-                        report.unchanged += 1
+                    # This text only (output unusable, too long for the model): it stays waiting.
+                    logger.warning("activity %s could not be analysed: %s", activity_id, waiting)
+                    report.failed += 1
+                    continue
+                if outcome == "analysed":
+                    report.analysed += 1
+                else:
+                    report.unchanged += 1
             if not (report.llm_available and report.complete):
                 for rest in organizations[position:]:
                     with self.runtime.db.organization_scope(rest) as session:
                         report.still_unanalysed += count_unanalysed(session)
                 break
         return report
+
+    def _sweep_order(self, organization_id: uuid.UUID, batch: int) -> Iterator[uuid.UUID]:
+        """Activities never tried first (id order), then those waiting for the model, the least
+        recently tried first: texts the model keeps failing on cannot use up every sweep's time
+        while the others wait. Each activity once per sweep; read a page at a time."""
+        tried: set[uuid.UUID] = set()
+        after: uuid.UUID | None = None
+        while True:
+            with self.runtime.db.organization_scope(organization_id) as session:
+                page = untried_activity_ids(session, limit=batch, after=after)
+            if not page:
+                break
+            after = page[-1]
+            tried.update(page)
+            yield from page
+        while True:
+            with self.runtime.db.organization_scope(organization_id) as session:
+                page = waiting_activity_ids(session, limit=batch, exclude=tried)
+            if not page:
+                return
+            tried.update(page)
+            yield from page
 
     def on_schedule(self, _event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         if not self.enabled:
@@ -305,6 +382,11 @@ class ConversationService:
         activity = context.activity
         with self.runtime.db.organization_scope(organization_id) as session:
             rows = analyses_of(session, activity_id)
+            waiting = waiting_for(session, activity_id)
+            if waiting is not None and waiting.content_hash == activity.content_hash:
+                waiting_out: WaitingOut | None = WaitingOut.model_validate(waiting, from_attributes=True)
+            else:
+                waiting_out = None  # none, or for an earlier text
             proposal_ids = [uuid.UUID(str(i)) for row in rows for i in row.proposal_ids]
             actions = (
                 session.scalars(select(PendingAction).where(PendingAction.id.in_(proposal_ids))).all()
@@ -340,6 +422,15 @@ class ConversationService:
             return ActivityAnalysisOut(**out, status="analysed", degraded=False, analysis=stored)
         if not activity.text.strip():
             return ActivityAnalysisOut(**out, status="no_text", message=NO_TEXT, degraded=False, analysis=None)
+        if waiting_out is not None:
+            return ActivityAnalysisOut(
+                **out,
+                status="waiting_for_llm",
+                message=WAITING_FOR_LLM.format(reason=waiting_out.reason),
+                waiting=waiting_out,
+                degraded=True,  # only the rules floor speaks until the sweep has analysed it
+                analysis=None,
+            )
         llm_up = self.llm_available()
         message = NOT_ANALYSED_PENDING if llm_up else NOT_ANALYSED_LLM_DOWN
         return ActivityAnalysisOut(**out, status="not_analysed", message=message, degraded=not llm_up, analysis=None)
@@ -349,8 +440,8 @@ class ConversationService:
         require_feature(self.runtime.settings, "conversation")
         try:
             outcome = self.analyse_activity(organization_id, activity_id, trigger="request", force=force)
-        except LLM_ERRORS as error:
-            logger.warning("on-demand analysis of %s failed: %s", activity_id, error.message)
+        except WaitingForLLM as error:
+            logger.warning("on-demand analysis of %s failed: %s", activity_id, error)
             answer = self.activity_analysis(organization_id, activity_id)
             if answer.status == "not_analysed":
                 answer.message = NOT_ANALYSED_LLM_DOWN

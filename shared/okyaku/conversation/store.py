@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, delete, exists, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, String, case, cast, delete, exists, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from okyaku.conversation.models import ConversationAnalysisRow, ConversationCompetitor
+from okyaku.conversation.models import ConversationAnalysisRow, ConversationCompetitor, ConversationWaiting
 from okyaku.conversation.rules import Competitor
 from okyaku.db.models import Activity, Organization
 
@@ -141,22 +142,85 @@ def store_analysis(session: Session, **values: Any) -> ConversationAnalysisRow:
     return row
 
 
-def unanalysed_activity_ids(session: Session, *, limit: int, after: uuid.UUID | None = None) -> list[uuid.UUID]:
-    """Activities with text whose current content has no analysis, in id order (a page)."""
-    analysed = exists().where(
+def _analysed() -> ColumnElement[bool]:
+    return exists().where(
         ConversationAnalysisRow.activity_id == Activity.id, ConversationAnalysisRow.content_hash == content_hash_sql()
     )
-    statement = select(Activity.id).where(_has_text(), ~analysed).order_by(Activity.id).limit(limit)
+
+
+def _waiting() -> ColumnElement[bool]:
+    """The current text failed for want of the model (a row for an earlier text does not count)."""
+    return exists().where(
+        ConversationWaiting.activity_id == Activity.id, ConversationWaiting.content_hash == content_hash_sql()
+    )
+
+
+def untried_activity_ids(session: Session, *, limit: int, after: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Activities with text whose current content has no analysis and no failed attempt, in id
+    order (a page)."""
+    statement = select(Activity.id).where(_has_text(), ~_analysed(), ~_waiting()).order_by(Activity.id).limit(limit)
     if after is not None:
         statement = statement.where(Activity.id > after)
     return list(session.scalars(statement))
 
 
-def count_unanalysed(session: Session) -> int:
-    analysed = exists().where(
-        ConversationAnalysisRow.activity_id == Activity.id, ConversationAnalysisRow.content_hash == content_hash_sql()
+def waiting_activity_ids(session: Session, *, limit: int, exclude: Collection[uuid.UUID] = ()) -> list[uuid.UUID]:
+    """Activities whose current text waits for the model, the least recently tried first (a page)."""
+    statement = (
+        select(Activity.id)
+        .join(ConversationWaiting, ConversationWaiting.activity_id == Activity.id)
+        .where(ConversationWaiting.content_hash == content_hash_sql(), ~_analysed())
+        .order_by(ConversationWaiting.last_attempt_at, Activity.id)
+        .limit(limit)
     )
-    return int(session.scalar(select(func.count()).select_from(Activity).where(_has_text(), ~analysed)) or 0)
+    if exclude:
+        statement = statement.where(Activity.id.not_in(list(exclude)))
+    return list(session.scalars(statement))
+
+
+def count_unanalysed(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Activity).where(_has_text(), ~_analysed())) or 0)
+
+
+# --- activities waiting for the language model ----------------------------------------------------
+
+
+def mark_waiting(
+    session: Session, activity_id: uuid.UUID, content_hash: str, *, reason: str, message: str, now: datetime
+) -> None:
+    """Record (or count one more) failed attempt at analysing this text for want of the model; a
+    new text starts its own count."""
+    statement = insert(ConversationWaiting).values(
+        activity_id=activity_id,
+        content_hash=content_hash,
+        reason=reason,
+        message=message,
+        attempts=1,
+        since=now,
+        last_attempt_at=now,
+    )
+    same_text = ConversationWaiting.content_hash == statement.excluded.content_hash
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ConversationWaiting.activity_id],
+            set_={  # the right-hand sides read the row as it was
+                "attempts": case((same_text, ConversationWaiting.attempts + 1), else_=1),
+                "since": case((same_text, ConversationWaiting.since), else_=statement.excluded.since),
+                "content_hash": statement.excluded.content_hash,
+                "reason": statement.excluded.reason,
+                "message": statement.excluded.message,
+                "last_attempt_at": statement.excluded.last_attempt_at,
+            },
+        )
+    )
+
+
+def waiting_for(session: Session, activity_id: uuid.UUID) -> ConversationWaiting | None:
+    return session.get(ConversationWaiting, activity_id)
+
+
+def clear_waiting(session: Session, activity_id: uuid.UUID) -> None:
+    session.execute(delete(ConversationWaiting).where(ConversationWaiting.activity_id == activity_id))
 
 
 # --- the competitor list --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Texts of the whole batch are loaded, embedded and written together (the model and the
 database are fastest in batches); then each message is settled on its own: its error is raised
 (reported in ``batchItemFailures``, so only it is retried and a poison message ends in the DLQ)
-or, if the batched write could not take it, it is written alone.
+or, if the batched write could not take it, it is written alone. Records the embedding model
+failed on are left for the backfill and their message acknowledged (``indexer``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ The work is state-based: an event only says *which* record to look at; the recor
 text decides what is stored. Redelivered, duplicated or reordered events therefore converge
 on the same rows, unchanged text is never embedded twice, and a record that no longer exists
 loses its embeddings.
+
+When the embedding model fails (the gateway's errors: unreachable, timed out, circuit open, another
+model answered), a change event's records are left for the backfill, which embeds whatever has no
+current embedding, and the message is acknowledged: retried message by message through an
+outage, every one would end in the DLQ. The DLQ is for what retrying can fix or someone must see.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from okyaku.embeddings.documents import EntityDocument, dependent_ids, document_
 from okyaku.embeddings.models import EMBEDDABLE_TYPES
 from okyaku.embeddings.protocol import Embedder
 from okyaku.embeddings.store import EntityKey, delete_embeddings, delete_orphans, stored_states, upsert_embeddings
+from okyaku.errors import DependencyUnavailable
 from okyaku.events import decode_change_event
 from okyaku.events.model import ChangeEvent
 from okyaku.tenancy import list_organization_ids
@@ -34,6 +40,13 @@ WorkKey = tuple[uuid.UUID, EntityKey]
 
 class InvalidChangeEvent(ValueError):
     """The message is not a change event: retrying cannot help (it ends in the DLQ)."""
+
+
+class EmbedderUnavailable(DependencyUnavailable):
+    """The embedding model failed (the gateway's error, code kept): the record is left for the backfill."""
+
+    def __init__(self, cause: DependencyUnavailable) -> None:
+        super().__init__(cause.message, code=cause.code, details=cause.details)
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ class ApplyResult:
     stored: int = 0
     unchanged: int = 0
     deleted: int = 0
+    left_for_backfill: int = 0  # the embedding model failed on them
 
 
 class IndexingBatch:
@@ -110,10 +124,14 @@ class IndexingBatch:
             raise message.error
         works = [self._works[key] for key in message.works]
         for work in works:
-            if work.error is not None:
+            if work.error is not None and not isinstance(work.error, EmbedderUnavailable):
                 raise work.error
         result = ApplyResult()
-        pending = [w for w in works if not w.written]
+        left = [w for w in works if w.error is not None]
+        if left:
+            result.left_for_backfill = len(left)
+            logger.info("message %s: %d records left for the backfill: %s", message_id, len(left), left[0].error)
+        pending = [w for w in works if not w.written and w.error is None]
         by_org: dict[uuid.UUID, list[_Work]] = defaultdict(list)
         for work in pending:
             by_org[work.organization_id].append(work)
@@ -220,7 +238,10 @@ class EmbeddingIndexer:
                 work.vector = vector
 
     def _checked_embed(self, texts: list[str]) -> list[list[float]]:
-        vectors = self.embedder.embed(texts)
+        try:
+            vectors = self.embedder.embed(texts)
+        except DependencyUnavailable as error:  # the model's failure, not this code's
+            raise EmbedderUnavailable(error) from error
         if len(vectors) != len(texts) or any(len(v) != self.embedder.dimension for v in vectors):
             raise ValueError(f"the embedder returned vectors of the wrong number or size for {self.embedder.model}")
         return vectors
@@ -285,7 +306,14 @@ class EmbeddingIndexer:
                     ]
                     for start in range(0, len(stale), self.batch_size):
                         chunk = stale[start : start + self.batch_size]
-                        vectors = self._checked_embed([d.content for d in chunk])
+                        try:
+                            vectors = self._checked_embed([d.content for d in chunk])
+                        except EmbedderUnavailable as error:
+                            # The next scheduled backfill resumes here (up-to-date records are skipped).
+                            logger.warning("backfill stopped: the embedding model failed: %s", error.message)
+                            report.complete = False
+                            report.embedder_error = error.code
+                            return report
                         with self.db.organization_scope(organization_id) as session:
                             upsert_embeddings(
                                 session, organization_id, self.embedder.model, self.embedder.dimension, chunk, vectors
@@ -311,3 +339,4 @@ class BackfillReport:
     unchanged: int = 0
     orphans_deleted: int = 0
     complete: bool = True
+    embedder_error: str | None = None  # why it stopped early, when the embedding model failed

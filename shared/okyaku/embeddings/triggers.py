@@ -93,7 +93,8 @@ class EmbeddingTriggers:
         report = self.indexer.backfill(organization_ids=[job.organization_id], deadline=deadline)
         outcome: dict[str, Any] = asdict(report)
         queue_url = self.runtime.settings.embedding_jobs_queue_url
-        if not report.complete and queue_url:
+        # Not when the model failed: the next scheduled fan-out tries again, rather than a hot loop.
+        if not report.complete and report.embedder_error is None and queue_url:
             sent = enqueue(self.runtime.settings, queue_url, {f"backfill:{job.organization_id}": job.model_dump_json()})
             if sent["not_queued"]:
                 raise DependencyUnavailable(

@@ -33,7 +33,7 @@ from email.message import Message
 from okyaku.events.model import ChangeEvent
 from okyaku.lambda_events import HttpResponse
 from okyaku.local.http_front import ReusePortServer, error_response, make_request_handler
-from okyaku.local.lambda_host import FunctionHost
+from okyaku.local.lambda_host import FunctionHost, template_environment
 from okyaku.local.template import parse_template
 from okyaku.runtime import Runtime
 
@@ -60,6 +60,7 @@ class WorkerSettings:
     admin_token: str
     concurrency: int
     log_level: int
+    apply_environment: bool = True  # each function reads its own template environment, as in the runner
 
 
 class RunnerConnection:
@@ -113,7 +114,11 @@ class HttpWorker:
         self.template = parse_template(settings.template)
         routed = {route.function_id for route in self.template.routes}
         self.functions = {
-            logical_id: FunctionHost(spec, concurrency=settings.concurrency)
+            logical_id: FunctionHost(
+                spec,
+                concurrency=settings.concurrency,
+                environment=template_environment(self.template, spec) if settings.apply_environment else None,
+            )
             for logical_id, spec in self.template.functions.items()
             if logical_id in routed
         }
@@ -165,7 +170,7 @@ class WorkerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=os.environ.copy(),  # the template's environment, as the runner applied it
+            env=os.environ.copy(),  # the process's; each function's own is applied in the worker
         )
         assert process.stdin is not None
         # On stdin, not argv: the token does not show in the process list.

@@ -1,21 +1,27 @@
 """Lambda, hosted locally: a function's handler file imported under a name of its own, invoked with
-a Lambda ``context`` at most ``concurrency`` events at a time; and the template's environment applied."""
+a Lambda ``context`` at most ``concurrency`` events at a time, seeing its own template environment.
+
+Every function of the template runs in one process here, so their environments cannot all be
+``os.environ``: each function's (Globals + its own Environment) is an overlay that its Settings
+read, set around its import and around each invocation (``okyaku.config.function_environment``).
+One function's LLM_TIMEOUT_S never reaches another, as on Lambda."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import itertools
 import logging
-import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
+from okyaku.config import function_environment
 from okyaku.lambda_events import LambdaContext
 from okyaku.local.template import FunctionSpec, Template
 
@@ -72,10 +78,17 @@ class FunctionHost:
 
     ``invoke`` runs the event on the calling thread (an HTTP connection's, a queue consumer's):
     a hand-over to another thread per request cost more CPU than the smallest request itself.
-    ``submit`` runs it on the host's own threads, for callers that do not wait (schedules)."""
+    ``submit`` runs it on the host's own threads, for callers that do not wait (schedules).
 
-    def __init__(self, spec: FunctionSpec, *, concurrency: int = 4) -> None:
+    ``environment`` (see :func:`template_environment`) is what the function's Settings read under
+    the process's environment, at import and in every invocation; None: the process's alone."""
+
+    def __init__(
+        self, spec: FunctionSpec, *, concurrency: int = 4, environment: Mapping[str, str] | None = None
+    ) -> None:
         self.spec = spec
+        self.environment = dict(environment) if environment is not None else None
+        self.module: ModuleType | None = None
         self._handler: Callable[[Any, Any], Any] | None = None
         self._import_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(concurrency)
@@ -85,15 +98,26 @@ class FunctionHost:
             initializer=ensure_thread_event_loop,
         )
 
+    @contextlib.contextmanager
+    def own_environment(self) -> Iterator[None]:
+        """Settings read inside the block are this function's."""
+        if self.environment is None:
+            yield
+            return
+        with function_environment(self.environment):
+            yield
+
     @property
     def handler(self) -> Callable[[Any, Any], Any]:
         with self._import_lock:
             if self._handler is None:
                 started = time.perf_counter()
-                module = load_handler_module(self.spec)
+                with self.own_environment():  # module-level wiring (Runtime, gateways) reads Settings
+                    module = load_handler_module(self.spec)
                 handler = getattr(module, self.spec.attribute, None)
                 if not callable(handler):
                     raise AttributeError(f"{self.spec.module_file} has no callable {self.spec.attribute!r}")
+                self.module = module
                 self._handler = handler
                 logger.info(
                     "%s: imported %s in %.0f ms",
@@ -106,7 +130,7 @@ class FunctionHost:
     def _call(self, event: Any) -> Any:
         handler = self.handler  # imported (once) before taking a slot
         ensure_thread_event_loop()
-        with self._slots:
+        with self._slots, self.own_environment():
             context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout_s)
             try:
                 return handler(event, context)
@@ -131,21 +155,12 @@ class FunctionHost:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def apply_template_environment(template: Template) -> dict[str, str]:
-    """Set the functions' environment variables that the template resolves to a value.
+def template_environment(template: Template, spec: FunctionSpec) -> dict[str, str]:
+    """The function's environment variables that the template resolves to a value (Globals and its
+    own Environment, merged by the parser).
 
-    Variables already set in this process win (``okyaku dev`` sets the database URLs); references
-    to resources (the queue URL) are left out: locally the runner's publisher stands for them.
-    """
-    applied: dict[str, str] = {}
-    for spec in template.functions.values():
-        for name, raw in spec.environment.items():
-            value = template.resolve(raw)
-            if value and name not in os.environ:
-                os.environ[name] = value
-                applied[name] = value
-    if applied:
-        from okyaku.config import get_settings
-
-        get_settings.cache_clear()
-    return applied
+    References to resources (a queue URL, the bus name) are left out: locally the runner's
+    publisher and in-process dispatch stand for them; so are parameters left empty (the
+    setting's default applies)."""
+    resolved = {name: template.resolve(raw) for name, raw in spec.environment.items()}
+    return {name: value for name, value in resolved.items() if value}

@@ -15,7 +15,8 @@
 Local differences from AWS, on purpose: queues live in memory (undelivered messages are gone
 when the runner stops; the outbox keeps the records' events), retries back off from
 ``retry_delay_s`` instead of waiting a whole visibility timeout, all functions share one process
-and its environment, and a function that overruns its Timeout is logged rather than stopped.
+(each still reads its own template environment: ``lambda_host``), and a function that overruns
+its Timeout is logged rather than stopped.
 
 Besides the template's routes it answers ``GET /_okyaku/status`` (queues, dead letters,
 schedules) and ``POST /_okyaku/schedules/<rule>/fire`` (run a rule now), to a caller with the
@@ -52,7 +53,7 @@ from okyaku.events.model import ChangeEvent
 from okyaku.lambda_events import ACCOUNT_ID, REGION, HttpResponse, failed_message_ids, scheduled_event, sqs_record
 from okyaku.local.http_front import LocalServer, ReusePortServer, answer_runner_route, make_request_handler
 from okyaku.local.http_workers import WorkerProcess, WorkerSettings
-from okyaku.local.lambda_host import FunctionHost, apply_template_environment, release_thread_event_loop
+from okyaku.local.lambda_host import FunctionHost, release_thread_event_loop, template_environment
 from okyaku.local.scheduler import Scheduler
 from okyaku.local.sqs import DeadLetter, LocalQueue, lambda_message_attributes
 from okyaku.local.template import EventRule, ScheduleEvent, Template, parse_template
@@ -87,9 +88,14 @@ class LocalRunner:
         self.host = host
         self.requested_port = port
         self.drain_timeout_s = drain_timeout_s
+        # False: the functions read the process's environment only (tests that set their own).
         self.apply_environment = apply_environment
         self.functions = {
-            logical_id: FunctionHost(spec, concurrency=concurrency)
+            logical_id: FunctionHost(
+                spec,
+                concurrency=concurrency,
+                environment=template_environment(self.template, spec) if apply_environment else None,
+            )
             for logical_id, spec in self.template.functions.items()
         }
         self.dead_letters: list[DeadLetter] = []
@@ -134,8 +140,6 @@ class LocalRunner:
         handler = make_request_handler(self)
         server_class = ReusePortServer if self.http_workers > 1 else LocalServer
         self._server = server_class((self.host, self.requested_port), handler)
-        if self.apply_environment:
-            apply_template_environment(self.template)
         # Before any handler is imported: their runtimes pick the publisher on first use.
         Runtime.hosted_publisher = self
         for queue in self.queues:
@@ -172,6 +176,7 @@ class LocalRunner:
                     admin_token=self.admin_token,
                     concurrency=self.concurrency,
                     log_level=logging.getLogger("okyaku").getEffectiveLevel(),
+                    apply_environment=self.apply_environment,
                 )
             )
             for index in range(1, self.http_workers)
