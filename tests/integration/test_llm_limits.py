@@ -287,3 +287,20 @@ def test_an_answer_stream_cut_mid_way_is_retried(llm, openai_server):
     openai_server.script(Reply.stream(["{", '"summary"'], drop_after_chunks=1), Reply.text("whole"))
     assert llm.sync.chat([user("hi")]).content == "whole"
     assert len(openai_server.requests_to("chat")) == 2
+
+
+def test_a_model_call_never_outlives_the_invocation_that_waits_for_it(openai_server, make_gateway):
+    from okyaku.clock import invocation
+
+    class LambdaContext:  # 2.4 s left: the call gets what is left less the 2 s kept for answering
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 2400
+
+    llm = make_gateway(openai_server.base_url, timeout_s=30.0)
+    openai_server.script(Reply.text("warm"))
+    llm.sync.chat([user("hi")])
+    openai_server.fault = Reply.slow(10.0)
+    with invocation(LambdaContext()), pytest.raises(LLMTimeout) as raised:
+        llm.sync.chat([user("hi")])
+    assert raised.value.details["timeout_s"] <= 1.0

@@ -29,6 +29,8 @@ PLANS: dict[tuple[str, str], list[Call]] = {
     ("ContentFunction", "http"): [Call("structured")],
     # chat/planner.py: a plan (tool call) and its phrasing
     ("ChatFunction", "http"): [Call("tools"), Call("chat")],
+    # mcp/: query_crm runs a chat turn
+    ("McpFunction", "http"): [Call("tools"), Call("chat")],
     # recommendations/explain.py: a card's words
     ("RecommendationsFunction", "http"): [Call("structured")],
     # predictions/explain_llm.py: a score's or a forecast's explanation

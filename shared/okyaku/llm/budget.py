@@ -17,6 +17,7 @@ numbers upper bounds.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -100,9 +101,16 @@ def llm_deadline(seconds: float) -> Iterator[float]:
         _deadline.reset(token)
 
 
+# Kept back from the invocation's end (Lambda's Timeout) for what follows the model's answer.
+INVOCATION_MARGIN_S = 2.0
+
+
 def current_deadline(explicit: float | None = None) -> float | None:
-    """The earlier of ``explicit`` and the enclosing :func:`llm_deadline`'s (a monotonic time)."""
-    ambient = _deadline.get()
-    if explicit is None:
-        return ambient
-    return explicit if ambient is None else min(explicit, ambient)
+    """The earliest of ``explicit``, the enclosing :func:`llm_deadline`'s and, inside an invocation
+    whose end is known (``okyaku.clock.invocation``), that end less a margin: a model call never
+    outlives the function that waits for it (a monotonic time; ``None``: unbounded)."""
+    from okyaku.clock import work_deadline
+
+    ends = work_deadline(margin_s=INVOCATION_MARGIN_S, default_budget_s=math.inf)
+    candidates = [d for d in (explicit, _deadline.get(), None if math.isinf(ends) else ends) if d is not None]
+    return min(candidates) if candidates else None
