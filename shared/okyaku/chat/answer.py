@@ -81,6 +81,14 @@ def templated_answer(plan: QueryPlan, data: DataTable, *, family: str = "", subj
         head += ", " + ", ".join(f"{k.replace('_', ' ')} {format_value(v)}" for k, v in data.totals.items())
     if family == "hottest_leads":
         head = f"Your top {len(data.rows)} leads by current lead score"
+    if family == "list_top" and plan.order_by:
+        order = plan.order_by[0]
+        by = order.field.replace(".", " ").replace("_", " ")
+        first = "largest" if order.direction == "desc" else "smallest"
+        if order.field.endswith(("_at", "_date")):
+            first = "latest" if order.direction == "desc" else "earliest"
+        head = f"The {len(data.rows):,} {subject} with the {first} {by} (of {count:,})"
+        return f"{head}:\n{_listing(data)}"
     shown = "" if len(data.rows) >= count else f" (showing {len(data.rows):,})"
     return f"{head}{shown}:\n{_listing(data)}"
 

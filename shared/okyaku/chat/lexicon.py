@@ -200,6 +200,8 @@ def build_lexicon(
         for value in values:
             if value:
                 lexicon.add(value, Named(kind, value, value))
+                if kind == "stage" and not normalise_name(value).endswith(" stage"):
+                    lexicon.add(f"{value} stage", Named(kind, value, value))  # "in the Proposal stage"
     for value in pipelines:
         if value:
             lexicon.add(value, Named("pipeline", value, value))

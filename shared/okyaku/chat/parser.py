@@ -964,6 +964,8 @@ def compose(
         entity, base = previous.entity, previous
     elif any(p.kind == "measure" and p.value == "win_rate" for p in pieces):
         entity, base = "deals", None
+    elif any(p.kind == "status" and p.value in ("won", "lost") for p in pieces):
+        entity, base = "deals", None  # "how much did we win": only deals are won
     elif any(p.kind == "named" and all(n.kind in ("stage", "pipeline") for n in p.named) for p in pieces):
         entity, base = "deals", None  # only deals have stages and pipelines
     else:
@@ -1104,6 +1106,8 @@ def _compose(
             build.subject.append(piece.text)
             hint = None
         elif kind == "measure":
+            if piece.value == "win_rate":
+                implied_hint = "closed"  # "win rate this year": deals closed this year
             if piece.value == "median":
                 raise Unplaced("median")
             if build.measure != "list" and not (build.measure == piece.value and not piece.word):
