@@ -515,7 +515,7 @@ def judge(expected: Expected, response: dict[str, Any]) -> tuple[Verdict, str]:
         if "which one" in str(response.get("answer", "")).lower():
             return "right", "asked which one"
         return ("wrong", "answered with data") if response.get("plan") else ("refused", "no action")
-    if not response.get("plan"):
+    if response.get("plan") is None:
         return "refused", str(response.get("answer", ""))[:80]
     data = response.get("data") or {}
     rows: list[list[Any]] = data.get("rows") or []
