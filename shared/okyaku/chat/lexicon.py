@@ -201,12 +201,12 @@ def build_lexicon(
             if value:
                 lexicon.add(value, Named(kind, value, value))
                 if kind == "stage" and not normalise_name(value).endswith(" stage"):
-                    lexicon.add(f"{value} stage", Named(kind, value, value))  # "in the Proposal stage"
+                    lexicon.add(f"{value} stage", Named(kind, value, f"the {value} stage"))  # "in the Proposal stage"
     for value in pipelines:
         if value:
             lexicon.add(value, Named("pipeline", value, value))
             if not normalise_name(value).endswith(" pipeline"):
-                lexicon.add(f"{value} pipeline", Named("pipeline", value, value))
+                lexicon.add(f"{value} pipeline", Named("pipeline", value, f"{value} pipeline"))
     for kind, records in (("owner", owners), ("company", companies), ("contact", contacts)):
         for record_id, name in records:
             if not name:

@@ -216,7 +216,8 @@ _DATE_HINTS: dict[str, dict[str, str]] = {
 }
 _HINT_PHRASES = {
     "created": "created|added|new|entered|signed up|joined|opened|first created",
-    "closing": "closing|close|closes|expected to close|due to close|set to close|scheduled to close|"
+    "closing": "closing|close|closes|expected to close|due to close|set to close|scheduled to close|will close|"
+    "should close|are going to close|is going to close|are likely to close|"
     "projected to close|with a close date|with an expected close date|expected close date|close date|closing date",
     "closed": "closed|close date was|won|lost|signed",
     "due": "due|due date|due dates",
@@ -489,12 +490,12 @@ def _recognisers() -> list[Recogniser]:
         ],
     )
     add(
-        r"(?:the )?(?P<fn>latest|newest|most recent|recent|last|oldest|earliest|first)(?: (?P<n>" + NUMBER + r"))?",
+        r"(?:the )?(?P<fn>latest|newest|most recent|recent|last|oldest|earliest)(?: (?P<n>" + NUMBER + r"))?",
         lambda m, t: [
             Piece(
                 "recent",
                 m.group(0),
-                op="asc" if m.group("fn") in ("oldest", "earliest", "first") else "desc",
+                op="asc" if m.group("fn") in ("oldest", "earliest") else "desc",
                 word=m.group("fn"),
                 n=number(m.group("n")) if m.group("n") else None,
             )
@@ -603,7 +604,7 @@ def _recognisers() -> list[Recogniser]:
         ],
     )
     add(
-        r"pipeline|(?:the |our )?sales pipeline",
+        r"pipeline",
         lambda m, t: [Piece("status", m.group(0), value="open"), _entity("deals")],
     )
     # negation of the next named value, and lists of names
@@ -943,12 +944,30 @@ def _number_field(entity: str, word: str) -> str:
     return path
 
 
+def _inferred_entity(pieces: list[Piece]) -> str | None:
+    """The entity a question without an entity word can only be about: deals, for a win rate,
+    "won"/"lost", or a stage or pipeline name."""
+    if any(p.kind == "measure" and p.value == "win_rate" for p in pieces):
+        return "deals"
+    if any(p.kind == "status" and p.value in ("won", "lost") for p in pieces):
+        return "deals"
+    if any(p.kind == "named" and all(n.kind in ("stage", "pipeline") for n in p.named) for p in pieces):
+        return "deals"
+    return None
+
+
+_FOLLOW_UP = re.compile(
+    r"^(?:and|also|then|now|what about|how about|only|just|same)\b|\b(?:them|those|these|they|ones)\b"
+)
+
+
 def compose(
     pieces: list[Piece],
     *,
     lexicon: Lexicon | None,
     me: uuid.UUID | None,
     previous: QueryPlan | None,
+    follow_up: bool = False,
 ) -> Reading | None:
     """The plan the parts make, or None when they make none (or raises :class:`Ambiguous`)."""
     entities = {p.value for p in pieces if p.kind == "entity"}
@@ -957,17 +976,14 @@ def compose(
     meaningful = [p for p in pieces if p.kind not in ("filler", "connector", "hint")]
     if not meaningful:
         return None
+    inferred = _inferred_entity(pieces)
+    base: QueryPlan | None = None
     if entities:
         entity = next(iter(entities))
-        base: QueryPlan | None = None
-    elif previous is not None:
+    elif previous is not None and (inferred is None or follow_up):
         entity, base = previous.entity, previous
-    elif any(p.kind == "measure" and p.value == "win_rate" for p in pieces):
-        entity, base = "deals", None
-    elif any(p.kind == "status" and p.value in ("won", "lost") for p in pieces):
-        entity, base = "deals", None  # "how much did we win": only deals are won
-    elif any(p.kind == "named" and all(n.kind in ("stage", "pipeline") for n in p.named) for p in pieces):
-        entity, base = "deals", None  # only deals have stages and pipelines
+    elif inferred is not None:
+        entity = inferred
     else:
         return None
     if entity not in _FIELDS:
@@ -1015,7 +1031,8 @@ def _compose(
             singular = singular or piece.singular
             for path, op, value in _ENTITY_WORDS[piece.word][1]:
                 build.filters.append(Filter(field=path, op=op, value=value))
-            build.subject.append(piece.word)
+            if piece.text:
+                build.subject.append(piece.word)
         elif kind == "status":
             build.filters += _status_filters(entity, piece.value, piece.negated)
             status_given = True
@@ -1125,7 +1142,10 @@ def _compose(
             if piece.word and piece.text.startswith("by ") and _kind(entity, _field(entity, piece.word)) == "number":
                 order_piece = Piece("order", piece.text, word=piece.word)  # "by amount" sorts
                 continue
-            build.group.append(_group_by(entity, piece))
+            grouped = _group_by(entity, piece)
+            if grouped.date_part and (hint or implied_hint):  # "won per month": by the month closed
+                grouped = GroupBy(field=_date_field(entity, hint or implied_hint), date_part=grouped.date_part)
+            build.group.append(grouped)
             build.subject.append(piece.text)
         else:
             raise Unplaced(kind)
@@ -1220,8 +1240,8 @@ def _finish(
         build.group.append(_group_by(entity, Piece("group", order_piece.text, word=order_piece.word)))
         order_piece = None
     if build.measure == "win_rate":
-        if entity != "deals" or top or order_piece:
-            raise Unplaced("win rate")
+        if entity != "deals" or top or order_piece or any(g.field in ("stage.name", "status") for g in build.group):
+            raise Unplaced("win rate")  # (a stage is won or lost as a whole: no rate per stage)
         build.filters.append(Filter(field="status", op="in", value=["won", "lost"]))
         plan = QueryPlan(
             entity="deals",
@@ -1384,7 +1404,7 @@ def parse(
     pieces = read(text, today, lexicon)
     if pieces is None:
         return None
-    return compose(pieces, lexicon=lexicon, me=me, previous=previous)
+    return compose(pieces, lexicon=lexicon, me=me, previous=previous, follow_up=bool(_FOLLOW_UP.search(text)))
 
 
 def reserved_words() -> frozenset[str]:
