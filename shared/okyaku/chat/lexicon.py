@@ -10,11 +10,12 @@ with the organization. The parser itself stays pure: it is given a :class:`Lexic
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select
+from sqlalchemy import String, cast, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from okyaku.db.models import Company, Contact, Deal, Pipeline, PipelineStage, User
@@ -234,58 +235,64 @@ def capitalised_words(question: str) -> frozenset[str]:
 
 
 def load_lexicon(session: Session, question: str, *, reserved: frozenset[str] = frozenset()) -> Lexicon:
-    """The lexicon for one question, read in ``session`` (the caller's organization)."""
-    grams = question_grams(question)
-    words = [g for g in grams if " " not in g]
+    """The lexicon for one question, read in ``session`` (the caller's organization) in one round
+    trip: the small vocabularies whole, companies and contacts only where a name matches a run of
+    the question's words."""
+    grams = question_grams(question) or [""]
+    words = [g for g in grams if " " not in g] or [""]
 
-    def values(column: Any) -> list[str]:
-        return [v for v in session.scalars(select(column).where(column.is_not(None)).distinct()) if v]
+    def distinct(kind: str, column: Any) -> Any:
+        return (
+            select(literal(kind).label("kind"), literal("").label("id"), column.label("name"))
+            .where(column.is_not(None))
+            .distinct()
+        )
 
-    stage_names = values(PipelineStage.name)
-    pipeline_names = values(Pipeline.name)
-    owners = [(str(i), n) for i, n in session.execute(select(User.id, User.name).where(User.deactivated_at.is_(None)))]
-    countries, industries, cities = (
-        [r[0] for r in session.execute(select(column).where(column.is_not(None)).distinct()) if r[0]]
-        for column in (Company.country, Company.industry, Company.city)
-    )
-    currencies = values(Deal.currency)
-    companies: list[tuple[str, str]] = []
-    contacts: list[tuple[str, str]] = []
-    if grams:
-        lowered = func.lower(Company.name)
-        companies = [
-            (str(i), n)
-            for i, n in session.execute(
-                select(Company.id, Company.name)
-                .where(or_(lowered.in_(grams), func.split_part(lowered, literal(" "), 1).in_(words)))
-                .limit(200)
+    company_name = func.lower(Company.name)
+    full = func.lower(func.concat_ws(" ", Contact.first_name, Contact.last_name))
+    parts = [
+        distinct("stage", PipelineStage.name),
+        distinct("pipeline", Pipeline.name),
+        distinct("country", Company.country),
+        distinct("industry", Company.industry),
+        distinct("city", Company.city),
+        distinct("currency", Deal.currency),
+        select(literal("owner"), cast(User.id, String), User.name).where(User.deactivated_at.is_(None)),
+        select(literal("company"), cast(Company.id, String), Company.name)
+        .where(or_(company_name.in_(grams), func.split_part(company_name, literal(" "), 1).in_(words)))
+        .limit(200),
+        select(
+            literal("contact"),
+            cast(Contact.id, String),
+            func.concat_ws(" ", Contact.first_name, Contact.last_name),
+        )
+        .where(
+            or_(
+                full.in_(grams),
+                func.lower(Contact.first_name).in_(words),
+                func.lower(Contact.last_name).in_(words),
             )
-        ]
-        full = func.lower(func.concat_ws(" ", Contact.first_name, Contact.last_name))
-        contacts = [
-            (str(i), " ".join(p for p in (first, last) if p))
-            for i, first, last in session.execute(
-                select(Contact.id, Contact.first_name, Contact.last_name)
-                .where(
-                    or_(
-                        full.in_(grams),
-                        func.lower(Contact.first_name).in_(words),
-                        func.lower(Contact.last_name).in_(words),
-                    )
-                )
-                .limit(200)
-            )
-        ]
+        )
+        .limit(200),
+    ]
+    found: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for kind, record_id, name in session.execute(union_all(*[p.subquery().select() for p in parts])):
+        if name:
+            found[kind].append((record_id, name))
+
+    def names(kind: str) -> list[str]:
+        return [name for _, name in found[kind]]
+
     return build_lexicon(
-        stages=stage_names,
-        pipelines=pipeline_names,
-        owners=owners,
-        companies=companies,
-        contacts=contacts,
-        countries=countries,
-        industries=industries,
-        cities=cities,
-        currencies=currencies,
+        stages=names("stage"),
+        pipelines=names("pipeline"),
+        owners=found["owner"],
+        companies=found["company"],
+        contacts=found["contact"],
+        countries=names("country"),
+        industries=names("industry"),
+        cities=names("city"),
+        currencies=names("currency"),
         reserved=reserved,
         capitalised=capitalised_words(question),
     )
