@@ -748,7 +748,8 @@ def _period(match: re.Match[str], today: date) -> Piece:
 
 
 _RECOGNISERS: list[Recogniser] | None = None
-_FILLER_RE = _re(_FILLERS)
+_BY_WORD: dict[str, list[Recogniser]] = {}
+_ALPHA = re.compile(r"[a-z]+")
 
 
 def recognisers() -> list[Recogniser]:
@@ -756,6 +757,23 @@ def recognisers() -> list[Recogniser]:
     if _RECOGNISERS is None:
         _RECOGNISERS = _recognisers()
     return _RECOGNISERS
+
+
+def recognisers_for(text: str, position: int) -> list[Recogniser]:
+    """The recognisers that may match at ``position``: a match starts with a literal word of the
+    recogniser's pattern (no pattern has a letter class), so only patterns whose text holds the
+    word's first run of letters are tried. Cached per word; a word not starting with a letter
+    (a number, "$5k") tries them all."""
+    letters = _ALPHA.match(text, position)
+    if letters is None:
+        return recognisers()
+    word = letters.group()
+    found = _BY_WORD.get(word)
+    if found is None:
+        found = [r for r in recognisers() if word in set(_ALPHA.findall(r[0].pattern))]
+        if len(_BY_WORD) < 10_000:
+            _BY_WORD[word] = found
+    return found
 
 
 # --- reading the question ------------------------------------------------------------------------
@@ -784,7 +802,7 @@ def read(text: str, today: date, lexicon: Lexicon | None) -> list[Piece] | None:
             position += 1
             continue
         best: tuple[int, list[Piece]] | None = None
-        for pattern, build in recognisers():
+        for pattern, build in recognisers_for(text, position):
             found = pattern.match(text, position)
             if found and found.end() > position and (best is None or found.end() > best[0]):
                 best = (found.end(), build(found, today))
