@@ -202,7 +202,8 @@ def build_lexicon(
             if value:
                 lexicon.add(value, Named(kind, value, value))
                 if kind == "stage" and not normalise_name(value).endswith(" stage"):
-                    lexicon.add(f"{value} stage", Named(kind, value, f"the {value} stage"))  # "in the Proposal stage"
+                    lexicon.add(f"{value} stage", Named(kind, value, f"the {value} stage"))
+                    lexicon.add(f"stage {value}", Named(kind, value, f"stage {value}"))  # "in the Proposal stage"
     for value in pipelines:
         if value:
             lexicon.add(value, Named("pipeline", value, value))

@@ -21,9 +21,10 @@ from datetime import date
 from typing import Any
 
 from okyaku.chat.catalogue import CATALOGUE, PlanInvalid, resolve_field
+from okyaku.chat.dates import resolve_relative
 from okyaku.chat.lexicon import Lexicon, Named
 from okyaku.chat.periods import NUMBER, POINT, UNIT, YEAR, number, parse_period, span_days
-from okyaku.chat.plan import Aggregation, Filter, GroupBy, OrderBy, QueryPlan, RelativeDate
+from okyaku.chat.plan import Aggregation, DateRange, Filter, GroupBy, OrderBy, QueryPlan, RelativeDate
 
 # --- the vocabulary ------------------------------------------------------------------------------
 
@@ -222,7 +223,8 @@ _HINT_PHRASES = {
     "closed": "closed|close date was|won|lost|signed",
     "due": "due|due date|due dates",
     "completed": "completed|finished|done|ticked off",
-    "occurred": "occurred|happened|logged|held|had|made|took place|recorded",
+    "occurred": "occurred|happened|logged|held|had|made|make|log|took place|recorded|sent|received|scheduled|"
+    "planned|booked",
     "updated": "updated|modified|changed|edited",
     "last activity": "last contacted|last touched|last active|last activity",
 }
@@ -320,7 +322,7 @@ _FILLERS = (
     "currently|right now|now|at the moment|at present|so far|still|yet|in|at|for|from|with|on|to|about|some|"
     "please|just|only|exactly|in total|overall|altogether|in the crm|in our crm|in the system|records|entries|"
     "the list of|a list of|list of|it|its|their|there are|the ones|here|total number|whole|entire|current|"
-    "ones that|as of now"
+    "ones that|as of now|we've|we're|we'd"
 )
 _LEADING = r"(?:and|also|then|now|ok|okay|so|what about|how about|and what about|same for|same but|what of)"
 _MONEY = (
@@ -744,6 +746,14 @@ def _period(match: re.Match[str], today: date) -> Piece:
     text = match.group(0)
     if value is None:
         return Piece("unknown", text)
+    if text.startswith("by ") and not phrase.startswith(("since", "after", "before", "until", "till", "up to")):
+        # "due by Friday": on or before it, overdue included
+        end = resolve_relative(value, today).end if isinstance(value, RelativeDate) else None
+        if isinstance(value, DateRange):
+            end = date.fromisoformat(value.end) if value.end else None
+        if end is None:
+            return Piece("unknown", text)
+        value = DateRange(end=end.isoformat())
     return Piece("period", text, value=value)
 
 
@@ -1028,15 +1038,24 @@ def _compose(
     order_piece: Piece | None = None
     periods: list[tuple[Piece, str | None]] = []
     entity_word = ""
+    past_tense = False
+    mine = False
     for piece in pieces:
         kind = piece.kind
+        if kind == "filler" and piece.text in ("did", "have", "has", "had"):
+            past_tense = True  # "did we close": closed, or won? not ours to pick
+        if kind == "hint" and piece.word == "closing" and past_tense and piece.text.endswith("close"):
+            raise Unplaced("did close")
         if pending_conj and kind not in ("named", "filler", "connector", "not"):
             raise Unplaced("conj")
         if kind == "filler":
             continue
         if kind == "connector":
+            if piece.word == "owner" and any(p.kind == "hint" and p.word == "created" for p in pieces):
+                raise Unplaced("created by")  # the creator is not the owner
             connector = piece.word
-            build.subject.append(piece.text)
+            if piece.text != "of":
+                build.subject.append(piece.text)
             continue
         if kind == "not":
             negate = True
@@ -1096,7 +1115,7 @@ def _compose(
             if me is None:
                 raise Unplaced("me")
             build.filters.append(Filter(field=_OWNER_FIELD.get(entity, "owner.id"), value=str(me)))
-            build.subject.insert(0, "my")
+            mine = True
         elif kind == "inactive" or kind == "never":
             if entity not in _LAST_ACTIVITY_ENTITIES:
                 raise Unplaced(kind)
@@ -1190,6 +1209,8 @@ def _compose(
     if hint == "due" and not periods:
         raise Unplaced("due when?")
     subject = " ".join(s for s in build.subject if s).strip() or entity
+    if mine:
+        subject += " assigned to you" if entity == "tasks" else " owned by you"
     if base is not None:
         return _follow_up(base, build, top, order_piece, subject, lexicon)
     return _finish(build, top, order_piece, singular, entity_word, subject, lexicon)
