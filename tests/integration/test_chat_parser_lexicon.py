@@ -12,6 +12,7 @@ from tests.integration.chat_support import FixedClock, ask, chat_client
 def test_the_lexicon_holds_only_the_callers_names(make_tenant, runtime, make_gateway, dead_llm_url):
     ours, theirs = make_tenant("Ours"), make_tenant("Theirs")
     ours.client.post("/api/v1/companies", json={"name": "Kestrel Dynamics", "country": "Norway"})
+    ours.client.post("/api/v1/companies", json={"name": "Brown, Lee & Garcia Inc.", "country": "Norway"})
     theirs.client.post("/api/v1/companies", json={"name": "Osprey Systems", "country": "Chile"})
     question = "contacts at Kestrel Dynamics or Osprey Systems in Norway or Chile"
     with read_only(runtime.db, ours.id, timeout_ms=2000, zone="UTC") as session:
@@ -21,7 +22,9 @@ def test_the_lexicon_holds_only_the_callers_names(make_tenant, runtime, make_gat
     assert [n.kind for n in lexicon.lookup("norway")] == ["country"]
     chat = chat_client(runtime, make_gateway(dead_llm_url), ours.org.api_key, FixedClock())
     try:
-        assert ask(chat, "companies in Norway")["data"]["total"] == 1
+        assert ask(chat, "companies in Norway")["data"]["total"] == 2
+        punctuated = ask(chat, "contacts at Brown, Lee & Garcia Inc.")  # the name as written, commas and all
+        assert punctuated["plan"] is not None and "Brown, Lee & Garcia Inc." in punctuated["answer"]
         refused = ask(chat, "companies in Chile")
         assert refused["plan"] is None and refused["data"]["rows"] == []
     finally:

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal, or_, select, union_all
+from sqlalchemy import String, any_, bindparam, cast, func, literal, or_, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from okyaku.db.models import Company, Contact, Deal, Pipeline, PipelineStage, User
@@ -235,45 +236,39 @@ def capitalised_words(question: str) -> frozenset[str]:
     return frozenset(normalise_name(re.sub(r"'s$", "", w)) for w in words if w[:1].isupper())
 
 
+def _normalised(column: Any) -> Any:
+    """:func:`normalise_name` in SQL: lower case, runs of other characters as one space."""
+    return func.btrim(func.regexp_replace(func.lower(column), r"[^\w&'+-]+", " ", "g"))
+
+
 def load_lexicon(session: Session, question: str, *, reserved: frozenset[str] = frozenset()) -> Lexicon:
     """The lexicon for one question, read in ``session`` (the caller's organization) in one round
-    trip: the small vocabularies whole, companies and contacts only where a name matches a run of
-    the question's words."""
-    grams = question_grams(question) or [""]
-    words = [g for g in grams if " " not in g] or [""]
+    trip: the owners and currencies whole; stage, pipeline, country, industry and city names, and
+    companies and contacts, only where a name (or a company's first word, a person's first or last
+    name) is a run of the question's words — so its cost does not grow with the organization."""
+    grams = bindparam("grams", question_grams(question) or [""], type_=ARRAY(String))
+    words = bindparam("words", [g for g in question_grams(question) if " " not in g] or [""], type_=ARRAY(String))
 
-    def distinct(kind: str, column: Any) -> Any:
+    def named(kind: str, column: Any) -> Any:
         return (
             select(literal(kind).label("kind"), literal("").label("id"), column.label("name"))
-            .where(column.is_not(None))
+            .where(_normalised(column) == any_(grams))
             .distinct()
         )
 
-    company_name = func.lower(Company.name)
-    full = func.lower(func.concat_ws(" ", Contact.first_name, Contact.last_name))
+    # a whole name starts with one of the question's words: matching first words finds them all
+    first_word = func.split_part(_normalised(Company.name), literal(" "), 1)
     parts = [
-        distinct("stage", PipelineStage.name),
-        distinct("pipeline", Pipeline.name),
-        distinct("country", Company.country),
-        distinct("industry", Company.industry),
-        distinct("city", Company.city),
-        distinct("currency", Deal.currency),
+        named("stage", PipelineStage.name),
+        named("pipeline", Pipeline.name),
+        named("country", Company.country),
+        named("industry", Company.industry),
+        named("city", Company.city),
+        select(literal("currency"), literal(""), Deal.currency).distinct(),
         select(literal("owner"), cast(User.id, String), User.name).where(User.deactivated_at.is_(None)),
-        select(literal("company"), cast(Company.id, String), Company.name)
-        .where(or_(company_name.in_(grams), func.split_part(company_name, literal(" "), 1).in_(words)))
-        .limit(200),
-        select(
-            literal("contact"),
-            cast(Contact.id, String),
-            func.concat_ws(" ", Contact.first_name, Contact.last_name),
-        )
-        .where(
-            or_(
-                full.in_(grams),
-                func.lower(Contact.first_name).in_(words),
-                func.lower(Contact.last_name).in_(words),
-            )
-        )
+        select(literal("company"), cast(Company.id, String), Company.name).where(first_word == any_(words)).limit(200),
+        select(literal("contact"), cast(Contact.id, String), func.concat_ws(" ", Contact.first_name, Contact.last_name))
+        .where(or_(func.lower(Contact.first_name) == any_(words), func.lower(Contact.last_name) == any_(words)))
         .limit(200),
     ]
     found: dict[str, list[tuple[str, str]]] = defaultdict(list)
