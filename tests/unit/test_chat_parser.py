@@ -103,6 +103,27 @@ def f(field: str, op: str, value: object) -> tuple[str, str, object]:
             {f("status", "eq", "lost"), f("closed_at", "within", {"start": "2026-06-01"})},
         ),
         ("Anna's deals", "deals", {f("owner.id", "eq", ANNA)}),
+        ("Which companies are in the software industry?", "companies", {f("industry", "eq", "Software")}),
+        ("show me deals where amount > 50000", "deals", {f("amount", "gt", 50000.0)}),
+        (
+            "deals with an expected close date this month",
+            "deals",
+            {
+                f("expected_close_date", "not_null", None),
+                f("expected_close_date", "within", {"relative": "this_month"}),
+                f("status", "eq", "open"),
+            },
+        ),
+        (
+            "tasks due by Friday",
+            "tasks",
+            {f("due_date", "within", {"end": "2026-12-05"}), f("status", "in", ["open", "in_progress"])},
+        ),
+        (
+            "How many deals did Anna Schmidt win this year",
+            "deals",
+            {f("owner.id", "eq", ANNA), f("status", "eq", "won"), f("closed_at", "within", {"relative": "this_year"})},
+        ),
     ],
 )
 def test_questions_compose_into_plans(question, entity, expected):
@@ -157,6 +178,9 @@ def test_amounts_in_several_currencies_are_never_added_together():
         "hottest leads in Germany",
         "deals not closing this month",  # "not" must never be dropped
         "tasks without a reason",
+        "how many deals did we close this month",  # closed, or won?
+        "contacts created by Anna Schmidt",  # the creator is not the owner
+        "first 3 companies",  # alphabetical, or oldest?
     ],
 )
 def test_what_the_parser_cannot_place_is_refused(question):

@@ -107,7 +107,7 @@ def _win_rate_answer(plan: QueryPlan, data: DataTable, subject: str) -> str:
     for row in data.rows:
         key = tuple(row[:groups])
         counts.setdefault(key, {})[str(row[groups])] = int(row[groups + 1] or 0)
-    scope = f" ({subject})" if subject and subject != "records" else ""
+    scope = f" ({subject})" if subject and subject not in ("records", "deals") else ""
 
     def line(tally: dict[str, int]) -> str:
         won, lost = tally.get("won", 0), tally.get("lost", 0)

@@ -202,8 +202,11 @@ def build_lexicon(
         for value in values:
             if value:
                 lexicon.add(value, Named(kind, value, value))
+                if kind == "industry" and not normalise_name(value).endswith((" industry", " sector")):
+                    lexicon.add(f"{value} industry", Named(kind, value, f"{value} industry"))
+                    lexicon.add(f"{value} sector", Named(kind, value, f"{value} sector"))
                 if kind == "stage" and not normalise_name(value).endswith(" stage"):
-                    lexicon.add(f"{value} stage", Named(kind, value, f"the {value} stage"))
+                    lexicon.add(f"{value} stage", Named(kind, value, f"{value} stage"))
                     lexicon.add(f"stage {value}", Named(kind, value, f"stage {value}"))  # "in the Proposal stage"
     for value in pipelines:
         if value:

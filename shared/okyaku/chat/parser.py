@@ -103,7 +103,9 @@ def _numeric(entity: str, path: str) -> bool:
 _FIELDS: dict[str, dict[str, str]] = {
     "deals": {
         "amount": "amount",
+        "amounts": "amount",
         "value": "amount",
+        "values": "amount",
         "size": "amount",
         "deal size": "amount",
         "deal value": "amount",
@@ -276,6 +278,7 @@ _PRESENCE: dict[str, dict[str, str]] = {
         "deal": "deal.id",
     },
 }
+_DATE_PRESENCE_HINTS = {"expected_close_date": "closing", "due_date": "due"}
 _PRESENCE_WORDS = sorted({w for words in _PRESENCE.values() for w in words}, key=len, reverse=True)
 _PRESENCE_FIELD = "(?:" + "|".join(re.escape(w) for w in _PRESENCE_WORDS) + ")"
 
@@ -461,6 +464,10 @@ def _recognisers() -> list[Recogniser]:
     add(
         r"(?:the )?(?P<fn>average|avg|mean|typical|total|sum|combined)(?: of)?",
         lambda m, t: [Piece("measure", m.group(0), value=_function(m.group("fn")))],
+    )
+    add(
+        r"how much (?:revenue|money|value)(?: is| are| were| was| do| did| have)?",
+        lambda m, t: [Piece("measure", m.group(0), value="sum", word="amount")],
     )
     add(
         r"how much(?: is| are| were| was| do| did)?(?: (?:worth|in|total))?|what(?:'s| is| are) (?:it|they) worth|"
@@ -1137,6 +1144,8 @@ def _compose(
             if present is None:
                 raise Unplaced(piece.word)
             path = present
+            if piece.op == "not_null" and path in _DATE_PRESENCE_HINTS:
+                hint = _DATE_PRESENCE_HINTS[path]  # "with a close date this month"
             build.filters.append(Filter(field=path, op=piece.op))
             build.subject.append(piece.text)
         elif kind == "compare":
@@ -1390,6 +1399,12 @@ def _strip_measure(subject: str) -> str:
     return subject.strip() or "records"
 
 
+def _follow_up_subject(entity: str, subject: str) -> str:
+    """ "matching deals (last month)": the previous question's records, changed as the follow-up says."""
+    changed = subject.strip()
+    return f"matching {entity}" + (f" ({changed})" if changed and changed != entity else "")
+
+
 def _follow_up(
     base: QueryPlan, build: _Build, top: Piece | None, order_piece: Piece | None, subject: str, lexicon: Lexicon | None
 ) -> Reading:
@@ -1404,18 +1419,20 @@ def _follow_up(
     if build.measure == "list" and not build.group and top is None and order_piece is None and base.is_aggregate:
         # the same breakdown over the changed filters
         plan = base.model_copy(update={"filters": filters})
-        return Reading(plan, "follow_up", f"{base.entity} ({subject})")
+        return Reading(plan, "follow_up", _follow_up_subject(base.entity, subject))
     if build.measure == "list" and not build.group and top is None and order_piece is None:
         fields = list(base.fields)
         for path in build.shown:
             if fields and path not in fields and _kind(base.entity, path) != "uuid":
                 fields.append(path)
         plan = base.model_copy(update={"filters": filters, "fields": fields})
-        return Reading(plan, "follow_up", f"{base.entity} ({subject})")
+        return Reading(plan, "follow_up", _follow_up_subject(base.entity, subject))
     reading = _finish(merged, top, order_piece, False, "", subject, lexicon)
     if reading.plan.is_aggregate or top is not None:
         return Reading(
-            reading.plan, reading.family, f"{base.entity} ({subject})" if reading.family != "win_rate" else subject
+            reading.plan,
+            reading.family,
+            _follow_up_subject(base.entity, subject) if reading.family != "win_rate" else subject,
         )
     plan = reading.plan.model_copy(
         update={"fields": base.fields or reading.plan.fields, "limit": base.limit or reading.plan.limit}
@@ -1425,7 +1442,7 @@ def _follow_up(
         if fields and plan.order_by[0].field not in fields:
             fields.append(plan.order_by[0].field)
         plan = plan.model_copy(update={"fields": fields})
-    return Reading(plan, "follow_up", f"{base.entity} ({subject})")
+    return Reading(plan, "follow_up", _follow_up_subject(base.entity, subject))
 
 
 def parse(
