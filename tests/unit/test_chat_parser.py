@@ -210,3 +210,28 @@ def test_follow_ups_change_the_previous_plan():
     assert f("owner.id", "eq", BOB) in filters(owner) and f("status", "eq", "open") in filters(owner)
     fresh = ask("What is our win rate?", previous=ask("deals owned by Anna Schmidt").plan)
     assert f("owner.id", "eq", ANNA) not in filters(fresh)  # a question of its own, not a follow-up
+
+
+@pytest.mark.parametrize(
+    ("phrase", "period"),
+    [
+        ("in q3", {"start": "2026-07-01", "end": "2026-10-01"}),
+        ("q1 2025", {"start": "2025-01-01", "end": "2025-04-01"}),
+        ("the fourth quarter", {"start": "2026-10-01", "end": "2027-01-01"}),
+        ("since june", {"start": "2026-06-01"}),
+        ("since last month", {"start": "2026-11-01"}),
+        ("between march and may", {"start": "2026-03-01", "end": "2026-06-01"}),
+        ("from january to march", {"start": "2026-01-01", "end": "2026-04-01"}),
+        ("before 2026-01-01", {"end": "2026-01-01"}),
+        ("year to date", {"start": "2026-01-01", "end": "2026-12-03"}),
+        ("june 2025", {"start": "2025-06-01", "end": "2025-07-01"}),
+        ("3 days ago", {"relative": "n_days_ago", "n": 3}),
+        ("between may and march", None),  # ends before it starts: not a period
+        ("soon", None),
+    ],
+)
+def test_periods(phrase, period):
+    from okyaku.chat.periods import parse_period
+
+    parsed = parse_period(phrase, WEDNESDAY)
+    assert (parsed.model_dump(exclude_none=True) if parsed else None) == period
