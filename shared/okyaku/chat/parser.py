@@ -449,10 +449,17 @@ def _recognisers() -> list[Recogniser]:
         lambda m, t: [Piece("measure", m.group(0), value="count")],
     )
     add(
-        r"(?:the )?(?P<fn>total|sum|combined|average|avg|mean|typical) (?P<entity>deal|opportunity) "
+        r"(?:the )?(?P<fn>total|sum|combined|average|avg|mean|typical|maximum|max|minimum|min|largest|biggest|"
+        r"smallest|highest|lowest) (?:(?P<status>won|lost|open|closed) )?(?P<entity>deal|opportunity) "
         r"(?P<field>size|value|amount|worth)",
         lambda m, t: [
             Piece("measure", m.group(0), value=_function(m.group("fn")), word="amount"),
+            *([Piece("status", m.group("status"), value=_status(m.group("status")))] if m.group("status") else []),
+            *(
+                [Piece("hint", "", word="closed", op="implied")]
+                if m.group("status") in ("won", "lost", "closed")
+                else []
+            ),
             _entity("deals", m.group("entity")),
         ],
     )
