@@ -13,6 +13,7 @@ Pure: no database. The lexicon is loaded by the service (:func:`okyaku.chat.lexi
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable
@@ -1470,6 +1471,7 @@ def parse(
     return compose(pieces, lexicon=lexicon, me=me, previous=previous, follow_up=bool(_FOLLOW_UP.search(text)))
 
 
+@functools.cache
 def reserved_words() -> frozenset[str]:
     """Words the parser reads as vocabulary: never taken as a partial name in the lexicon."""
     words: set[str] = set()
