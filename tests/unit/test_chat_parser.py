@@ -104,6 +104,7 @@ def f(field: str, op: str, value: object) -> tuple[str, str, object]:
         ),
         ("Anna's deals", "deals", {f("owner.id", "eq", ANNA)}),
         ("Which companies are in the software industry?", "companies", {f("industry", "eq", "Software")}),
+        ("Who works at Globex?", "contacts", {f("company.id", "eq", GLOBEX)}),
         ("show me deals where amount > 50000", "deals", {f("amount", "gt", 50000.0)}),
         (
             "deals with an expected close date this month",
@@ -149,6 +150,10 @@ def test_measures():
     assert biggest.plan.limit == 1 and ("status", "eq", "'open'") in filters(biggest)
     by_owner = ask("how many deals does each owner have")
     assert [g.field for g in by_owner.plan.group_by] == ["owner.name"]
+    two = ask("deals by owner and stage")
+    assert [g.field for g in two.plan.group_by] == ["owner.name", "stage.name"]
+    recent = ask("show me recent activities")  # not "which company?"
+    assert recent.plan.limit == 10 and recent.plan.order_by[0].field == "occurred_at"
     won_monthly = ask("deals won per month this year")
     assert [(g.field, g.date_part) for g in won_monthly.plan.group_by] == [("closed_at", "month")]
 

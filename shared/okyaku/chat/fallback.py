@@ -418,16 +418,20 @@ def _parse(
         lambda: _pipeline(text),
         lambda: _count_by(text, today),
     )
+    asked_back: Parsed | None = None
     for attempt in attempts:
         parsed = attempt()
-        if parsed is not None and (parsed.outcome != "cannot" or parsed.message != CANNOT):
+        if parsed is not None and parsed.outcome != "cannot":
             return parsed
+        if parsed is not None and parsed.message != CANNOT:
+            asked_back = parsed  # "show recent activities": which company? unless the parser reads it whole
+            break
     try:
         reading = parser.parse(question, today=today, lexicon=lexicon, me=me, previous=previous)
     except parser.Ambiguous as ambiguous:
         return Parsed("cannot", family="clarify", message=ambiguous.message)
     if reading is None:
-        return Parsed("cannot")
+        return asked_back or Parsed("cannot")
     return Parsed("plan", reading.plan, reading.family, reading.subject)
 
 

@@ -522,8 +522,15 @@ def _recognisers() -> list[Recogniser]:
     parts = r"(?P<part>day|week|month|quarter|year)"
     add(
         r"(?:by|per|for each|for every|in each|grouped by|group by|broken down by|break down by|split by|across|"
-        r"by each|each) (?:(?P<field>" + _FIELD + r")|" + parts + r")",
-        lambda m, t: [Piece("group", m.group(0), word=m.group("field") or "", value=m.group("part"))],
+        r"by each|each) (?:(?P<field>" + _FIELD + r")|" + parts + r")(?: and (?:by )?(?P<field2>" + _FIELD + r"))?",
+        lambda m, t: [
+            Piece("group", m.group(0), word=m.group("field") or "", value=m.group("part")),
+            *([Piece("group", "", word=m.group("field2"))] if m.group("field2") else []),
+        ],
+    )
+    add(
+        r"(?:who |that |which )?(?:works|work|working|worked|is employed|are employed|employed) (?:at|for)",
+        lambda m, t: [_entity("contacts", "contacts"), Piece("connector", "at")],
     )
     add(
         r"(?P<part>daily|weekly|monthly|quarterly|yearly|annually)",
