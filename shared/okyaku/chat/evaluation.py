@@ -237,6 +237,8 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
             "number of open deals",
             "how many open opportunities do we have",
             "count of open deals",
+            "how many deals are still open?",
+            "open deal count",
         ],
         _count(len(open_deals)),
     )
@@ -249,6 +251,8 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
             "deals expected to close this month",
             "list the opportunities closing this month",
             "what deals close this month",
+            "which opportunities will close this month?",
+            "deals with an expected close date this month",
         ],
         _records("deal", (d.id for d in open_deals if _within(d.expected_close, month, next_month))),
     )
@@ -266,6 +270,8 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
                 f"show me the deals in {stage}",
                 f"list {stage} deals",
                 f"deals in the {stage} stage",
+                f"what deals do we have in {stage}?",
+                f"deals at the {stage} stage",
             ],
             _records("deal", in_stage),
         )
@@ -288,7 +294,14 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
     lost = [d for d in deals if d.status == "lost"]
     add(
         "win rate",
-        ["What is our win rate?", "win rate", "what's our close rate", "show me our win rate"],
+        [
+            "What is our win rate?",
+            "win rate",
+            "what's our close rate",
+            "show me our win rate",
+            "what percentage of deals do we win?",
+            "how often do we win deals?",
+        ],
         Expected("win_rate", won=len(won), lost=len(lost)),
     )
     year = date(today.year, 1, 1)
@@ -304,7 +317,14 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
     )
     add(
         "average deal size",
-        ["average deal size", "what is the average deal value", "average amount of deals", "mean deal amount"],
+        [
+            "average deal size",
+            "what is the average deal value",
+            "average amount of deals",
+            "mean deal amount",
+            "what's the typical deal size?",
+            "how big is an average deal?",
+        ],
         _amount(deals, "avg", mixed),
     )
     amounts = sorted(d.amount for d in deals if d.amount is not None)
@@ -349,6 +369,8 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
                 f"who are our contacts at {company}",
                 f"people at {company}",
                 f"list the contacts from {company}",
+                f"who works at {company}?",
+                f"{company} contacts",
             ],
             _records("contact", at),
         )
@@ -376,7 +398,14 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
     open_tasks = [t for t in facts.tasks if t[1] in ("open", "in_progress")]
     add(
         "tasks due today",
-        ["tasks due today", "which tasks are due today", "show me tasks due today", "what tasks are due today"],
+        [
+            "tasks due today",
+            "which tasks are due today",
+            "show me tasks due today",
+            "what tasks are due today",
+            "what's due today?",
+            "today's tasks",
+        ],
         _records("task", (t[0] for t in open_tasks if t[2] == today)),
     )
     if me is not None:
@@ -414,6 +443,8 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
             "contacts we haven't talked to in 30 days",
             "contacts with no activity in the last 30 days",
             "show contacts not contacted in 30 days",
+            "who haven't we spoken to in the last 30 days?",
+            "contacts we have not reached out to in a month",
         ],
         _records("contact", (c for c in contact_ids if c not in talked)),
     )
@@ -442,7 +473,14 @@ def generate_cases(facts: Facts, me: str | None) -> list[Case]:
     by_stage = Counter(d.stage for d in deals)
     add(
         "deals by stage",
-        ["count of deals by stage", "how many deals per stage", "deals by stage", "number of deals in each stage"],
+        [
+            "count of deals by stage",
+            "how many deals per stage",
+            "deals by stage",
+            "number of deals in each stage",
+            "break down deals by stage",
+            "how are deals distributed across stages?",
+        ],
         Expected("groups", groups=tuple(sorted((k, float(v)) for k, v in by_stage.items()))),
     )
     last_week = monday - timedelta(days=7)

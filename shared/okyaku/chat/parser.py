@@ -326,7 +326,7 @@ _FILLERS = (
     "currently|right now|now|at the moment|at present|so far|still|yet|in|at|for|from|with|on|to|about|some|"
     "please|just|only|exactly|in total|overall|altogether|in the crm|in our crm|in the system|records|entries|"
     "the list of|a list of|list of|it|its|their|there are|the ones|here|total number|whole|entire|current|"
-    "ones that|as of now|we've|we're|we'd"
+    "ones that|as of now|we've|we're|we'd|break down|breakdown of|a breakdown of"
 )
 _LEADING = r"(?:and|also|then|now|ok|okay|so|what about|how about|and what about|same for|same but|what of)"
 _MONEY = (
@@ -435,7 +435,9 @@ def _recognisers() -> list[Recogniser]:
     # the rate of winning
     add(
         r"win rate|win-rate|winrate|win ratio|win percentage|win %|close rate|closing rate|success rate|"
-        r"percentage of deals (?:we )?won|hit rate",
+        r"percentage of deals (?:we )?won|hit rate|"
+        r"(?:the )?(?:percentage|share|proportion|ratio) of (?:deals|opportunities) "
+        r"(?:that )?(?:do |did )?(?:we )?(?:win|won)",
         lambda m, t: [Piece("measure", m.group(0), value="win_rate")],
     )
     add(
@@ -1001,6 +1003,8 @@ def _inferred_entity(pieces: list[Piece]) -> str | None:
         return "deals"
     if any(p.kind == "status" and p.value in ("won", "lost") for p in pieces):
         return "deals"
+    if any(p.kind == "hint" and p.word == "due" and p.op != "implied" for p in pieces):
+        return "tasks"  # "what's due today": only tasks fall due
     if any(p.kind == "named" and all(n.kind in ("stage", "pipeline") for n in p.named) for p in pieces):
         return "deals"
     return None
@@ -1232,6 +1236,8 @@ def _compose(
             build.subject.insert(0, "open")
     if hint == "due" and not periods:
         raise Unplaced("due when?")
+    if not any(p.kind == "entity" and p.text for p in pieces) and base is None:  # "what's due today"
+        build.subject.insert(1 if build.subject[:1] == ["open"] else 0, entity)
     subject = " ".join(s for s in build.subject if s).strip() or entity
     if mine:
         subject += " assigned to you" if entity == "tasks" else " owned by you"
