@@ -162,7 +162,11 @@ def test_amounts_in_several_currencies_are_never_added_together():
     total = ask("total value of open deals", currencies=("EUR", "GBP"))
     assert [g.field for g in total.plan.group_by] == ["currency"]
     listing = ask("deals closing this month", currencies=("EUR", "GBP"))
-    assert listing.plan.totals == []
+    assert (
+        listing.plan.totals == [] and listing.plan.fields.index("currency") == listing.plan.fields.index("amount") + 1
+    )
+    over = ask("deals over 100k", currencies=("EUR", "GBP"))
+    assert over.plan.totals == [] and "currency" in over.plan.fields
     assert ask("deals over $5,000", currencies=("EUR", "GBP")).message == CANNOT  # no dollars: not converted
 
 

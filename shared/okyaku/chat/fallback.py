@@ -374,6 +374,10 @@ def _currency_safe(parsed: Parsed, lexicon: Lexicon | None) -> Parsed:
         plan = plan.model_copy(update={"group_by": [*plan.group_by, GroupBy(field="currency")]})
     if any(a.field == "amount" for a in plan.totals):
         plan = plan.model_copy(update={"totals": [a for a in plan.totals if a.field != "amount"]})
+    if plan.entity == "deals" and "amount" in plan.fields and "currency" not in plan.fields:
+        fields = list(plan.fields)
+        fields.insert(fields.index("amount") + 1, "currency")
+        plan = plan.model_copy(update={"fields": fields})
     parsed.plan = plan
     return parsed
 

@@ -1392,6 +1392,8 @@ def _finish(
             fields.append(path)
     if entity == "deals" and any(f.field == "status" and f.value == "lost" for f in build.filters):
         fields.append("lost_reason")
+    if entity == "deals" and mixed and "amount" in fields:
+        fields.insert(fields.index("amount") + 1, "currency")  # amounts in several currencies: say which
     totals = [_AMOUNT_TOTAL] if entity == "deals" and not mixed and top is None else []
     if not order:
         order = _default_order(entity, build.filters)
