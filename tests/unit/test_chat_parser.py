@@ -217,6 +217,14 @@ def test_follow_ups_change_the_previous_plan():
     assert f("expected_close_date", "within", {"relative": "this_month"}) not in filters(later)
     owner = ask("only the ones owned by Bob Jones", previous=previous)
     assert f("owner.id", "eq", BOB) in filters(owner) and f("status", "eq", "open") in filters(owner)
+    rate = ask("by owner", previous=ask("win rate this year").plan)
+    assert rate.family == "win_rate" and [g.field for g in rate.plan.group_by] == ["owner.name", "status"]
+    assert f("closed_at", "within", {"relative": "this_year"}) in filters(rate)
+    customers = ask("how many of them are customers", previous=ask("contacts in Germany").plan)
+    assert filters(customers) == {f("company.country", "eq", "Germany"), f("lifecycle_stage", "eq", "customer")}
+    assert ask("how many are customers", previous=ask("contacts in Germany").plan).plan == customers.plan
+    statuses = ask("and last month?", previous=ask("how many deals created this month by status").plan)
+    assert statuses.family != "win_rate"  # counts by status are not a win rate
     fresh = ask("What is our win rate?", previous=ask("deals owned by Anna Schmidt").plan)
     assert f("owner.id", "eq", ANNA) not in filters(fresh)  # a question of its own, not a follow-up
 

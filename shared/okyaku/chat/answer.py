@@ -146,7 +146,8 @@ def _measure_answer(plan: QueryPlan, data: DataTable, subject: str) -> str:
     if len(data.rows) > SHOWN_ROWS * 2:
         lines.append(f"- … and {len(data.rows) - SHOWN_ROWS * 2} more groups in the table")
     by = ", ".join(g.field.replace(".name", "").replace("_", " ") for g in plan.group_by)
-    return f"{what} of {subject} by {by}:\n" + "\n".join(lines)
+    heading = subject if " by " in f" {subject} " else f"{subject} by {by}"
+    return f"{what} of {heading}:\n" + "\n".join(lines)
 
 
 def _aggregate_answer(plan: QueryPlan, data: DataTable, family: str, subject: str) -> str:

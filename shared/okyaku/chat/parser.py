@@ -1012,6 +1012,7 @@ def _inferred_entity(pieces: list[Piece]) -> str | None:
 
 _FOLLOW_UP = re.compile(
     r"^(?:and|also|then|now|what about|how about|only|just|same)\b|\b(?:them|those|these|they|ones)\b"
+    r"|^(?:how many|which|what|who) are\b"
 )
 
 
@@ -1034,6 +1035,10 @@ def compose(
     base: QueryPlan | None = None
     if entities:
         entity = next(iter(entities))
+        words = [p for p in pieces if p.kind == "entity" and p.text]
+        narrowing = words and all(_ENTITY_WORDS[p.word][1] for p in words)
+        if follow_up and previous is not None and previous.entity == entity and narrowing:
+            base = previous  # "how many of them are customers": of those
     elif previous is not None and (inferred is None or follow_up):
         entity, base = previous.entity, previous
     elif inferred is not None:
@@ -1422,6 +1427,19 @@ def _strip_measure(subject: str) -> str:
     return subject.strip() or "records"
 
 
+def _family_of(plan: QueryPlan) -> str:
+    """How a previous aggregate plan is worded: a win rate, a count, or a measure."""
+    if not plan.is_aggregate:
+        return "follow_up"
+    closed = any(f.field == "status" and f.op == "in" and f.value == ["won", "lost"] for f in plan.filters)
+    if closed and plan.group_by and plan.group_by[-1].field == "status" and plan.aggregations[0].function == "count":
+        return "win_rate"
+    first = plan.aggregations[0]
+    if first.function == "count":
+        return "count" if not plan.group_by else "measure_count"
+    return f"measure_{first.function}"
+
+
 def _follow_up_subject(entity: str, subject: str) -> str:
     """ "matching deals (last month)": the previous question's records, changed as the follow-up says."""
     changed = subject.strip()
@@ -1442,7 +1460,17 @@ def _follow_up(
     if build.measure == "list" and not build.group and top is None and order_piece is None and base.is_aggregate:
         # the same breakdown over the changed filters
         plan = base.model_copy(update={"filters": filters})
-        return Reading(plan, "follow_up", _follow_up_subject(base.entity, subject))
+        family = _family_of(plan)
+        return Reading(plan, family, subject if family == "win_rate" else _follow_up_subject(base.entity, subject))
+    if build.measure == "list" and build.group and base.is_aggregate:  # "by owner": the same measure, grouped
+        if _family_of(base) == "win_rate":
+            merged.measure = "win_rate"
+            merged.filters = [f for f in filters if f.field != "status"]
+        elif base.aggregations[0].function != "count" and base.aggregations[0].field:
+            word = next((w for w, path in _FIELDS[base.entity].items() if path == base.aggregations[0].field), None)
+            if word is None:
+                raise Unplaced("measure")
+            merged.measure, merged.measure_field = base.aggregations[0].function, word
     if build.measure == "list" and not build.group and top is None and order_piece is None:
         fields = list(base.fields)
         for path in build.shown:
