@@ -121,10 +121,9 @@ def _win_rate_answer(plan: QueryPlan, data: DataTable, subject: str) -> str:
         f"- {' / '.join(format_value(v) if v is not None else '(none)' for v in key)}: {line(tally)}"
         for key, tally in counts.items()
     ]
-    return (
-        f"Win rate{scope} by {', '.join(g.field.replace('.name', '').replace('_', ' ') for g in plan.group_by[:-1])}:\n"
-        + "\n".join(lines)
-    )
+    by = ", ".join(g.field.replace(".name", "").replace("_", " ") for g in plan.group_by[:-1])
+    heading = f"Win rate{scope}" if "by " in subject else f"Win rate{scope} by {by}"
+    return f"{heading}:\n" + "\n".join(lines)
 
 
 def _measure_answer(plan: QueryPlan, data: DataTable, subject: str) -> str:
