@@ -105,6 +105,7 @@ def f(field: str, op: str, value: object) -> tuple[str, str, object]:
         ("Anna's deals", "deals", {f("owner.id", "eq", ANNA)}),
         ("Which companies are in the software industry?", "companies", {f("industry", "eq", "Software")}),
         ("Who works at Globex?", "contacts", {f("company.id", "eq", GLOBEX)}),
+        ("how many deals are worth more than 50k", "deals", {f("amount", "gt", 50000.0)}),
         ("show me deals where amount > 50000", "deals", {f("amount", "gt", 50000.0)}),
         (
             "deals with an expected close date this month",

@@ -556,8 +556,8 @@ def _recognisers() -> list[Recogniser]:
     # comparisons
     ops = "|".join(f"(?P<{op}>{words})" for op, words in _COMPARE_OPS.items() if op in ("gt", "gte", "lt", "lte"))
     add(
-        r"(?:(?:with |that have |having |of |whose )?(?:an? )?(?P<field>" + _NUMERIC + r") )?(?:is |are |of |was |"
-        r"valued at |worth |that is |that are |which are |greater )?(?:"
+        r"(?:(?:with |that have |having |of |whose )?(?:an? )?(?P<field>" + _NUMERIC + r") )?"
+        r"(?:(?:is|are|was|were|that is|that are|which are) )?(?:(?:of|valued at|worth|greater) )?(?:"
         + ops.replace("|or more", "").replace("|or less", "")
         + r") "
         + _MONEY
@@ -1244,6 +1244,7 @@ def _compose(
     if not any(p.kind == "entity" and p.text for p in pieces) and base is None:  # "what's due today"
         build.subject.insert(1 if build.subject[:1] == ["open"] else 0, entity)
     subject = " ".join(s for s in build.subject if s).strip() or entity
+    subject = re.sub(r"\b(?:(?:that|which|who) )?(?:are|is|were|was) ", "", subject)  # "deals are overdue"
     if mine:
         subject += " assigned to you" if entity == "tasks" else " owned by you"
     if base is not None:
