@@ -158,6 +158,10 @@ def _demo_rows(bench: Any, runtime: Runtime, now: datetime) -> list[tuple[str, s
     rows: list[tuple[str, str, float, float]] = []
     try:
         seed_demo_data(runtime, org.organization_id, org.user_id, now=now)
+        owner_db = Database(bench.local.owner_url)
+        with owner_db.session() as session:  # as autovacuum would after a bulk load
+            session.execute(text("ANALYZE"))
+        owner_db.dispose()
         with bench.db.organization_scope(org.organization_id) as session:
             owner = session.execute(
                 text(
