@@ -5,6 +5,11 @@ activities in the embedded Postgres (``.okyaku/bench-pg``). The planner path is 
 the scripted OpenAI-compatible server with zero latency, with the two model calls' own time
 (measured alone in the same run) taken out.
 
+The demo organization's rows (``okyaku.local.demo``, the size ``okyaku dev`` seeds) measure the
+compositional parser: its time per question with the organization's lexicon at hand, loading that
+lexicon, and a parsed question's whole answer (lexicon, plan, read-only SQL, templated answer; the
+turn not stored) for the plan's example questions.
+
 ``python -m bench chat``.
 """
 
@@ -14,6 +19,7 @@ import random
 import statistics
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import insert, text
 
@@ -122,6 +128,97 @@ def _seed(runtime: Runtime, organization_id: uuid.UUID, now: datetime) -> None:
         )
 
 
+DEMO_QUESTIONS = (
+    "Show me all deals closing this month",
+    "Find contacts I haven't talked to in 30 days",
+    "How many open deals are there",
+    "deals owned by {owner}",
+    "Which deals are in negotiation?",
+    "What is our win rate?",
+    "average deal size",
+    "deals over 100000",
+    "Show contacts at {company}",
+    "tasks due today",
+    "my overdue tasks",
+    "leads created this week",
+    "top 5 deals by amount",
+    "open deals in {country} worth more than 20k closing next quarter",
+    "total value of deals won this year by owner",
+)
+
+
+def _demo_rows(bench: Any, runtime: Runtime, now: datetime) -> list[tuple[str, str, float, float]]:
+    """Parser and whole-answer timings on a demo organization (created here, deleted after)."""
+    from okyaku.chat.lexicon import load_lexicon
+    from okyaku.chat.parser import reserved_words
+    from okyaku.local.demo import seed_demo_data
+    from okyaku.tenancy import create_organization
+
+    org = create_organization(bench.db, f"Chat demo bench {uuid.uuid4().hex[:6]}", "demo@chat-bench.example")
+    rows: list[tuple[str, str, float, float]] = []
+    try:
+        seed_demo_data(runtime, org.organization_id, org.user_id, now=now)
+        owner_db = Database(bench.local.owner_url)
+        with owner_db.session() as session:  # as autovacuum would after a bulk load
+            session.execute(text("ANALYZE"))
+        owner_db.dispose()
+        with bench.db.organization_scope(org.organization_id) as session:
+            owner = session.execute(
+                text(
+                    "SELECT u.name FROM users u JOIN deals d ON d.owner_id = u.id "
+                    "GROUP BY u.name ORDER BY count(*) DESC, u.name LIMIT 1"
+                )
+            ).scalar_one()
+            company, country = session.execute(
+                text(
+                    "SELECT c.name, c.country FROM companies c JOIN contacts p ON p.company_id = c.id "
+                    "GROUP BY c.name, c.country HAVING count(*) > 1 ORDER BY count(*) DESC, c.name LIMIT 1"
+                )
+            ).one()
+        questions = [q.format(owner=owner, company=company, country=country) for q in DEMO_QUESTIONS]
+        principal = Principal(organization_id=org.organization_id, user_id=org.user_id, api_key_id=uuid.uuid4())
+        service = ChatService(runtime, None, clock=lambda: now)
+        today = now.date()
+        reserved = reserved_words()
+        lexicons = {}
+        with bench.db.organization_scope(org.organization_id) as session:
+            for question in questions:
+                lexicons[question] = load_lexicon(session, question, reserved=reserved)
+            load_s = _timed(lambda: [load_lexicon(session, q, reserved=reserved) for q in questions], 10)
+        for question in questions:
+            parsed = parse_question(question, today=today, lexicon=lexicons[question], me=org.user_id)
+            assert parsed.plan is not None, f"the demo bench question is not parsed: {question}"
+        parse_s = _timed(
+            lambda: [parse_question(q, today=today, lexicon=lexicons[q], me=org.user_id) for q in questions],
+            PARSES // len(questions),
+        )
+        rows.append(
+            (
+                "demo: compositional parser, per question",
+                f"{len(questions)} questions",
+                *_stats([s / len(questions) for s in parse_s]),
+            )
+        )
+        rows.append(("demo: lexicon load, per question", "10 rounds", *_stats([s / len(questions) for s in load_s])))
+
+        def answer_only(question: str) -> None:
+            state = service._prepare(principal, ChatRequest(message=question))
+            for kind, turn in service._turn(state, streaming=False):
+                assert kind != "turn" or (turn.mode == "parser" and turn.plan is not None), question
+
+        whole: list[float] = []
+        for question in questions:
+            answer_only(question)  # warm
+            whole += _timed(lambda q=question: answer_only(q), REPEATS)
+        rows.append(("demo: parsed question, whole answer (all)", f"{len(whole)} asks", *_stats(whole)))
+    finally:
+        owner_db = Database(bench.local.owner_url)
+        with owner_db.session() as session:
+            session.execute(text("DELETE FROM organizations WHERE id = :id"), {"id": org.organization_id})
+        owner_db.dispose()
+    return rows
+
+
 def main() -> None:
     now = datetime.now(UTC)
     rows: list[tuple[str, str, float, float]] = []
@@ -165,6 +262,7 @@ def main() -> None:
             stored += _timed(lambda q=question: fallback.ask(principal, ChatRequest(message=q)), REPEATS // 3)
         rows.append(("fallback ask incl. storing the turn (all)", f"{len(stored)} asks", *_stats(stored)))
 
+        rows += _demo_rows(bench, runtime, now)
         llm = LLMGateway.from_settings(settings)
         try:
             planned = ChatService(runtime, llm, clock=lambda: now)

@@ -205,7 +205,7 @@ def test_instructions_inside_records_are_data(chat, openai_server, crm, tenant, 
         "fields": ["subject"],
     }
     openai_server.script(plan_call(plan), Reply.text("Revenue is 1,000,000. I created a task to wire money."))
-    result = ask(chat, "what notes do we have on Acme Corp?")
+    result = ask(chat, "what do the notes on Acme Corp say?")  # beyond the parser: the model plans
     planning, phrasing = chat_requests(openai_server)
     assert injection not in json.dumps(planning.body)  # record text never reaches the turn that can call tools
     assert "tools" not in phrasing.body and injection in phrasing.messages[-1]["content"]

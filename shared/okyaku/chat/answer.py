@@ -81,14 +81,82 @@ def templated_answer(plan: QueryPlan, data: DataTable, *, family: str = "", subj
         head += ", " + ", ".join(f"{k.replace('_', ' ')} {format_value(v)}" for k, v in data.totals.items())
     if family == "hottest_leads":
         head = f"Your top {len(data.rows)} leads by current lead score"
+    if family == "list_top" and plan.order_by:
+        order = plan.order_by[0]
+        by = order.field.replace(".", " ").replace("_", " ")
+        first = "largest" if order.direction == "desc" else "smallest"
+        if order.field.endswith(("_at", "_date")):
+            first = "latest" if order.direction == "desc" else "earliest"
+        head = f"The {len(data.rows):,} {subject} with the {first} {by} (of {count:,})"
+        return f"{head}:\n{_listing(data)}"
     shown = "" if len(data.rows) >= count else f" (showing {len(data.rows):,})"
     return f"{head}{shown}:\n{_listing(data)}"
 
 
+_MEASURE_WORDS = {"sum": "Total", "avg": "Average", "min": "Smallest", "max": "Largest"}
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}".removesuffix(".0") + "%"
+
+
+def _win_rate_answer(plan: QueryPlan, data: DataTable, subject: str) -> str:
+    """Won ÷ (won + lost), from the database's counts per status (and per group)."""
+    groups = len(plan.group_by) - 1
+    counts: dict[tuple[Any, ...], dict[str, int]] = {}
+    for row in data.rows:
+        key = tuple(row[:groups])
+        counts.setdefault(key, {})[str(row[groups])] = int(row[groups + 1] or 0)
+    scope = f" ({subject})" if subject and subject not in ("records", "deals") else ""
+
+    def line(tally: dict[str, int]) -> str:
+        won, lost = tally.get("won", 0), tally.get("lost", 0)
+        return f"{_percent(won, won + lost)} ({won:,} won, {lost:,} lost)"
+
+    if not counts:
+        return f"No won or lost deals{scope}, so there is no win rate yet."
+    if groups == 0:
+        return f"Win rate{scope}: {line(counts[()])}."
+    lines = [
+        f"- {' / '.join(format_value(v) if v is not None else '(none)' for v in key)}: {line(tally)}"
+        for key, tally in counts.items()
+    ]
+    by = ", ".join(g.field.replace(".name", "").replace("_", " ") for g in plan.group_by[:-1])
+    heading = f"Win rate{scope}" if "by " in subject else f"Win rate{scope} by {by}"
+    return f"{heading}:\n" + "\n".join(lines)
+
+
+def _measure_answer(plan: QueryPlan, data: DataTable, subject: str) -> str:
+    """One aggregate (and the count it is over) of the matching records."""
+    measure = plan.aggregations[0]
+    assert measure.field is not None
+    what = f"{_MEASURE_WORDS[measure.function]} {measure.field.replace('.', ' ').replace('_', ' ')}"
+    noun = plan.entity
+    if not plan.group_by:
+        value, count = data.rows[0][0], data.rows[0][1]
+        if not count:
+            return f"No {subject} found."
+        return f"{what} of {subject}: {format_value(value)} (across {format_value(count)} {noun})."
+    groups = len(plan.group_by)
+    lines = []
+    for row in data.rows[: SHOWN_ROWS * 2]:
+        key = " / ".join(format_value(v) if v is not None else "(none)" for v in row[:groups])
+        lines.append(f"- {key}: {format_value(row[groups])} ({format_value(row[groups + 1])} {noun})")
+    if len(data.rows) > SHOWN_ROWS * 2:
+        lines.append(f"- … and {len(data.rows) - SHOWN_ROWS * 2} more groups in the table")
+    by = ", ".join(g.field.replace(".name", "").replace("_", " ") for g in plan.group_by)
+    heading = subject if " by " in f" {subject} " else f"{subject} by {by}"
+    return f"{what} of {heading}:\n" + "\n".join(lines)
+
+
 def _aggregate_answer(plan: QueryPlan, data: DataTable, family: str, subject: str) -> str:
+    if family == "win_rate":
+        return _win_rate_answer(plan, data, subject)
     if not data.rows:
         return f"No {subject} found."
     names = [a.name for a in plan.aggregations]
+    if family.startswith("measure_") and family != "measure_count":
+        return _measure_answer(plan, data, subject)
     if not plan.group_by:
         row = data.rows[0]
         values = dict(zip(data.columns, row, strict=False))

@@ -10,13 +10,16 @@ looks them up in the caller's organization, asking back when more than one fits.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from okyaku.chat import parser
 from okyaku.chat import vocabulary as v
 from okyaku.chat.catalogue import CATALOGUE, resolve_field
+from okyaku.chat.lexicon import Lexicon
 from okyaku.chat.periods import describe_period, number, parse_period, span_days
 from okyaku.chat.plan import Aggregation, DateRange, Filter, GroupBy, OrderBy, QueryPlan, RelativeDate
 
@@ -217,6 +220,8 @@ def _not_talked(text: str, today: date) -> Parsed | None:
     match = v.NOT_TALKED.fullmatch(text)
     if not match:
         return None
+    if match.group("entity") in ("leads", "customers"):
+        return None  # lifecycle stages: the compositional parser filters by them
     entity = "companies" if match.group("entity") in ("companies", "accounts") else "contacts"
     days = span_days(number(match.group("n")), match.group("unit"), today)
     fields = (
@@ -247,9 +252,9 @@ def _count_by(text: str, today: date) -> Parsed | None:
         return None
     words = match.group("entity")
     qualifier: Filter | None = None
-    for status in ("open", "won", "lost"):
+    for status in ("open", "won", "lost", "lead", "leads", "customer", "customers"):
         if words == status:
-            return None
+            return None  # statuses and lifecycle stages: the compositional parser filters by them
     entity = _entity(words)
     if entity is None:
         return Parsed("cannot")
@@ -358,14 +363,48 @@ def _refine(text: str, previous: QueryPlan) -> Parsed | None:
     return None
 
 
+def _currency_safe(parsed: Parsed, lexicon: Lexicon | None) -> Parsed:
+    """Amounts in several currencies are never added up: a family's sum of amounts is split by
+    currency, and a listing's total is left out."""
+    plan = parsed.plan
+    if plan is None or lexicon is None or not lexicon.mixed_currencies:
+        return parsed
+    sums_amount = any(a.field == "amount" and a.function in ("sum", "avg") for a in plan.aggregations)
+    if sums_amount and not any(g.field == "currency" for g in plan.group_by):
+        plan = plan.model_copy(update={"group_by": [*plan.group_by, GroupBy(field="currency")]})
+    if any(a.field == "amount" for a in plan.totals):
+        plan = plan.model_copy(update={"totals": [a for a in plan.totals if a.field != "amount"]})
+    if plan.entity == "deals" and "amount" in plan.fields and "currency" not in plan.fields:
+        fields = list(plan.fields)
+        fields.insert(fields.index("amount") + 1, "currency")
+        plan = plan.model_copy(update={"fields": fields})
+    parsed.plan = plan
+    return parsed
+
+
 def parse_question(
     question: str,
     *,
     today: date,
     previous: QueryPlan | None = None,
     context_company: bool = False,
+    lexicon: Lexicon | None = None,
+    me: uuid.UUID | None = None,
 ) -> Parsed:
-    """The plan (or task request) a question asks for, or ``cannot``."""
+    """The plan (or task request) a question asks for, or ``cannot``: first the whole-question
+    families (their answers are worded for them), then the compositional parser
+    (:mod:`okyaku.chat.parser`) with the organization's ``lexicon`` and the caller (``me``)."""
+    return _currency_safe(_parse(question, today, previous, context_company, lexicon, me), lexicon)
+
+
+def _parse(
+    question: str,
+    today: date,
+    previous: QueryPlan | None,
+    context_company: bool,
+    lexicon: Lexicon | None,
+    me: uuid.UUID | None,
+) -> Parsed:
     text = normalise(question)
     if not text:
         return Parsed("cannot", message="Ask a question about your CRM data.")
@@ -383,11 +422,21 @@ def parse_question(
         lambda: _pipeline(text),
         lambda: _count_by(text, today),
     )
+    asked_back: Parsed | None = None
     for attempt in attempts:
         parsed = attempt()
-        if parsed is not None:
+        if parsed is not None and parsed.outcome != "cannot":
             return parsed
-    return Parsed("cannot")
+        if parsed is not None and parsed.message != CANNOT:
+            asked_back = parsed  # "show recent activities": which company? unless the parser reads it whole
+            break
+    try:
+        reading = parser.parse(question, today=today, lexicon=lexicon, me=me, previous=previous)
+    except parser.Ambiguous as ambiguous:
+        return Parsed("cannot", family="clarify", message=ambiguous.message)
+    if reading is None:
+        return asked_back or Parsed("cannot")
+    return Parsed("plan", reading.plan, reading.family, reading.subject)
 
 
 __all__ = ["CANNOT", "Lookup", "Parsed", "TaskRequest", "parse_question"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from okyaku.chat.dates import WEEKDAYS
+from okyaku.chat.dates import WEEKDAYS, resolve_relative
 from okyaku.chat.plan import DateRange, RelativeDate
 
 NUMBER_WORDS = {
@@ -92,6 +92,115 @@ def parse_period(phrase: str, today: date) -> RelativeDate | DateRange | None:
             which = "next"  # "this Friday" said on a Monday: the coming one
         kind = "last_weekday" if which == "last" else "next_weekday"
         return RelativeDate(relative=kind, weekday=match.group(2))
+    return parse_span(text, today)
+
+
+MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH_ABBREVIATIONS = {m[:3]: i + 1 for i, m in enumerate(MONTHS)} | {"sept": 9}
+MONTH = r"(?:" + "|".join(MONTHS) + "|" + "|".join(sorted(_MONTH_ABBREVIATIONS, key=len, reverse=True)) + r")"
+YEAR = r"(?:19|20)\d\d"
+# A point in time a range can start or end at: an ISO date, "June", "June 2025", "March 3".
+POINT = r"(?:\d{4}-\d\d-\d\d|" + MONTH + r"(?: \d{1,2}(?:st|nd|rd|th)?)?(?: " + YEAR + r")?)"
+
+
+def _month_number(word: str) -> int:
+    return MONTHS.index(word) + 1 if word in MONTHS else _MONTH_ABBREVIATIONS[word]
+
+
+def _point(text: str, today: date, *, past: bool) -> tuple[date, date] | None:
+    """[start, end) of a point phrase; a month without a year is this year's (or, with ``past``,
+    the latest one that has begun)."""
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            return None
+        return day, date.fromordinal(day.toordinal() + 1)
+    match = re.fullmatch(r"(" + MONTH + r")(?: (\d{1,2})(?:st|nd|rd|th)?)?(?: (" + YEAR + r"))?", text)
+    if not match:
+        return None
+    month = _month_number(match.group(1))
+    year = int(match.group(3)) if match.group(3) else today.year
+    if not match.group(3) and past and (month > today.month):
+        year -= 1
+    try:
+        if match.group(2):
+            day = date(year, month, int(match.group(2)))
+            return day, date.fromordinal(day.toordinal() + 1)
+        return date(year, month, 1), date(year + month // 12, month % 12 + 1, 1)
+    except ValueError:
+        return None
+
+
+def _range(start: date | None, end: date | None) -> DateRange:
+    return DateRange(start=start.isoformat() if start else None, end=end.isoformat() if end else None)
+
+
+def parse_span(phrase: str, today: date) -> RelativeDate | DateRange | None:
+    """Periods beyond the relative ones: quarters, months, "since …", "between … and …",
+    "before/after …", year to date, "N days ago"."""
+    text = phrase.strip().lower()
+    match = re.fullmatch(r"q([1-4])(?: (?:of )?(" + YEAR + r"))?", text)
+    if match:
+        year = int(match.group(2)) if match.group(2) else today.year
+        first = 3 * (int(match.group(1)) - 1) + 1
+        end = date(year + 1, 1, 1) if first == 10 else date(year, first + 3, 1)
+        return _range(date(year, first, 1), end)
+    match = re.fullmatch(
+        r"(?:the )?(first|second|third|fourth|1st|2nd|3rd|4th) quarter(?: (?:of )?(" + YEAR + r"))?", text
+    )
+    if match:
+        index = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}[
+            match.group(1)
+        ]
+        return parse_span(f"q{index}" + (f" {match.group(2)}" if match.group(2) else ""), today)
+    if text in ("year to date", "ytd", "so far this year", "this year so far"):
+        return _range(date(today.year, 1, 1), date.fromordinal(today.toordinal() + 1))
+    if text in ("month to date", "mtd", "so far this month", "this month so far"):
+        return _range(today.replace(day=1), date.fromordinal(today.toordinal() + 1))
+    match = re.fullmatch(r"(" + NUMBER + r") (days?|weeks?) ago", text)
+    if match:
+        days = span_days(number(match.group(1)), match.group(3), today)
+        return RelativeDate(relative="n_days_ago", n=days)
+    match = re.fullmatch(r"(?:between|from) (" + POINT + r") (?:and|to|until|through) (" + POINT + r")", text)
+    if match:
+        opening, closing = _point(match.group(1), today, past=False), _point(match.group(2), today, past=False)
+        if opening is None or closing is None or closing[1] <= opening[0]:
+            return None
+        return _range(opening[0], closing[1])
+    match = re.fullmatch(r"(since|after|from|before|until|till|up to) (.+)", text)
+    if match:
+        word, rest = match.group(1), match.group(2)
+        point = _point(rest, today, past=word in ("since", "from"))
+        if point is None:
+            relative = parse_period(rest, today)
+            if relative is None:
+                return None
+            resolved = resolve_relative(relative, today) if isinstance(relative, RelativeDate) else None
+            if resolved is None or resolved.start is None or resolved.end is None:
+                return None
+            point = (resolved.start, resolved.end)
+        if word in ("since", "from"):
+            return _range(point[0], None)
+        if word == "after":
+            return _range(point[1], None)
+        return _range(None, point[0])
+    point = _point(text, today, past=False)
+    if point is not None:
+        return _range(*point)
     return None
 
 

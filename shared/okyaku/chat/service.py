@@ -30,7 +30,9 @@ from okyaku.chat.dates import local_today
 from okyaku.chat.execute import CitationOut, DataTable, PlanResult, execute_compiled, read_only
 from okyaku.chat.fallback import CANNOT, Parsed, parse_question
 from okyaku.chat.grounding import describe_plan, name_terms, on_topic_words, phrasing_problems
+from okyaku.chat.lexicon import Lexicon, load_lexicon
 from okyaku.chat.models import ChatMessage
+from okyaku.chat.parser import reserved_words
 from okyaku.chat.plan import Filter, QueryPlan
 from okyaku.chat.planner import Decision, LLMPlanner, TurnBudget
 from okyaku.chat.resolve import Candidate, find_records, names_any_record, record_label, resolve_lookup
@@ -93,6 +95,7 @@ class _State:
     focus: Candidate | None
     today: date
     budget: TurnBudget
+    lexicon: Lexicon | None = None
 
 
 class ChatService:
@@ -154,6 +157,7 @@ class ChatService:
                 previous = next((QueryPlan.model_validate(m.plan) for m in reversed(recent) if m.plan), None)
             if request.context is not None:
                 focus = _focus(session, request.context.entity_type, request.context.entity_id)
+            lexicon = load_lexicon(session, request.message, reserved=reserved_words())
         return _State(
             principal,
             request,
@@ -164,6 +168,7 @@ class ChatService:
             focus,
             today,
             self._budget(),
+            lexicon,
         )
 
     def _budget(self) -> TurnBudget:
@@ -311,7 +316,12 @@ class ChatService:
     def _parse(self, state: _State) -> Parsed:
         context_company = state.focus is not None and state.focus.entity_type == "company"
         return parse_question(
-            state.request.message, today=state.today, previous=state.previous_plan, context_company=context_company
+            state.request.message,
+            today=state.today,
+            previous=state.previous_plan,
+            context_company=context_company,
+            lexicon=state.lexicon,
+            me=state.principal.user_id,
         )
 
     def _parsed(self, state: _State, parsed: Parsed) -> Turn:

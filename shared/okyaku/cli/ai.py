@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
     ask.add_argument("--json", action="store_true", help="print the whole response as JSON")
     add_data_dir_argument(ask)
     ask.set_defaults(func=run_ask)
+    register_eval(ai_sub)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -125,3 +126,67 @@ def format_table(columns: list[str], rows: list[list[Any]], max_width: int = 40)
     rule = "  ".join("-" * w for w in widths)
     body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join([line, rule, *body])
+
+
+# --- okyaku ai eval ------------------------------------------------------------------------------
+
+
+def register_eval(ai_sub: Any) -> None:
+    evaluate = ai_sub.add_parser(
+        "eval",
+        help="ask chat generated questions of every family about the organization's own data and report "
+        "right / wrong / refused per family and latency per path",
+    )
+    evaluate.add_argument("--org-key", metavar="KEY", help="an API key of the organization (default: the demo's)")
+    evaluate.add_argument("--model", help="the Ollama chat model to use (default: OLLAMA_MODEL)")
+    evaluate.add_argument("--no-llm", action="store_true", help="the built-in parser alone (no model calls)")
+    evaluate.add_argument("--family", action="append", help="only these families (repeatable)")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_data_dir_argument(evaluate)
+    evaluate.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from okyaku.chat.evaluation import generate_cases, read_facts, run_cases
+    from okyaku.chat.schemas import ChatRequest
+    from okyaku.chat.service import ChatService, utc_now
+    from okyaku.llm import LLMGateway
+    from okyaku.runtime import Runtime
+    from okyaku.tenancy import authenticate
+
+    database_url(args.data_dir)
+    key = args.org_key or demo_api_key(args.data_dir)
+    if not key:
+        raise BadRequest("give --org-key (or run `okyaku dev` once, which saves the demo organization's key)")
+    settings = get_settings()
+    if args.model:
+        settings = settings.model_copy(update={"ollama_model": args.model})
+    runtime = Runtime(settings)
+    gateway = None if args.no_llm else LLMGateway.from_settings(settings)
+    try:
+        principal = authenticate(runtime.db, f"Bearer {key}")
+        zone = ZoneInfo(settings.ai_chat_timezone)
+        with runtime.db.organization_scope(principal.organization_id) as session:
+            facts = read_facts(session, utc_now().astimezone(zone).date(), zone)
+        cases = generate_cases(facts, str(principal.user_id) if principal.user_id else None)
+        if args.family:
+            cases = [c for c in cases if c.family in args.family]
+        service = ChatService(runtime, gateway)
+
+        def ask(question: str, conversation: uuid.UUID | None) -> dict[str, Any]:
+            request = ChatRequest(message=question, conversation_id=conversation)
+            return service.ask(principal, request).model_dump(mode="json")
+
+        report = run_cases(cases, ask, model="" if args.no_llm else settings.ollama_model)
+    finally:
+        if gateway is not None:
+            gateway.close()
+        runtime.db.dispose()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(f"model: {report.model or '(none: the built-in parser alone)'}; {len(report.outcomes)} questions")
+        print(report.table())
+    return 0
