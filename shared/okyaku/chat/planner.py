@@ -92,7 +92,11 @@ class LLMPlanner:
             if round_ and not budget.fits_a_call():
                 break  # no time for the repair: say so rather than overrun the function
             result = self.llm.sync.chat_with_tools(
-                conversation, TOOLS, operation="chat_plan", timeout_s=budget.call_timeout_s()
+                conversation,
+                TOOLS,
+                operation="chat_plan",
+                timeout_s=budget.call_timeout_s(),
+                deadline=budget.deadline,  # the repair round inside the gateway stops there too
             )
             if not result.tool_calls:
                 text = (result.content or "").strip()
@@ -145,9 +149,12 @@ class LLMPlanner:
         payload = json.dumps(data.as_dict(), default=str, ensure_ascii=False)
         return [system(PHRASING_SYSTEM), user(phrasing_user(question, payload))]
 
-    def phrase(self, question: str, data: DataTable, *, timeout_s: float | None = None) -> str:
+    def phrase(
+        self, question: str, data: DataTable, *, timeout_s: float | None = None, deadline: float | None = None
+    ) -> str:
         messages = self.phrasing_messages(question, data)
-        return self.llm.sync.chat(messages, operation="chat_phrase", timeout_s=timeout_s).content.strip()
+        result = self.llm.sync.chat(messages, operation="chat_phrase", timeout_s=timeout_s, deadline=deadline)
+        return result.content.strip()
 
     def stream_phrase(self, question: str, data: DataTable, *, timeout_s: float | None = None) -> Iterator[str]:
         return self.llm.sync.stream_chat(self.phrasing_messages(question, data), timeout_s=timeout_s)

@@ -266,7 +266,7 @@ class ChatService:
             if streaming:
                 text = "".join(self.planner.stream_phrase(question, turn.data, timeout_s=timeout_s))
             else:
-                text = self.planner.phrase(question, turn.data, timeout_s=timeout_s)
+                text = self.planner.phrase(question, turn.data, timeout_s=timeout_s, deadline=state.budget.deadline)
         except OkyakuError as error:
             if error.status_code != 503:
                 raise

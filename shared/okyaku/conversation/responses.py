@@ -16,6 +16,29 @@ WAITING_FOR_LLM = "not analysed yet: waiting for the language model ({reason}); 
 NO_TEXT = "this activity has no text to analyse"
 REANALYSIS_FAILED = "not analysed again: the language model is unavailable; this is the stored analysis"
 
+# Why the model gave no analysis, by the gateway's error code: only an unreachable model is "unavailable".
+_NOT_ANALYSED_BECAUSE = {
+    "llm_timeout": "the language model did not answer in time",
+    "llm_output_invalid": "the language model's answer did not have the expected shape",
+    "llm_output_truncated": "the language model's answer was cut off",
+    "llm_tool_call_invalid": "the language model's answer did not have the expected shape",
+    "llm_context_exceeded": "the text does not fit the language model's context window",
+    "llm_unsupported": "the language model server does not offer what the analysis needs",
+    "llm_request_rejected": "the language model server refused the request",
+}
+
+
+def not_analysed_message(code: str, *, again: bool = False) -> str:
+    """What to tell a person when the model gave no analysis, from the error's ``code``."""
+    reason = _NOT_ANALYSED_BECAUSE.get(code)
+    if reason is None:
+        return REANALYSIS_FAILED if again else NOT_ANALYSED_LLM_DOWN
+    return (
+        f"not analysed again: {reason} ({code}); this is the stored analysis"
+        if again
+        else (f"not analysed: {reason} ({code})")
+    )
+
 
 class AnalyzeTextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -40,7 +40,6 @@ from okyaku.conversation.responses import (
     NO_TEXT,
     NOT_ANALYSED_LLM_DOWN,
     NOT_ANALYSED_PENDING,
-    REANALYSIS_FAILED,
     WAITING_FOR_LLM,
     ActivityAnalysisOut,
     AnalysisVersionOut,
@@ -50,6 +49,7 @@ from okyaku.conversation.responses import (
     StoredAnalysisOut,
     TextAnalysisOut,
     WaitingOut,
+    not_analysed_message,
 )
 from okyaku.conversation.rules import Competitor, Perspective, extract_rules
 from okyaku.conversation.schema import ANALYSIS_SCHEMA_VERSION, ConversationAnalysis, DroppedItem, RulesFindings
@@ -75,6 +75,7 @@ from okyaku.db.models import Deal, PipelineStage
 from okyaku.errors import DependencyUnavailable, NotFound, public_error
 from okyaku.events import decode_change_event
 from okyaku.features import feature_enabled, require_feature
+from okyaku.llm.budget import llm_deadline
 from okyaku.llm.errors import LLMUnavailable
 from okyaku.llm.gateway import LLMGateway
 from okyaku.runtime import Runtime
@@ -93,6 +94,8 @@ Trigger = Literal["event", "sweep", "request"]
 LLM_ERRORS = (DependencyUnavailable,)
 SWEEP_SAFETY_MARGIN_S = 30.0
 SWEEP_DEFAULT_BUDGET_S = 240.0
+# The HTTP routes answer behind an API gateway that gives up after 30 s: the model gets 25 of them.
+HTTP_ANALYSIS_BUDGET_S = 25.0
 
 
 def utc_now() -> datetime:
@@ -439,14 +442,15 @@ class ConversationService:
         """Analyse on request (``force``: again, even if this text has an analysis)."""
         require_feature(self.runtime.settings, "conversation")
         try:
-            outcome = self.analyse_activity(organization_id, activity_id, trigger="request", force=force)
+            with llm_deadline(HTTP_ANALYSIS_BUDGET_S):  # a person waits on the other end
+                outcome = self.analyse_activity(organization_id, activity_id, trigger="request", force=force)
         except WaitingForLLM as error:
             logger.warning("on-demand analysis of %s failed: %s", activity_id, error)
             answer = self.activity_analysis(organization_id, activity_id)
-            if answer.status == "not_analysed":
-                answer.message = NOT_ANALYSED_LLM_DOWN
+            if answer.status in ("not_analysed", "waiting_for_llm"):
+                answer.message = not_analysed_message(error.cause.code)
             elif answer.status == "analysed":
-                answer.message = REANALYSIS_FAILED
+                answer.message = not_analysed_message(error.cause.code, again=True)
             answer.degraded = True
             return answer
         if outcome == "not_found":
@@ -465,12 +469,12 @@ class ConversationService:
         rules = extract_rules(request.text, anchor=day, perspective=perspective, competitors=names)
         item = TextToAnalyse(request.text, request.type, request.direction, day, request.subject)
         try:
-            result = self.analyzer.analyse(item)
+            result = self.analyzer.analyse(item, deadline=time.monotonic() + HTTP_ANALYSIS_BUDGET_S)
         except LLM_ERRORS as error:
             logger.warning("draft analysis without the LLM: %s", error.message)
             return TextAnalysisOut(
                 status="not_analysed",
-                message=NOT_ANALYSED_LLM_DOWN,
+                message=not_analysed_message(error.code),
                 degraded=True,
                 analysis=None,
                 dropped=[],
