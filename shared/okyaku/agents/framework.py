@@ -309,10 +309,7 @@ class _Run:
         ]
         await self._preload(definition, context, messages)
         tools = [t.llm_tool() for t in definition.tools]
-        # words of the prompt and the tools ("Proposal", "Qualified") are not names to check
-        self.vocabulary = vocabulary_of(
-            str(messages[0].get("content") or ""), as_data([t.describe() for t in definition.tools])
-        )
+        self.vocabulary = prompt_vocabulary(definition, str(messages[0].get("content") or ""))
         invalid_in_a_row = 0
         nudged = False
         while True:
@@ -544,6 +541,12 @@ class _Run:
         )
         self.proposals[key] = action.id
         return proposal_payload(action), action.id
+
+
+def prompt_vocabulary(definition: AgentDefinition, system_prompt: str) -> frozenset[str]:
+    """The words of the prompt and the tools ("Proposal", "Qualified"): an answer may capitalise
+    them without naming anything."""
+    return vocabulary_of(system_prompt, as_data([t.describe() for t in definition.tools]))
 
 
 MIN_RECORD_NAME = 3  # shorter names ("Al", "X") match too much text to mean a record
