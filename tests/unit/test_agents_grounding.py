@@ -172,3 +172,9 @@ def test_an_empty_result_needs_no_citation():
     empty = {"ok": True, "entity_type": "deal", "count": 0, "more": False, "records": []}
     assert check("No deal matches.", empty).grounded
     assert check("No deal matches, but Globex Industries might.", empty).names == ("Globex Industries",)
+
+
+def test_field_names_and_titles_are_labels_not_names():
+    answer = "Aurora telescopes: Lifecycle Stage lead, Expected Close Date 2026-12-20. Dear Mr. Rubin, thanks."
+    verdict = check(answer, {**DEAL, "record": {**DEAL["record"], "lifecycle_stage": "lead"}})
+    assert verdict.grounded, verdict

@@ -114,7 +114,7 @@ def check_answer(answer: str, evidence: Evidence, *, record_names: Collection[st
         return Verdict(False, "no_tool_calls")
     facts = _Facts.of(evidence)
     numbers_missing, numbers_cited = _check_numbers(text, facts)
-    names_missing, names_cited = _check_names(text, facts, evidence.vocabulary, record_names)
+    names_missing, names_cited = _check_names(text, facts, evidence.vocabulary | facts.keys, record_names)
     cited = tuple(dict.fromkeys([*numbers_cited, *names_cited]))[:10]
     if numbers_missing:
         return Verdict(False, "ungrounded_numbers", numbers=numbers_missing, names=names_missing)
@@ -133,14 +133,17 @@ class _Facts:
     numbers: set[float]
     dates: set[str]
     words: set[str]  # lowercase words of every string (names, values), for name matching
+    keys: frozenset[str]  # words of the field names ("lifecycle_stage"): labels, not names
     citable: bool  # the results hold a number or a name the answer could have cited
 
     @classmethod
     def of(cls, evidence: Evidence) -> _Facts:
-        facts = cls(numbers={0.0, 1.0}, dates=set(), words=set(), citable=False)
+        facts = cls(numbers={0.0, 1.0}, dates=set(), words=set(), keys=frozenset(), citable=False)
+        keys: set[str] = set()
         for result in evidence.results:
-            facts._walk(result)
-        ordinary = common_words() | evidence.vocabulary
+            facts._walk(result, keys)
+        facts.keys = vocabulary_of(*keys)
+        ordinary = common_words() | evidence.vocabulary | facts.keys
         facts.citable = bool(facts.numbers - {0.0, 1.0}) or bool(facts.words - ordinary)
         facts._add_text(evidence.user_text)
         if evidence.today is not None:
@@ -148,7 +151,7 @@ class _Facts:
         facts.numbers.update(float(n) for n in (evidence.tool_calls, evidence.proposals))
         return facts
 
-    def _walk(self, value: Any) -> None:
+    def _walk(self, value: Any, keys: set[str]) -> None:
         if isinstance(value, bool) or value is None:
             return
         if isinstance(value, int | float):
@@ -156,12 +159,13 @@ class _Facts:
         elif isinstance(value, str):
             self._add_text(value)
         elif isinstance(value, dict):
-            for item in value.values():
-                self._walk(item)
+            for key, item in value.items():
+                keys.add(str(key))
+                self._walk(item, keys)
         elif isinstance(value, list | tuple):
             self.numbers.add(float(len(value)))  # "3 open deals" counts a returned list
             for item in value:
-                self._walk(item)
+                self._walk(item, keys)
 
     def _add_text(self, value: str) -> None:
         value = _UUID.sub(" ", value)
@@ -233,8 +237,10 @@ def common_words() -> frozenset[str]:
 
 
 def vocabulary_of(*texts: str) -> frozenset[str]:
-    """The lowercase words of ``texts`` (the prompt, the tools' descriptions and schemas)."""
-    return frozenset(_normal_word(w) for text in texts for w in _WORD.findall(text))
+    """The lowercase words of ``texts`` (the prompt, the tools' descriptions and schemas), with
+    identifiers split too ("lead_status": "lead", "status")."""
+    words = {_normal_word(w) for text in texts for w in _WORD.findall(text)}
+    return frozenset(words | {part for w in words if "_" in w for part in w.split("_") if part})
 
 
 def _normal_word(word: str) -> str:
