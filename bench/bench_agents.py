@@ -116,7 +116,8 @@ def _measure(
 
     runs: list[float] = []
     for _ in range(RUNS):
-        server.script(*[Reply.tool_call("get_record", arguments)] * STEPS, Reply.text("done"))
+        # a grounded final answer: the run ends completed after its grounding check, as in production
+        server.script(*[Reply.tool_call("get_record", arguments)] * STEPS, Reply.text("Benchmark deal: 1,000."))
         started = time.perf_counter()
         queued = service.start_run(principal, "data_analyst", RunRequest(task="bench"))
         outcome = service.run(organization_id, queued.id)

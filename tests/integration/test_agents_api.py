@@ -117,14 +117,15 @@ def test_agents_are_listed_with_their_tools(agents):
 def test_a_run_is_accepted_at_once_and_shows_its_result(agents, openai_server, crm):
     openai_server.script(
         Reply.tool_call("get_lead_score", {"contact_id": crm["contact"]["id"]}),
-        Reply.text("Warm lead."),
+        Reply.text("Warm lead: Vera Rubin, Head of Procurement."),
     )
     execution = run(agents, "lead_qualifier", {"contact_id": crm["contact"]["id"], "note": "met at the fair"})
 
-    assert execution["status"] == "completed" and execution["answer"] == "Warm lead."
+    assert execution["status"] == "completed" and execution["answer"] == "Warm lead: Vera Rubin, Head of Procurement."
+    assert execution["verification"]["verified"] is True and "Vera Rubin" in execution["verification"]["cited"]
     assert execution["context"]["note"] == "met at the fair"
     assert execution["task"].startswith("Qualify this lead")
-    assert [s["kind"] for s in execution["steps"]] == ["tool", "model", "tool", "model"]
+    assert [s["kind"] for s in execution["steps"]] == ["tool", "model", "tool", "model", "check"]
     listed = agents.get("/api/v1/ai/agents/executions", params={"agent": "lead_qualifier"}).json()
     assert [e["id"] for e in listed] == [execution["id"]]
 

@@ -178,9 +178,11 @@ def test_lead_qualifier_reads_then_proposes_and_logs_every_step(
         ("tool", "create_task"),
         ("tool", "draft_email"),
         ("model", None),
+        ("check", None),  # the answer against the tool results: "3" is the number of proposals
     ]
-    assert [s.seq for s in view.steps] == list(range(1, 9))
-    assert execution.step_count == 8 and execution.iterations == 3
+    assert execution.verification is not None and execution.verification["verified"] is True
+    assert [s.seq for s in view.steps] == list(range(1, 10))
+    assert execution.step_count == 9 and execution.iterations == 3
     assert execution.prompt_tokens == 900 + 1500 + 1800 == sum(s.prompt_tokens for s in view.steps)
     assert execution.completion_tokens == sum(s.completion_tokens for s in view.steps)
     assert all(s.duration_ms >= 0 for s in view.steps)
@@ -285,7 +287,7 @@ def test_invalid_arguments_are_repaired_or_recorded(service, tenant, crm, openai
         # turn 2: invalid twice (an enum value and a missing field): the run records it and goes on
         Reply.tool_call("search_records", {"entity_type": "planet"}),
         Reply.tool_call("update_deal", {"deal_id": deal_id}),
-        Reply.text("Done."),
+        Reply.text("Aurora telescopes is worth 48,000."),
     )
     view = run_agent(service, tenant, "data_analyst", {"deal_id": deal_id})
 
@@ -319,7 +321,9 @@ def test_tool_errors_go_back_to_the_model_as_data(service, tenant, crm, openai_s
     )
     view = run_agent(service, tenant, "deal_assistant", {"deal_id": deal_id})
 
-    assert view.execution.status == "completed" and view.pending_actions == []
+    # Both calls failed, so the answer rests on no tool result of the model's own.
+    assert (view.execution.status, view.execution.stop_reason) == ("inconclusive", "no_tool_calls")
+    assert view.execution.answer == "I could not find that stage." and view.pending_actions == []
     stage_error = view.steps[2].error
     assert stage_error["code"] == "unknown_stage" and "Proposal" in stage_error["details"]["stages"]
     assert view.steps[4].error["code"] == "not_found"
@@ -495,14 +499,22 @@ def test_low_risk_writes_apply_without_review_only_when_switched_off(
 
 
 def test_a_duplicate_message_does_not_run_twice(service, tenant, crm, openai_server, db):
-    openai_server.script(Reply.text("Nothing to do."))
+    openai_server.script(
+        Reply.tool_call("search_records", {"entity_type": "deal"}), Reply.text("Aurora telescopes is the only deal.")
+    )
     view = run_agent(service, tenant, "data_analyst", {})
+    assert view.execution.status == "completed"
+
+    def recorded() -> tuple[int | None, int]:
+        with db.organization_scope(tenant.id) as session:
+            steps = session.scalar(
+                select(func.count()).select_from(AgentStep).where(AgentStep.execution_id == view.execution.id)
+            )
+        return steps, len(openai_server.requests_to("chat"))
+
+    before = recorded()
     assert service.run(tenant.id, view.execution.id) is None  # already taken
-    with db.organization_scope(tenant.id) as session:
-        steps = session.scalar(
-            select(func.count()).select_from(AgentStep).where(AgentStep.execution_id == view.execution.id)
-        )
-    assert steps == 1 and len(openai_server.requests_to("chat")) == 1
+    assert recorded() == before == (4, 2)
 
 
 def test_runs_are_invisible_to_other_organizations(service, tenant, make_tenant, crm, openai_server):

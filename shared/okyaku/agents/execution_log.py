@@ -91,6 +91,7 @@ class ExecutionLog:
         answer: str | None = None,
         error: dict[str, Any] | None = None,
         model: str | None = None,
+        verification: dict[str, Any] | None = None,
     ) -> None:
         with self.db.organization_scope(self.organization_id) as session:
             session.execute(
@@ -102,6 +103,7 @@ class ExecutionLog:
                     answer=answer,
                     error=to_jsonable_python(error) if error else None,
                     model=model,
+                    verification=verification,
                     finished_at=now,
                     updated_at=now,
                 )

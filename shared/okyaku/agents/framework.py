@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,8 +24,11 @@ from string import Template
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import func, literal, select, union_all
+from sqlalchemy.orm import Session
 
 from okyaku.agents.execution_log import ExecutionLog, RunInProgress, steps_of
+from okyaku.agents.grounding import Evidence, Verdict, check_answer, vocabulary_of
 from okyaku.agents.limits import AgentLimits
 from okyaku.agents.messages import (
     MAX_RESULT_CHARS,
@@ -37,6 +41,7 @@ from okyaku.agents.messages import (
 from okyaku.agents.models import AgentExecution
 from okyaku.agents.tooling import AgentTool, Proposal, ToolArgs, ToolContext, ToolFailed, tool
 from okyaku.clock import utc_now
+from okyaku.db.models import Company, Contact, Deal
 from okyaku.errors import DependencyUnavailable, OkyakuError, ValidationFailed, public_error
 from okyaku.llm.errors import LLMToolCallInvalid
 from okyaku.llm.types import Message, Tool, ToolCall, ToolCallResult, system, user
@@ -75,6 +80,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_INVALID = 2  # model turns in a row with invalid tool calls before the run gives up
+NUDGE_ANSWER = "Give your final answer now, as text."
+NUDGE_TOOLS = (
+    "You have not called any tool, so your answer rests on no data and cannot be used. Call the tools "
+    "listed to get the facts, then answer only from their results."
+)
 
 
 # --- agents --------------------------------------------------------------------------------------
@@ -144,6 +154,7 @@ class RunOutcome:
     stop_reason: str
     answer: str | None = None
     error: dict[str, Any] | None = None
+    verification: dict[str, Any] | None = None  # the answer's check (Verdict.as_dict)
 
 
 class _Stop(Exception):
@@ -155,9 +166,10 @@ class _Stop(Exception):
 
 
 class AgentRunner:
-    """Runs one queued execution to its end: completed (final answer), stopped (a limit was
-    reached; its proposals stand) or failed (LLM down, invalid calls, a bug; its proposals are
-    withdrawn, so nothing half-done is left to approve)."""
+    """Runs one queued execution to its end: completed (a final answer grounded in the tool
+    results), inconclusive (an answer that is not: kept, marked unverified; its proposals stand),
+    stopped (a limit was reached; its proposals stand) or failed (LLM down, invalid calls, a bug;
+    its proposals are withdrawn, so nothing half-done is left to approve)."""
 
     def __init__(
         self,
@@ -217,6 +229,7 @@ class AgentRunner:
             answer=outcome.answer,
             error=outcome.error,
             model=run.model,
+            verification=outcome.verification,
         )
         logger.info("agent %s run %s %s (%s)", execution.agent, execution_id, outcome.status, outcome.stop_reason)
         return outcome
@@ -243,6 +256,10 @@ class _Run:
         self.iteration = 0
         self.model: str | None = None
         self.proposals: dict[str, uuid.UUID] = {}  # identical proposals within a run are one
+        self.results: list[Any] = []  # what successful tool calls returned: what an answer may rest on
+        self.tool_calls = 0  # successful tool calls the model made (preloads are the runner's)
+        self.attempted_calls = 0  # tool calls the model made, successful or not
+        self.vocabulary: frozenset[str] = frozenset()
         self.context = ToolContext(
             runtime=runner.runtime,
             organization_id=execution.organization_id,
@@ -263,7 +280,11 @@ class _Run:
     async def execute(self) -> RunOutcome:
         try:
             answer = await self._loop()
-            return RunOutcome("completed", "final_answer", answer=answer)
+            verdict = self._verify(answer)
+            if verdict.grounded:
+                return RunOutcome("completed", "final_answer", answer=answer, verification=verdict.as_dict())
+            assert verdict.reason is not None
+            return RunOutcome("inconclusive", verdict.reason, answer=answer or None, verification=verdict.as_dict())
         except _Stop as stop:
             detail = {"code": stop.reason, **(stop.error or {})}
             self.log.step(self.iteration, "limit" if stop.status == "stopped" else "error", self.now(), error=detail)
@@ -288,6 +309,7 @@ class _Run:
         ]
         await self._preload(definition, context, messages)
         tools = [t.llm_tool() for t in definition.tools]
+        self.vocabulary = prompt_vocabulary(definition, str(messages[0].get("content") or ""))
         invalid_in_a_row = 0
         nudged = False
         while True:
@@ -306,10 +328,14 @@ class _Run:
             invalid_in_a_row = 0
             if not result.tool_calls:
                 answer = (result.content or "").strip()
-                if answer or nudged:
+                # One nudge, then the answer stands (and is checked): a model that ignores tools
+                # ends after two turns instead of spending the iteration budget.
+                if nudged or (answer and self.attempted_calls > 0):
                     return answer
                 nudged = True
-                messages.append(user("Give your final answer now, as text."))
+                if answer:
+                    messages.append({"role": "assistant", "content": answer})
+                messages.append(user(NUDGE_TOOLS if answer else NUDGE_ANSWER))
                 continue
             if self.tokens > self.limits.token_budget:
                 raise _Stop(
@@ -327,6 +353,7 @@ class _Run:
                     "tool_calls": [c.openai_format() for c in result.tool_calls],
                 }
             )
+            self.attempted_calls += len(result.tool_calls)
             for call in result.tool_calls:
                 messages.append(await self._tool_turn(definition, call))
 
@@ -407,9 +434,33 @@ class _Run:
         calls = [ToolCall(id=f"preload_{i}", name=load.tool, arguments=load.arguments) for i, load in enumerate(loads)]
         messages.append({"role": "assistant", "content": "", "tool_calls": [c.openai_format() for c in calls]})
         for call in calls:
-            messages.append(await self._tool_turn(definition, call))
+            messages.append(await self._tool_turn(definition, call, preload=True))
 
-    async def _tool_turn(self, definition: AgentDefinition, call: ToolCall) -> Message:
+    def _verify(self, answer: str) -> Verdict:
+        """Check the final answer against the tool results, and record the check as a step."""
+        evidence = Evidence(
+            results=tuple(self.results),
+            tool_calls=self.tool_calls,
+            user_text=f"{self.execution.task}\n{as_data(self.execution.context or {})}",
+            proposals=len(self.proposals),
+            today=self.now().date(),
+            vocabulary=self.vocabulary,
+        )
+        with self.runner.runtime.db.organization_scope(self.execution.organization_id) as session:
+            names = record_names_in(session, answer)
+        verdict = check_answer(answer, evidence, record_names=names)
+        detail = verdict.as_dict()
+        self.log.step(
+            self.iteration,
+            "check",
+            self.now(),
+            content="verified" if verdict.grounded else "unverified",
+            result=detail if verdict.grounded else None,
+            error=None if verdict.grounded else {"code": verdict.reason, **detail},
+        )
+        return verdict
+
+    async def _tool_turn(self, definition: AgentDefinition, call: ToolCall, *, preload: bool = False) -> Message:
         """Run one tool call and record it; whatever happens, the model gets a tool message."""
         started = self.runner.monotonic()
         agent_tool = definition.tool(call.name)
@@ -430,6 +481,9 @@ class _Run:
             else:
                 payload = {"ok": True, "data": value}
             error = None
+            if payload.get("ok") is True:
+                self.results.append(payload.get("data", payload))
+                self.tool_calls += 0 if preload else 1
         except OkyakuError as failure:
             if isinstance(failure, DependencyUnavailable) and failure.code == "dependency_unavailable":
                 raise  # the database is down: nothing sensible can follow
@@ -487,6 +541,38 @@ class _Run:
         )
         self.proposals[key] = action.id
         return proposal_payload(action), action.id
+
+
+def prompt_vocabulary(definition: AgentDefinition, system_prompt: str) -> frozenset[str]:
+    """The words of the prompt and the tools ("Proposal", "Qualified"): an answer may capitalise
+    them without naming anything."""
+    return vocabulary_of(system_prompt, as_data([t.describe() for t in definition.tools]))
+
+
+MIN_RECORD_NAME = 3  # shorter names ("Al", "X") match too much text to mean a record
+
+
+def record_names_in(session: Session, text: str, limit: int = 50) -> list[str]:
+    """The organization's company, deal and contact names that occur in ``text`` as whole words
+    (under row-level security: only the caller's organization's records)."""
+    if not text.strip():
+        return []
+    lowered = literal(text.lower())
+    full_name = func.concat_ws(" ", Contact.first_name, Contact.last_name)
+    names = union_all(
+        select(Company.name.label("name")).where(func.strpos(lowered, func.lower(Company.name)) > 0),
+        select(Deal.name.label("name")).where(func.strpos(lowered, func.lower(Deal.name)) > 0),
+        select(full_name.label("name")).where(
+            Contact.first_name.is_not(None),
+            Contact.last_name.is_not(None),
+            func.strpos(lowered, func.lower(full_name)) > 0,
+        ),
+    ).subquery()
+    found = session.scalars(
+        select(names.c.name).where(func.length(names.c.name) >= MIN_RECORD_NAME).distinct().limit(limit)
+    )
+    lowered_text = text.lower()
+    return [n for n in found if re.search(rf"(?<!\w){re.escape(n.lower())}(?!\w)", lowered_text)]
 
 
 def _ms(seconds: float) -> float:

@@ -26,10 +26,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from okyaku.db.models import Base, org_fk
 
-EXECUTION_STATUSES = ("queued", "running", "completed", "stopped", "failed")
-FINISHED_STATUSES = ("completed", "stopped", "failed")
+# inconclusive: the run ended with an answer its tool results do not support (added by 0014)
+EXECUTION_STATUSES = ("queued", "running", "completed", "inconclusive", "stopped", "failed")
+FINISHED_STATUSES = ("completed", "inconclusive", "stopped", "failed")
 ACTION_STATUSES = ("pending", "approved", "rejected", "expired", "failed", "withdrawn")
-STEP_KINDS = ("model", "tool", "limit", "error")
+STEP_KINDS = ("model", "tool", "check", "limit", "error")  # check: the answer's grounding (0014)
 
 _NOW = text("clock_timestamp()")
 
@@ -50,6 +51,8 @@ class AgentExecution(Base):
     stop_reason: Mapped[str | None] = mapped_column(String(40))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     answer: Mapped[str | None] = mapped_column(Text)
+    # the check of the answer against the tool results (okyaku.agents.grounding); added by 0014
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     limits: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     iterations: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     step_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

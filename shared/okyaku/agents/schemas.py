@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from okyaku.agents.grounding import GroundingReason
 from okyaku.agents.policy import ApprovalPolicy, RefusalRule
 
-ExecutionStatus = Literal["queued", "running", "completed", "stopped", "failed"]
+ExecutionStatus = Literal["queued", "running", "completed", "inconclusive", "stopped", "failed"]
 ActionStatus = Literal["pending", "approved", "rejected", "expired", "failed", "withdrawn"]
 MAX_CONTEXT_CHARS = 20_000
 
@@ -66,7 +67,7 @@ class StepOut(BaseModel):
 
     seq: int
     iteration: int
-    kind: Literal["model", "tool", "limit", "error"]
+    kind: Literal["model", "tool", "check", "limit", "error"]
     tool: str | None
     tool_call_id: str | None
     content: str | None
@@ -121,6 +122,20 @@ class PendingActionOut(BaseModel):
     approval_refusal: ApprovalRefusalOut | None = Field(default=None, description="Why not, when you may not")
 
 
+class VerificationOut(BaseModel):
+    """The check of a run's final answer against what its tools returned."""
+
+    verified: bool = Field(description="True: every number and name of the answer was found in the tool results")
+    reason: GroundingReason | None = Field(
+        description="Why not: no_tool_calls (the model called no tool), ungrounded_numbers, ungrounded_names, "
+        "unsupported_answer (it cites nothing the tools returned), empty_answer"
+    )
+    message: str
+    ungrounded_numbers: list[str] = Field(description="Numbers of the answer not found in the tool results")
+    ungrounded_names: list[str] = Field(description="Names of the answer not found in the tool results")
+    cited: list[str] = Field(default_factory=list, description="Facts of the tool results the answer repeats")
+
+
 class ExecutionSummaryOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -128,10 +143,16 @@ class ExecutionSummaryOut(BaseModel):
     agent: str
     task: str
     context: dict[str, Any]
-    status: ExecutionStatus
-    stop_reason: str | None
+    status: ExecutionStatus = Field(
+        description="completed: the answer was checked against the tool results; inconclusive: it ended with an "
+        "answer that could not be verified (see verification), its proposals still wait for review"
+    )
+    stop_reason: str | None = Field(description="final_answer, a grounding reason when inconclusive, or a limit/error")
     error: dict[str, Any] | None
-    answer: str | None
+    answer: str | None = Field(description="The final answer; unverified unless verification.verified")
+    verification: VerificationOut | None = Field(
+        default=None, description="The check of the answer (null: no answer, or a run from before the check)"
+    )
     limits: dict[str, Any]
     iterations: int
     step_count: int

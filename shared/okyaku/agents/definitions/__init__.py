@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from okyaku.agents.framework import AgentDefinition, Preload
 from okyaku.agents.tools import ALL_TOOLS
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"  # 2: the final answer is checked against the tool results
 
 
 @cache
