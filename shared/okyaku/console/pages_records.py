@@ -146,10 +146,12 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
         q: Annotated[str, Query(max_length=500)] = "",
         mode: SearchKind = "keyword",
         cursor: Annotated[str | None, Query(max_length=500)] = None,
+        notice: str | None = None,
     ) -> Response:
         entity = qs.ENTITY_OF_PLURAL[plural]
         org = page.organization_id
         context: dict[str, Any] = {"title": plural.capitalize(), "plural": plural, "entity": entity, "q": q}
+        context["notice_text"] = NOTICES.get(notice or "")
         context["mode"] = mode
         if q.strip() and mode == "semantic":
             result = semantic_search(page.services, org, q.strip(), [entity])
@@ -209,7 +211,14 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
         return page.redirect(f"{CONSOLE}/{plural}/{record_id}?notice=rescored")
 
 
-NOTICES = {"rescored": "Scored again with the current model."}
+NOTICES = {
+    "rescored": "Scored again with the current model.",
+    "created": "Created.",
+    "saved": "Saved.",
+    "deleted": "Deleted.",
+    "logged": "Activity logged.",
+    "moved": "Stage changed.",
+}
 
 
 def _pending_filter() -> Any:
