@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from okyaku.console.pages_agents import agents_router
 from okyaku.console.pages_chat import chat_router
 from okyaku.console.pages_forms import forms_router
+from okyaku.console.pages_pipeline import pipeline_router
 from okyaku.console.pages_records import records_router
 from okyaku.console.services import ConsoleServices
 from okyaku.console.web import (
@@ -134,6 +135,7 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     app.include_router(agents_router())
     # Before the record pages: /contacts/new is not a record id.
     app.include_router(forms_router())
+    app.include_router(pipeline_router())
     app.include_router(records_router())
     install_html_errors(app)
     return app
