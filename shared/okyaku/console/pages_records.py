@@ -218,6 +218,7 @@ NOTICES = {
     "deleted": "Deleted.",
     "logged": "Activity logged.",
     "moved": "Stage changed.",
+    "closed": "Deal closed.",
 }
 
 
