@@ -6,16 +6,12 @@ page at laptop and phone width: .okyaku/screenshots/."""
 from __future__ import annotations
 
 from okyaku.crm.schemas import CompanyUpdate
-from tests.browser.test_console_browser import (  # noqa: F401 (fixtures)
-    LAPTOP,
-    PHONE,
-    check_accessible,
-    fits_the_viewport,
-    page,
-    shot,
-    sign_in,
-    world,
-)
+from tests.browser import test_console_browser as base
+from tests.browser.test_console_browser import LAPTOP, PHONE, check_accessible, fits_the_viewport, shot, sign_in
+
+# The browser suite's world (two organizations seeded through the API) and its page fixture.
+world = base.world
+page = base.page
 
 
 def both_widths(page, screenshots, name: str) -> None:
