@@ -160,3 +160,22 @@ def uuid_of(text: str):  # type: ignore[no-untyped-def]
     import uuid
 
     return uuid.UUID(text)
+
+
+def test_log_a_call_from_a_contact_page_and_see_it_on_the_timeline(page, world, screenshots) -> None:
+    sign_in(page, world)
+    page.goto(f"/console/contacts/{world.ids['vera']}")
+    activities = page.get_by_role("region", name="Activities")
+    log = activities.locator("details.log-activity")
+    if log.get_attribute("open") is None:  # open already on a record with no activity yet
+        log.locator("summary").click()
+    activities.get_by_label("Type").select_option("call")
+    activities.get_by_label("Subject").fill("Follow-up on the telescope quote")
+    activities.get_by_label("Notes").fill("Wants delivery before the winter season.")
+    activities.get_by_role("button", name="Log activity").click()
+    page.get_by_role("status").filter(has_text="Activity logged.").wait_for()
+    first = page.get_by_role("region", name="Activities").locator("ol.timeline li").first
+    assert "Follow-up on the telescope quote" in first.inner_text() and "call" in first.inner_text()
+    assert "Wants delivery before the winter season." in first.inner_text()
+    check_accessible(page)
+    both_widths(page, screenshots, "25-contact-call-logged")

@@ -114,7 +114,7 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
                 state = forms.form_state(session, entity, values, errors=by_field, general_errors=general)
             nxt = str(form.get("next") or "")
             return render_form(page, entity, state, record_id=None, title=f"New {label}", nxt=nxt, status_code=422)
-        return page.redirect(after_write(entity, record_id, form, "created"))
+        return page.redirect(after_write(entity, record_id, form, "logged" if entity == "activity" else "created"))
 
     @router.get(f"/{plural}/{{record_id}}/edit", response_class=HTMLResponse)
     def edit_form(request: Request, page: SignedInDep, record_id: uuid.UUID) -> Response:

@@ -170,13 +170,19 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
         return page.render("list.html", context)
 
     @router.get(f"/{plural}/{{record_id}}", response_class=HTMLResponse)
-    def record_page(page: SignedInDep, record_id: uuid.UUID, notice: str | None = None) -> Response:
+    def record_page(
+        page: SignedInDep,
+        record_id: uuid.UUID,
+        notice: str | None = None,
+        activities_cursor: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> Response:
         entity = qs.ENTITY_OF_PLURAL[plural]
         services = page.services
         org = page.organization_id
         with services.runtime.db.organization_scope(org) as session:
             record = qs.get_record(session, entity, record_id)  # NotFound (404) for another organization's id
-            activities = qs.activities_of(session, entity, record_id)
+            activities, older = qs.activities_of(session, entity, record_id, cursor=activities_cursor)
+            prefill = qs.links_of(entity, record)
             links = qs.related(session, entity, record)
             title = qs.record_title(entity, record)
         card = score_card(services, org, entity, record_id) if entity in ("contact", "deal") else None
@@ -193,6 +199,10 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "plural": plural,
                 "record": record,
                 "activities": activities,
+                "older_activities": older,
+                "prefill": prefill,
+                "here": f"{CONSOLE}/{plural}/{record_id}",
+                "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
                 "links": links,
                 "card": card,
                 "proposals": proposals,

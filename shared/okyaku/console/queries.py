@@ -115,9 +115,21 @@ def get_record(session: Session, entity: str, record_id: uuid.UUID) -> Any:
     return SERVICES[entity].get(session, record_id)
 
 
-def activities_of(session: Session, entity: str, record_id: uuid.UUID, limit: int = 20) -> list[Activity]:
-    params = ListParams(limit=limit)
-    return list(ACTIVITIES.list_page(session, params, {f"{entity}_id": record_id}).rows)
+def activities_of(
+    session: Session, entity: str, record_id: uuid.UUID, limit: int = 20, cursor: str | None = None
+) -> tuple[list[Activity], str | None]:
+    """A record's timeline page, newest first, and the cursor of the next (older) page."""
+    page = ACTIVITIES.list_page(session, ListParams(limit=limit, cursor=cursor), {f"{entity}_id": record_id})
+    return list(page.rows), page.next_cursor
+
+
+def links_of(entity: str, record: Any) -> dict[str, str]:
+    """The related-record fields an activity or task logged from a record page starts with."""
+    links = {f"{entity}_id": str(record.id)}
+    for name in ("company_id", "contact_id"):
+        if getattr(record, name, None):
+            links.setdefault(name, str(getattr(record, name)))
+    return links
 
 
 def related(session: Session, entity: str, record: Any) -> dict[str, Any]:
