@@ -68,7 +68,7 @@ def test_create_a_company_a_contact_at_it_and_a_deal_for_it(page, world, screens
 def test_edit_with_a_validation_error_then_fix_it(page, world, screenshots) -> None:
     sign_in(page, world)
     page.goto(f"/console/contacts/{world.ids['tom']}")
-    page.get_by_role("link", name="Edit").click()
+    page.get_by_role("link", name="Edit", exact=True).click()
     page.wait_for_url("**/edit")
     page.get_by_label("Email").fill("tom-at-northwind")
     page.get_by_label("Job title").fill("Fleet manager")
@@ -179,3 +179,49 @@ def test_log_a_call_from_a_contact_page_and_see_it_on_the_timeline(page, world, 
     assert "Wants delivery before the winter season." in first.inner_text()
     check_accessible(page)
     both_widths(page, screenshots, "25-contact-call-logged")
+
+
+def test_today_then_create_a_task_from_a_record_and_complete_it(page, world, screenshots) -> None:
+    sign_in(page, world)  # lands on Today
+    today = page.get_by_role("main")
+    assert today.get_by_role("region", name="My tasks due").is_visible()
+    assert today.get_by_role("region", name="Daily priorities").is_visible()
+    assert today.get_by_role("region", name="My deals closing this month").is_visible()
+    assert "Zephyr" not in page.content()
+    check_accessible(page)
+    both_widths(page, screenshots, "26-today")
+
+    page.goto(f"/console/deals/{world.ids['telescopes']}")
+    page.get_by_role("region", name="Activities").get_by_role("link", name="New task").click()
+    page.wait_for_url("**/console/tasks/new**")
+    assert page.get_by_label("Deal").locator("option:checked").inner_text() == "Aurora telescopes"  # pre-filled
+    page.get_by_label("Title").fill("Send the signed quote")
+    page.get_by_label("Due").fill("2020-01-02T09:00")  # long overdue
+    page.get_by_role("button", name="Create task").click()
+    page.get_by_role("heading", name="Aurora telescopes", level=1).wait_for()  # back to the deal
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Tasks").click()
+    page.wait_for_url("**/console/tasks")
+    task = page.locator("li.task", has_text="Send the signed quote")
+    assert "overdue" in (task.get_attribute("class") or "") and "Aurora telescopes" in task.inner_text()
+    check_accessible(page)
+    both_widths(page, screenshots, "27-tasks")
+    task.get_by_role("button", name="Complete Send the signed quote").click()
+    page.get_by_role("status").filter(has_text="Task completed.").wait_for()
+    assert page.locator("li.task", has_text="Send the signed quote").count() == 0
+    page.get_by_role("link", name="Done").click()
+    page.locator("li.task.done", has_text="Send the signed quote").wait_for()
+
+
+def test_another_organizations_ids_give_404_pages_on_forms(page, world) -> None:
+    sign_in(page, world)
+    theirs = world.their_ids
+    for path in (
+        f"/console/companies/{theirs['aurora']}/edit",
+        f"/console/contacts/{theirs['vera']}/delete",
+        f"/console/deals/{theirs['fleet']}/edit",
+    ):
+        response = page.goto(path)
+        assert response.status == 404, path
+        assert page.get_by_role("heading", name="Not found", level=1).is_visible()
+        assert "Zephyr" not in page.content()
