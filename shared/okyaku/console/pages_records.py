@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -147,10 +148,22 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
         mode: SearchKind = "keyword",
         cursor: Annotated[str | None, Query(max_length=500)] = None,
         notice: str | None = None,
+        sort: Annotated[str, Query(max_length=40)] = "",
+        owner: Annotated[str, Query(max_length=40)] = "",
+        lifecycle_stage: Annotated[str, Query(max_length=40)] = "",
+        stage: Annotated[str, Query(max_length=40)] = "",
     ) -> Response:
         entity = qs.ENTITY_OF_PLURAL[plural]
         org = page.organization_id
         context: dict[str, Any] = {"title": plural.capitalize(), "plural": plural, "entity": entity, "q": q}
+        # Sort and filters live in the URL: a list can be bookmarked, shared and paged.
+        chosen = {"q": q, "sort": sort, "owner": owner, "lifecycle_stage": lifecycle_stage, "stage": stage}
+        context["chosen"] = chosen
+        context["keep"] = urlencode({k: v for k, v in chosen.items() if v})
+        context["keep_but_sort"] = urlencode({k: v for k, v in chosen.items() if v and k != "sort"})
+        filters = qs.list_filters(
+            entity, owner=owner, me=page.session.user_id, lifecycle_stage=lifecycle_stage, stage=stage
+        )
         context["notice_text"] = NOTICES.get(notice or "")
         context["mode"] = mode
         if q.strip() and mode == "semantic":
@@ -163,9 +176,13 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 context["degraded"] = result.degraded
                 return page.render("list.html", context)
         with page.services.runtime.db.organization_scope(org) as session:
-            rows, next_cursor = qs.list_records(session, entity, q=q.strip() or None, cursor=cursor)
+            rows, next_cursor = qs.list_records(
+                session, entity, q=q.strip() or None, cursor=cursor, sort=sort or None, filters=filters
+            )
+            context["owners"] = qs.users(session)
             if entity == "deal":
                 context["stage_names"] = {s.id: s.name for p in qs.pipelines(session) for s in p.stages}
+                context["stage_groups"] = qs.pipelines(session)
         context.update({"rows": rows, "next_cursor": next_cursor})
         return page.render("list.html", context)
 
