@@ -7,8 +7,8 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import urlencode
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
