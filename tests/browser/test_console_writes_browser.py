@@ -225,3 +225,45 @@ def test_another_organizations_ids_give_404_pages_on_forms(page, world) -> None:
         assert response.status == 404, path
         assert page.get_by_role("heading", name="Not found", level=1).is_visible()
         assert "Zephyr" not in page.content()
+
+
+def test_every_console_page_passes_axe_core_with_no_serious_or_critical_violation(page, world, axe_source) -> None:
+    """axe-core (WCAG 2.1 A/AA rules) on each page of the console at laptop width, and the daily
+    pages at phone width too."""
+    from tests.browser.conftest import axe_violations
+
+    sign_in(page, world)
+    ids = world.ids
+    pages = [
+        "/console/today",
+        "/console",
+        "/console/pipeline",
+        "/console/tasks",
+        "/console/tasks?who=everyone&state=done",
+        "/console/contacts",
+        "/console/companies?sort=name",
+        "/console/deals",
+        f"/console/contacts/{ids['vera']}",
+        f"/console/companies/{ids['northwind']}",
+        f"/console/deals/{ids['lenses']}",
+        "/console/contacts/new",
+        f"/console/deals/{ids['lenses']}/edit",
+        "/console/tasks/new",
+        "/console/activities/new",
+        f"/console/companies/{ids['northwind']}/delete",
+        "/console/search?q=fleet",
+        "/console/approvals",
+        "/console/runs",
+    ]
+    failures = {}
+    phone = {"/console/today", "/console/pipeline", "/console/tasks", "/console/contacts/new"}
+    for path in pages:
+        for size in (LAPTOP, PHONE) if path in phone else (LAPTOP,):
+            page.set_viewport_size(size)
+            response = page.goto(path)
+            assert response.ok, path
+            found = axe_violations(page, axe_source)
+            if found:
+                failures[f"{path} @{size['width']}"] = found
+    page.set_viewport_size(LAPTOP)
+    assert failures == {}
