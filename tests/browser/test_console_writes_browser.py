@@ -5,6 +5,8 @@ page at laptop and phone width: .okyaku/screenshots/."""
 
 from __future__ import annotations
 
+import uuid
+
 from okyaku.crm.schemas import CompanyUpdate
 from tests.browser import test_console_browser as base
 from tests.browser.test_console_browser import LAPTOP, PHONE, check_accessible, fits_the_viewport, shot, sign_in
@@ -156,9 +158,7 @@ def test_move_deals_on_the_board_by_drag_and_without_javascript_then_win_one(pag
     assert "Northwind fleet tracking" not in page.locator(".board").inner_text()
 
 
-def uuid_of(text: str):  # type: ignore[no-untyped-def]
-    import uuid
-
+def uuid_of(text: str) -> uuid.UUID:
     return uuid.UUID(text)
 
 
@@ -267,3 +267,23 @@ def test_every_console_page_passes_axe_core_with_no_serious_or_critical_violatio
                 failures[f"{path} @{size['width']}"] = found
     page.set_viewport_size(LAPTOP)
     assert failures == {}
+
+
+def test_bulk_assign_an_owner_to_selected_deals(page, world, screenshots, db) -> None:
+    from okyaku.tenancy import create_user
+
+    rep = create_user(db, world.ours.organization_id, f"rep-{uuid.uuid4().hex[:6]}@ours.example", "Rita Rep")
+    sign_in(page, world)
+    page.goto("/console/deals?sort=name")
+    check_accessible(page)
+    page.get_by_label("Select Aurora lens renewal").check()
+    page.get_by_label("Select Northwind fleet tracking").check()
+    page.get_by_label("New owner").select_option(label="Rita Rep")
+    both_widths(page, screenshots, "28-deals-bulk-select")
+    page.get_by_role("button", name="Assign owner").click()
+    page.get_by_role("status").filter(has_text="Owner assigned to 2 records; 0 refused.").wait_for()
+    page.goto(f"/console/deals?owner={rep.id}")
+    assert sorted(page.locator("table.records tbody th a").all_inner_texts()) == [
+        "Aurora lens renewal",
+        "Northwind fleet tracking",
+    ]

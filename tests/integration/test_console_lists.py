@@ -47,3 +47,41 @@ def test_sort_and_filter_in_the_url_and_kept_by_the_next_page(console, tenant, p
 
     refused = console.get("/console/companies?sort=password")
     assert refused.status_code == 422  # not a sort the API offers
+
+
+def test_bulk_assign_and_delete_one_change_event_per_record(console, tenant, pipeline, db, publisher) -> None:
+    from okyaku.tenancy import create_user
+
+    rep = create_user(db, tenant.id, "rep@acme.example", "Rita Rep")
+    ids = [tenant.client.post("/api/v1/companies", json={"name": f"Bulk {n}"}).json()["id"] for n in range(4)]
+    token = sign_in(console, tenant.org.api_key)
+    assert 'aria-label="Select Bulk 0"' in console.get("/console/companies").text
+    before = len(publisher.events)
+    assigned = console.post(
+        "/console/companies/bulk",
+        data={
+            "csrf_token": token,
+            "ids": ids[:3],
+            "owner": str(rep.id),
+            "action": "assign",
+            "next": "/console/companies",
+        },
+    )
+    assert assigned.status_code == 303
+    assert assigned.headers["location"] == "/console/companies?notice=assigned_n&n=3&refused=0"
+    assert "Owner assigned to 3 records; 0 refused." in console.get(assigned.headers["location"]).text
+    owners = {c["id"]: c["owner_id"] for c in tenant.client.get("/api/v1/companies").json()["data"]}
+    assert [owners[i] for i in ids] == [str(rep.id)] * 3 + [None]
+    events = publisher.events[before:]
+    assert sorted(str(e.entity_id) for e in events) == sorted(ids[:3])
+    assert all(e.operation == "updated" and e.changed_fields == ["owner_id"] for e in events)
+
+    confirm = console.post("/console/companies/bulk", data={"csrf_token": token, "ids": ids[2:], "action": "delete"})
+    assert confirm.status_code == 200 and "Bulk 2" in confirm.text and "Bulk 3" in confirm.text
+    assert len(tenant.client.get("/api/v1/companies").json()["data"]) == 4  # nothing yet
+    deleted = console.post(
+        "/console/companies/bulk", data={"csrf_token": token, "ids": ids[2:], "action": "delete", "confirm": "yes"}
+    )
+    assert deleted.headers["location"] == "/console/companies?notice=deleted_n&n=2&refused=0"
+    left = sorted(c["name"] for c in tenant.client.get("/api/v1/companies").json()["data"])
+    assert left == ["Bulk 0", "Bulk 1"]

@@ -354,3 +354,36 @@ def delete_record(
 ) -> None:
     with runtime.transaction(organization_id) as session:
         ENTITIES[entity].service.delete(session, record_id, expected_version=version)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    done: int
+    refused: list[str]  # why each refused record was refused
+
+
+def bulk_apply(
+    runtime: Runtime,
+    organization_id: uuid.UUID,
+    actor: uuid.UUID | None,
+    entity: str,
+    record_ids: Sequence[uuid.UUID],
+    *,
+    owner_id: uuid.UUID | None = None,
+    delete: bool = False,
+) -> BulkResult:
+    """Assign an owner to (or delete) each record through its service, one transaction and one
+    change event per record, so one refusal (gone meanwhile, say) does not undo the others."""
+    from okyaku.errors import OkyakuError
+
+    done, refused = 0, []
+    for record_id in record_ids:
+        try:
+            if delete:
+                delete_record(runtime, organization_id, entity, record_id, version=None)
+            else:
+                update_record(runtime, organization_id, actor, entity, record_id, {"owner_id": owner_id}, version=None)
+            done += 1
+        except OkyakuError as error:
+            refused.append(f"{record_id}: {error.message}")
+    return BulkResult(done, refused)

@@ -79,7 +79,62 @@ def forms_router() -> APIRouter:
     router = APIRouter(prefix=CONSOLE)
     for entity in forms.FIELDS:
         add_form_routes(router, entity)
+    for entity in RECORD_PAGES:
+        add_bulk_route(router, entity)
     return router
+
+
+def selected_ids(form: Any) -> list[uuid.UUID]:
+    ids = []
+    for value in form.getlist("ids"):
+        try:
+            ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return ids
+
+
+def add_bulk_route(router: APIRouter, entity: str) -> None:
+    plural = forms.PLURAL_NAMES[entity]
+
+    @router.post(f"/{plural}/bulk")
+    async def bulk(request: Request, page: SignedInDep) -> Response:
+        form = await checked_form(request, page)
+        ids = selected_ids(form)
+        back = safe_next(str(form.get("next") or f"{CONSOLE}/{plural}"))
+        action = str(form.get("action") or "")
+        if not ids:
+            return page.redirect(back + ("&" if "?" in back else "?") + "notice=none_selected")
+        if action == "delete" and form.get("confirm") != "yes":
+            from okyaku.console.queries import get_record, record_title
+
+            with page.services.runtime.db.organization_scope(page.organization_id) as session:
+                names = [record_title(entity, get_record(session, entity, i)) for i in ids]
+            return page.render(
+                "confirm_bulk_delete.html",
+                {"title": f"Delete {len(ids)} {plural}", "plural": plural, "ids": ids, "names": names, "back": back},
+            )
+        owner = None
+        if action == "assign":
+            try:
+                owner = uuid.UUID(str(form.get("owner") or ""))
+            except ValueError:
+                owner = None
+        result = forms.bulk_apply(
+            page.services.runtime,
+            page.organization_id,
+            page.session.user_id,
+            entity,
+            ids,
+            owner_id=owner,
+            delete=action == "delete",
+        )
+        if result.refused:
+            logger.info("bulk %s on %s: %d refused", action, plural, len(result.refused))
+        notice = (
+            "deleted_n" if action == "delete" else "assigned_n"
+        ) + f"&n={result.done}&refused={len(result.refused)}"
+        return page.redirect(back + ("&" if "?" in back else "?") + f"notice={notice}")
 
 
 def add_form_routes(router: APIRouter, entity: str) -> None:

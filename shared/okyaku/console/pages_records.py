@@ -148,6 +148,8 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
         mode: SearchKind = "keyword",
         cursor: Annotated[str | None, Query(max_length=500)] = None,
         notice: str | None = None,
+        n: int = 0,
+        refused: int = 0,
         sort: Annotated[str, Query(max_length=40)] = "",
         owner: Annotated[str, Query(max_length=40)] = "",
         lifecycle_stage: Annotated[str, Query(max_length=40)] = "",
@@ -164,7 +166,7 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
         filters = qs.list_filters(
             entity, owner=owner, me=page.session.user_id, lifecycle_stage=lifecycle_stage, stage=stage
         )
-        context["notice_text"] = NOTICES.get(notice or "")
+        context["notice_text"] = NOTICES.get(notice or "", "").format(n=n, refused=refused)
         context["mode"] = mode
         if q.strip() and mode == "semantic":
             result = semantic_search(page.services, org, q.strip(), [entity])
@@ -246,6 +248,9 @@ NOTICES = {
     "logged": "Activity logged.",
     "moved": "Stage changed.",
     "closed": "Deal closed.",
+    "assigned_n": "Owner assigned to {n} records; {refused} refused.",
+    "deleted_n": "{n} records deleted; {refused} refused.",
+    "none_selected": "Nothing was selected.",
 }
 
 
