@@ -213,3 +213,35 @@ def test_forms_need_the_sessions_csrf_token(console, tenant, pipeline) -> None:
     assert refused.status_code == 403
     assert tenant.client.get("/api/v1/companies").json()["data"] == []
     assert csrf_of(console.get("/console/companies/new").text)
+
+
+def test_custom_properties_are_edited_as_name_value_lines(console, tenant, pipeline) -> None:
+    token = sign_in(console, tenant.org.api_key)
+    props = "tier = gold\nregion = south"
+    created = console.post(
+        "/console/companies/new", data={"name": "Cobalt", "custom_properties": props, "csrf_token": token}
+    )
+    company_id = created_id(created)
+    assert tenant.client.get(f"/api/v1/companies/{company_id}").json()["custom_properties"] == {
+        "tier": "gold",
+        "region": "south",
+    }
+    tenant.client.patch(f"/api/v1/companies/{company_id}", json={"custom_properties": {"seats": 40}})
+    form_page = console.get(f"/console/companies/{company_id}/edit").text
+    opened = dict(re.findall(r'<input type="hidden" name="(version|was__\w+)" value="([^"]*)"', form_page))
+    assert "region = south\nseats = 40\ntier = gold" in form_page
+    # Change one, remove one, leave the number alone.
+    edited = {**opened, "name": "Cobalt", "custom_properties": "seats = 40\ntier = platinum", "csrf_token": token}
+    saved = console.post(f"/console/companies/{company_id}/edit", data=edited)
+    assert saved.status_code == 303, saved.text
+    stored = tenant.client.get(f"/api/v1/companies/{company_id}").json()["custom_properties"]
+    assert stored == {"tier": "platinum", "seats": 40}  # the number is still a number
+
+    bad = console.post(
+        "/console/companies/new", data={"name": "Beryl", "custom_properties": "just words", "csrf_token": token}
+    )
+    assert bad.status_code == 422
+    field = re.search(r'<div class="field invalid">.*?</div>', bad.text, re.S)
+    assert (
+        field and 'name="custom_properties"' in field.group(0) and "line 1: write it as name = value" in field.group(0)
+    )

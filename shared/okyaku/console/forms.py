@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from okyaku.crm.entities import ENTITIES
 from okyaku.db.models import Company, Contact, Deal, Pipeline, PipelineStage, User
-from okyaku.errors import ValidationFailed
+from okyaku.errors import ValidationFailed, field_error
 from okyaku.runtime import Runtime
 from okyaku.validation import field_details
 
-Kind = Literal["text", "email", "number", "date", "datetime", "textarea", "choice", "ref", "stage"]
+Kind = Literal["text", "email", "number", "date", "datetime", "textarea", "choice", "ref", "stage", "properties"]
 # The most records a related-record select lists (by name); the current choice is always there.
 MAX_OPTIONS = 500
 # The prefix of the hidden fields that carry the values the form was opened with.
@@ -55,6 +55,7 @@ FIELDS: dict[str, tuple[FormField, ...]] = {
         FormField("city", "City"),
         FormField("owner_id", "Owner", "ref", ref="user"),
         FormField("description", "Description", "textarea"),
+        FormField("custom_properties", "Custom properties", "properties", hint="One per line: name = value"),
     ),
     "contact": (
         FormField("first_name", "First name"),
@@ -67,6 +68,7 @@ FIELDS: dict[str, tuple[FormField, ...]] = {
         FormField("lead_status", "Lead status", "choice", choices=LEAD_STATUS),
         FormField("source", "Source"),
         FormField("owner_id", "Owner", "ref", ref="user"),
+        FormField("custom_properties", "Custom properties", "properties", hint="One per line: name = value"),
     ),
     "deal": (
         FormField("name", "Name", required=True),
@@ -77,6 +79,7 @@ FIELDS: dict[str, tuple[FormField, ...]] = {
         FormField("company_id", "Company", "ref", ref="company"),
         FormField("contact_id", "Contact", "ref", ref="contact"),
         FormField("owner_id", "Owner", "ref", ref="user"),
+        FormField("custom_properties", "Custom properties", "properties", hint="One per line: name = value"),
     ),
     "activity": (
         FormField("type", "Type", "choice", required=True, choices=("call", "meeting", "email", "note")),
@@ -141,6 +144,8 @@ def as_text(value: Any) -> str:
     """A stored value as a form control shows it."""
     if value is None:
         return ""
+    if isinstance(value, dict):
+        return "\n".join(f"{k} = {'' if v is None else v}" for k, v in sorted(value.items()))
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M")
     if isinstance(value, date):
@@ -162,12 +167,47 @@ def posted_was(entity: str, form: Mapping[str, Any]) -> dict[str, str]:
     return {f.name: str(form.get(WAS + f.name) or "") for f in FIELDS[entity]}
 
 
-def input_payload(session: Session, entity: str, values: Mapping[str, str], *, create: bool) -> dict[str, Any]:
+def parse_properties(text: str) -> dict[str, str]:
+    """``name = value`` lines (blank lines ignored); a line without ``=`` is a field error."""
+    properties: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise ValidationFailed(
+                "the request is not valid",
+                details=[field_error("custom_properties", f"line {number}: write it as name = value")],
+            )
+        properties[name.strip()] = value.strip()
+    return properties
+
+
+def input_payload(
+    session: Session,
+    entity: str,
+    values: Mapping[str, str],
+    *,
+    create: bool,
+    was: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The API input of a posted form: empty controls are left out of a new record and clear a
     field of an existing one (as ``null`` does in a PATCH)."""
+    was = was or {}
     payload: dict[str, Any] = {}
     for spec in FIELDS[entity]:
         text = values.get(spec.name, "")
+        if spec.kind == "properties":
+            properties: dict[str, str | None] = dict(parse_properties(text))
+            if not create:
+                # Only what the user changed: the service merges what it is sent, a removed line
+                # is cleared, and untouched values keep their stored type (a number stays one).
+                before = parse_properties(was.get(spec.name, ""))
+                properties = {k: v for k, v in properties.items() if before.get(k) != v}
+                properties.update({k: None for k in before if k not in parse_properties(text)})
+            if properties:
+                payload[spec.name] = properties
+            continue
         if text == "" and create:
             continue
         payload[spec.name] = text or None
@@ -343,9 +383,11 @@ def update_from_form(
     values: Mapping[str, str],
     *,
     version: int | None,
+    was: Mapping[str, str] | None = None,
 ) -> None:
     with runtime.transaction(organization_id) as session:
-        body = validated(entity, input_payload(session, entity, values, create=False), create=False)
+        payload = input_payload(session, entity, values, create=False, was=was)
+        body = validated(entity, payload, create=False)
         ENTITIES[entity].service.update(session, record_id, body, expected_version=version, actor=actor)
 
 

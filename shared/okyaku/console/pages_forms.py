@@ -191,7 +191,7 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
         nxt = str(form.get("next") or "")
         try:
             forms.update_from_form(
-                runtime, page.organization_id, page.session.user_id, entity, record_id, values, version=version
+                runtime, page.organization_id, page.session.user_id, entity, record_id, values, version=version, was=was
             )
         except (ValidationFailed, Conflict) as error:
             with runtime.db.organization_scope(page.organization_id) as session:
