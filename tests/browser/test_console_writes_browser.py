@@ -252,6 +252,7 @@ def test_every_console_page_passes_axe_core_with_no_serious_or_critical_violatio
         "/console/activities/new",
         f"/console/companies/{ids['northwind']}/delete",
         "/console/search?q=fleet",
+        "/console/import",
         "/console/approvals",
         "/console/runs",
     ]
