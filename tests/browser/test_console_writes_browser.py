@@ -43,7 +43,12 @@ def test_create_a_company_a_contact_at_it_and_a_deal_for_it(page, world, screens
     page.get_by_label("First name").fill("Ada")
     page.get_by_label("Last name").fill("Byron")
     page.get_by_label("Email").fill("ada@borealis.example")
-    page.get_by_label("Company").select_option(label="Borealis Instruments")  # chosen by name
+    page.get_by_label("Filter Company").fill("borea")  # the filter box narrows the choice by name
+    visible = page.get_by_label("Company", exact=True).evaluate(
+        "s => [...s.options].filter(o => !o.hidden && o.value).map(o => o.textContent)"
+    )
+    assert visible == ["Borealis Instruments"]
+    page.get_by_label("Company", exact=True).select_option(label="Borealis Instruments")  # chosen by name
     page.get_by_role("button", name="Create contact").click()
     page.get_by_role("heading", name="Ada Byron", level=1).wait_for()
     assert page.get_by_role("link", name="Borealis Instruments").is_visible()
@@ -52,8 +57,8 @@ def test_create_a_company_a_contact_at_it_and_a_deal_for_it(page, world, screens
     page.get_by_label("Name").fill("Borealis spectrometers")
     page.get_by_label("Stage").select_option(label="Proposal")
     page.get_by_label("Amount").fill("64000")
-    page.get_by_label("Company").select_option(label="Borealis Instruments")
-    page.get_by_label("Contact").select_option(label="Ada Byron <ada@borealis.example>")
+    page.get_by_label("Company", exact=True).select_option(label="Borealis Instruments")
+    page.get_by_label("Contact", exact=True).select_option(label="Ada Byron <ada@borealis.example>")
     page.get_by_role("button", name="Create deal").click()
     page.get_by_role("heading", name="Borealis spectrometers", level=1).wait_for()
     details = page.get_by_role("region", name="Details")
@@ -194,7 +199,9 @@ def test_today_then_create_a_task_from_a_record_and_complete_it(page, world, scr
     page.goto(f"/console/deals/{world.ids['telescopes']}")
     page.get_by_role("region", name="Activities").get_by_role("link", name="New task").click()
     page.wait_for_url("**/console/tasks/new**")
-    assert page.get_by_label("Deal").locator("option:checked").inner_text() == "Aurora telescopes"  # pre-filled
+    assert (
+        page.get_by_label("Deal", exact=True).locator("option:checked").inner_text() == "Aurora telescopes"
+    )  # pre-filled
     page.get_by_label("Title").fill("Send the signed quote")
     page.get_by_label("Due").fill("2020-01-02T09:00")  # long overdue
     page.get_by_role("button", name="Create task").click()
