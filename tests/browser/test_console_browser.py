@@ -195,8 +195,8 @@ def sign_in(page: Any, world: World, api_key: str | None = None) -> None:
     page.goto("/console/login")
     page.get_by_label("API key").fill(api_key or world.ours.api_key)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console")
-    assert page.get_by_role("heading", name="Dashboard", level=1).is_visible()
+    page.wait_for_url("**/console/today")  # Today is the landing page
+    assert page.get_by_role("heading", name="Today", level=1).is_visible()
 
 
 def shot(page: Any, screenshots: Path, name: str) -> None:
@@ -221,13 +221,15 @@ def check_accessible(page: Any) -> None:
 
 def test_sign_in_see_the_dashboard_on_laptop_and_phone_then_sign_out(page, world, screenshots) -> None:
     response = page.goto("/")
-    assert response.ok and page.url.endswith("/console/login?next=/console")
+    assert response.ok and page.url.endswith("/console/login?next=/console/today")
     shot(page, screenshots, "01-sign-in")
     page.get_by_label("API key").fill("oky_wrong")
     page.get_by_role("button", name="Sign in").click()
     assert page.get_by_role("alert").inner_text() == "That API key is not valid (or was revoked)."
 
     sign_in(page, world)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
+    page.wait_for_url("**/console")
     pipeline = page.get_by_role("region", name="Pipeline by stage: Sales")
     assert pipeline.get_by_role("img", name="Open pipeline amount by stage").is_visible()
     rows = pipeline.locator("tbody tr")

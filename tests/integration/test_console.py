@@ -261,7 +261,7 @@ def test_pages_and_assets_pass_through_api_gateway_and_mangum(services) -> None:
     assert cookie.startswith(COOKIE_NAME) and "Secure" in cookie and "HttpOnly" in cookie
 
     root = handler(lambda_event("/"), None)
-    assert root["statusCode"] == 303 and root["headers"]["location"] == "/console"
+    assert root["statusCode"] == 303 and root["headers"]["location"] == "/console/today"  # the landing page
     assert handler(lambda_event("/console/static/nope.js"), None)["statusCode"] == 404
 
 

@@ -15,7 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from okyaku.console.pages_agents import agents_router
 from okyaku.console.pages_chat import chat_router
+from okyaku.console.pages_forms import forms_router
+from okyaku.console.pages_import import import_router
+from okyaku.console.pages_pipeline import pipeline_router
 from okyaku.console.pages_records import records_router
+from okyaku.console.pages_work import work_router
 from okyaku.console.services import ConsoleServices
 from okyaku.console.web import (
     CONSOLE,
@@ -32,6 +36,7 @@ from okyaku.tenancy import authenticate
 
 logger = logging.getLogger(__name__)
 
+LANDING = CONSOLE + "/today"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
 
@@ -67,13 +72,14 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     assets = load_static()
 
     # The dashboard is /console: API Gateway's /console/{proxy+} does not match "/console/".
+    # Today is where a rep starts: the landing page of "/" and of a sign-in with nowhere to go back to.
     @app.get("/", include_in_schema=False)
     def root() -> Response:
-        return redirect_page(CONSOLE)
+        return redirect_page(LANDING)
 
     @app.get(CONSOLE + "/", include_in_schema=False)
     def console_slash() -> Response:
-        return redirect_page(CONSOLE)
+        return redirect_page(LANDING)
 
     @app.get(CONSOLE + "/static/{name}", include_in_schema=False)
     def static(name: str, request: Request) -> Response:
@@ -92,13 +98,13 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     @app.get(CONSOLE + "/login", response_class=HTMLResponse)
     def login_form(page: PageDep, next: str | None = None) -> Response:
         if page.session.signed_in:
-            return page.redirect(safe_next(next))
-        return page.render("login.html", {"title": "Sign in", "next": safe_next(next)})
+            return page.redirect(safe_next(next) if next else LANDING)
+        return page.render("login.html", {"title": "Sign in", "next": safe_next(next) if next else LANDING})
 
     @app.post(CONSOLE + "/login")
     async def login(request: Request, page: PageDep) -> Response:
         form = await checked_form(request, page)
-        next_path = safe_next(str(form.get("next") or ""))
+        next_path = safe_next(str(form.get("next"))) if form.get("next") else LANDING
         key = str(form.get("api_key") or "").strip()
         try:
             principal = authenticate(services.runtime.db, f"Bearer {key}")
@@ -131,6 +137,11 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     if services.chat is not None:
         app.include_router(chat_router())
     app.include_router(agents_router())
+    # Before the record pages: /contacts/new is not a record id.
+    app.include_router(forms_router())
+    app.include_router(pipeline_router())
+    app.include_router(work_router())
+    app.include_router(import_router())
     app.include_router(records_router())
     install_html_errors(app)
     return app

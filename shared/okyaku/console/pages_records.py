@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -146,10 +147,26 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
         q: Annotated[str, Query(max_length=500)] = "",
         mode: SearchKind = "keyword",
         cursor: Annotated[str | None, Query(max_length=500)] = None,
+        notice: str | None = None,
+        n: int = 0,
+        refused: int = 0,
+        sort: Annotated[str, Query(max_length=40)] = "",
+        owner: Annotated[str, Query(max_length=40)] = "",
+        lifecycle_stage: Annotated[str, Query(max_length=40)] = "",
+        stage: Annotated[str, Query(max_length=40)] = "",
     ) -> Response:
         entity = qs.ENTITY_OF_PLURAL[plural]
         org = page.organization_id
         context: dict[str, Any] = {"title": plural.capitalize(), "plural": plural, "entity": entity, "q": q}
+        # Sort and filters live in the URL: a list can be bookmarked, shared and paged.
+        chosen = {"q": q, "sort": sort, "owner": owner, "lifecycle_stage": lifecycle_stage, "stage": stage}
+        context["chosen"] = chosen
+        context["keep"] = urlencode({k: v for k, v in chosen.items() if v})
+        context["keep_but_sort"] = urlencode({k: v for k, v in chosen.items() if v and k != "sort"})
+        filters = qs.list_filters(
+            entity, owner=owner, me=page.session.user_id, lifecycle_stage=lifecycle_stage, stage=stage
+        )
+        context["notice_text"] = NOTICES.get(notice or "", "").format(n=n, refused=refused)
         context["mode"] = mode
         if q.strip() and mode == "semantic":
             result = semantic_search(page.services, org, q.strip(), [entity])
@@ -161,20 +178,30 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 context["degraded"] = result.degraded
                 return page.render("list.html", context)
         with page.services.runtime.db.organization_scope(org) as session:
-            rows, next_cursor = qs.list_records(session, entity, q=q.strip() or None, cursor=cursor)
+            rows, next_cursor = qs.list_records(
+                session, entity, q=q.strip() or None, cursor=cursor, sort=sort or None, filters=filters
+            )
+            context["owners"] = qs.users(session)
             if entity == "deal":
                 context["stage_names"] = {s.id: s.name for p in qs.pipelines(session) for s in p.stages}
+                context["stage_groups"] = qs.pipelines(session)
         context.update({"rows": rows, "next_cursor": next_cursor})
         return page.render("list.html", context)
 
     @router.get(f"/{plural}/{{record_id}}", response_class=HTMLResponse)
-    def record_page(page: SignedInDep, record_id: uuid.UUID, notice: str | None = None) -> Response:
+    def record_page(
+        page: SignedInDep,
+        record_id: uuid.UUID,
+        notice: str | None = None,
+        activities_cursor: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> Response:
         entity = qs.ENTITY_OF_PLURAL[plural]
         services = page.services
         org = page.organization_id
         with services.runtime.db.organization_scope(org) as session:
             record = qs.get_record(session, entity, record_id)  # NotFound (404) for another organization's id
-            activities = qs.activities_of(session, entity, record_id)
+            activities, older = qs.activities_of(session, entity, record_id, cursor=activities_cursor)
+            prefill = qs.links_of(entity, record)
             links = qs.related(session, entity, record)
             title = qs.record_title(entity, record)
         card = score_card(services, org, entity, record_id) if entity in ("contact", "deal") else None
@@ -191,6 +218,10 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "plural": plural,
                 "record": record,
                 "activities": activities,
+                "older_activities": older,
+                "prefill": prefill,
+                "here": f"{CONSOLE}/{plural}/{record_id}",
+                "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
                 "links": links,
                 "card": card,
                 "proposals": proposals,
@@ -209,7 +240,18 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
         return page.redirect(f"{CONSOLE}/{plural}/{record_id}?notice=rescored")
 
 
-NOTICES = {"rescored": "Scored again with the current model."}
+NOTICES = {
+    "rescored": "Scored again with the current model.",
+    "created": "Created.",
+    "saved": "Saved.",
+    "deleted": "Deleted.",
+    "logged": "Activity logged.",
+    "moved": "Stage changed.",
+    "closed": "Deal closed.",
+    "assigned_n": "Owner assigned to {n} records; {refused} refused.",
+    "deleted_n": "{n} records deleted; {refused} refused.",
+    "none_selected": "Nothing was selected.",
+}
 
 
 def _pending_filter() -> Any:

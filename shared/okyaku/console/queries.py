@@ -105,19 +105,61 @@ def win_rate(session: Session, *, days: int | None, now: datetime | None = None)
 
 
 def list_records(
-    session: Session, entity: str, *, q: str | None, cursor: str | None, limit: int = 25
+    session: Session,
+    entity: str,
+    *,
+    q: str | None,
+    cursor: str | None,
+    sort: str | None = None,
+    filters: dict[str, Any] | None = None,
+    limit: int = 25,
 ) -> tuple[list[Any], str | None]:
-    page = SERVICES[entity].list_page(session, ListParams(limit=limit, cursor=cursor, q=q or None), {})
+    """A page of a list through the CRM service: its sorts, filters and cursors, as the API's."""
+    params = ListParams(limit=limit, cursor=cursor, sort=sort, q=q or None)
+    page = SERVICES[entity].list_page(session, params, filters or {})
     return page.rows, page.next_cursor
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text) if text else None
+    except ValueError:
+        return None
+
+
+def list_filters(entity: str, *, owner: str, me: uuid.UUID | None, lifecycle_stage: str, stage: str) -> dict[str, Any]:
+    """The list filters chosen in the URL, as the CRM service's filter names."""
+    filters: dict[str, Any] = {"owner_id": me if owner == "me" else _uuid(owner)}
+    if entity == "contact" and lifecycle_stage:
+        filters["lifecycle_stage"] = lifecycle_stage
+    if entity == "deal":
+        filters["stage_id"] = _uuid(stage)
+    return filters
+
+
+def users(session: Session) -> list[Any]:
+    return list(session.execute(select(User.id, User.name).order_by(User.name)))
 
 
 def get_record(session: Session, entity: str, record_id: uuid.UUID) -> Any:
     return SERVICES[entity].get(session, record_id)
 
 
-def activities_of(session: Session, entity: str, record_id: uuid.UUID, limit: int = 20) -> list[Activity]:
-    params = ListParams(limit=limit)
-    return list(ACTIVITIES.list_page(session, params, {f"{entity}_id": record_id}).rows)
+def activities_of(
+    session: Session, entity: str, record_id: uuid.UUID, limit: int = 20, cursor: str | None = None
+) -> tuple[list[Activity], str | None]:
+    """A record's timeline page, newest first, and the cursor of the next (older) page."""
+    page = ACTIVITIES.list_page(session, ListParams(limit=limit, cursor=cursor), {f"{entity}_id": record_id})
+    return list(page.rows), page.next_cursor
+
+
+def links_of(entity: str, record: Any) -> dict[str, str]:
+    """The related-record fields an activity or task logged from a record page starts with."""
+    links = {f"{entity}_id": str(record.id)}
+    for name in ("company_id", "contact_id"):
+        if getattr(record, name, None):
+            links.setdefault(name, str(getattr(record, name)))
+    return links
 
 
 def related(session: Session, entity: str, record: Any) -> dict[str, Any]:

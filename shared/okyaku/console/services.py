@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from okyaku.embeddings.search import SemanticSearch
     from okyaku.llm.gateway import LLMGateway
     from okyaku.predictions.service import PredictionService
+    from okyaku.recommendations.service import RecommendationService
 
 
 @dataclass
@@ -35,6 +36,8 @@ class ConsoleServices:
     # The chat service (okyaku.chat); None: the chat panel is not shown.
     chat: ChatService | None = None
     insight_providers: Sequence[InsightProvider] = field(default_factory=tuple)
+    # Today's daily priorities (okyaku.recommendations); None: not shown.
+    recommendations: RecommendationService | None = None
     # organization -> (monotonic time, pipeline forecast): the dashboard reuses one for a minute
     forecasts: dict[uuid.UUID, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
@@ -63,8 +66,10 @@ def console_services(
     from okyaku.console.templating import template_environment
     from okyaku.embeddings.search import SemanticSearch
     from okyaku.embeddings.triggers import default_embedder
+    from okyaku.features import feature_enabled
     from okyaku.llm.gateway import LLMGateway
     from okyaku.predictions.api import prediction_service
+    from okyaku.recommendations.service import RecommendationService
 
     runtime = runtime or Runtime()
     settings = runtime.settings
@@ -84,5 +89,9 @@ def console_services(
         search=search,
         secure_cookie=settings.console_secure_cookie,
         chat=ChatService(runtime, chat_llm or llm, approvals=agents.approvals, search=search),
+        # Listing priorities needs no model: no card writer.
+        recommendations=RecommendationService(runtime, approvals=agents.approvals)
+        if feature_enabled(settings, "recommendations")
+        else None,
         insight_providers=tuple(insight_providers if insight_providers is not None else default_insights(settings)),
     )

@@ -1,0 +1,262 @@
+"""Console pages that write records: new, edit (version-checked) and delete (confirmed) for
+companies, contacts, deals, activities and tasks, through the API's services (console/forms.py).
+
+No ``from __future__ import annotations``: FastAPI reads the route annotations at run time."""
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from okyaku.console import forms
+from okyaku.console.web import CONSOLE, Page, SignedInDep, checked_form, safe_next
+from okyaku.crm.entities import ENTITIES
+from okyaku.errors import Conflict, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+# Kinds of record with a page of their own; an activity or a task lives on the pages of the
+# records it is linked to (and tasks on the Tasks page).
+RECORD_PAGES = {"company", "contact", "deal"}
+TITLES = {"company": "company", "contact": "contact", "deal": "deal", "activity": "activity", "task": "task"}
+
+
+def record_href(entity: str, record_id: uuid.UUID) -> str:
+    return f"{CONSOLE}/{forms.PLURAL_NAMES[entity]}/{record_id}"
+
+
+def form_version(form: Mapping[str, Any]) -> int | None:
+    text = str(form.get("version") or "")
+    return int(text) if text.isdigit() else None
+
+
+def after_write(entity: str, record_id: uuid.UUID | None, form: Mapping[str, Any], notice: str) -> str:
+    """Where a write sends the browser: the page it came from (``next``), else the record."""
+    nxt = str(form.get("next") or "")
+    if nxt:
+        target = safe_next(nxt)
+        return target + ("&" if "?" in target else "?") + f"notice={notice}"
+    if entity in RECORD_PAGES and record_id is not None:
+        return f"{record_href(entity, record_id)}?notice={notice}"
+    return f"{CONSOLE}/tasks?notice={notice}" if entity == "task" else f"{CONSOLE}?notice={notice}"
+
+
+def render_form(
+    page: Page,
+    entity: str,
+    state: forms.FormState,
+    *,
+    record_id: uuid.UUID | None,
+    title: str,
+    nxt: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    plural = forms.PLURAL_NAMES[entity]
+    action = f"{CONSOLE}/{plural}/{record_id}/edit" if record_id else f"{CONSOLE}/{plural}/new"
+    return page.render(
+        "form.html",
+        {
+            "title": title,
+            "entity": entity,
+            "plural": plural,
+            "form": state,
+            "action": action,
+            "record_id": record_id,
+            "cancel": safe_next(nxt)
+            if nxt
+            else (record_href(entity, record_id) if record_id and entity in RECORD_PAGES else f"{CONSOLE}/{plural}"),
+            "next": nxt,
+            "was_prefix": forms.WAS,
+        },
+        status_code=status_code,
+    )
+
+
+def forms_router() -> APIRouter:
+    router = APIRouter(prefix=CONSOLE)
+    for entity in forms.FIELDS:
+        add_form_routes(router, entity)
+    for entity in RECORD_PAGES:
+        add_bulk_route(router, entity)
+    return router
+
+
+def selected_ids(form: Any) -> list[uuid.UUID]:
+    ids = []
+    for value in form.getlist("ids"):
+        try:
+            ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return ids
+
+
+def add_bulk_route(router: APIRouter, entity: str) -> None:
+    plural = forms.PLURAL_NAMES[entity]
+
+    @router.post(f"/{plural}/bulk")
+    async def bulk(request: Request, page: SignedInDep) -> Response:
+        form = await checked_form(request, page)
+        ids = selected_ids(form)
+        back = safe_next(str(form.get("next") or f"{CONSOLE}/{plural}"))
+        action = str(form.get("action") or "")
+        if not ids:
+            return page.redirect(back + ("&" if "?" in back else "?") + "notice=none_selected")
+        if action == "delete" and form.get("confirm") != "yes":
+            from okyaku.console.queries import get_record, record_title
+
+            with page.services.runtime.db.organization_scope(page.organization_id) as session:
+                names = [record_title(entity, get_record(session, entity, i)) for i in ids]
+            return page.render(
+                "confirm_bulk_delete.html",
+                {"title": f"Delete {len(ids)} {plural}", "plural": plural, "ids": ids, "names": names, "back": back},
+            )
+        owner = None
+        if action == "assign":
+            try:
+                owner = uuid.UUID(str(form.get("owner") or ""))
+            except ValueError:
+                owner = None
+        result = forms.bulk_apply(
+            page.services.runtime,
+            page.organization_id,
+            page.session.user_id,
+            entity,
+            ids,
+            owner_id=owner,
+            delete=action == "delete",
+        )
+        if result.refused:
+            logger.info("bulk %s on %s: %d refused", action, plural, len(result.refused))
+        notice = (
+            "deleted_n" if action == "delete" else "assigned_n"
+        ) + f"&n={result.done}&refused={len(result.refused)}"
+        return page.redirect(back + ("&" if "?" in back else "?") + f"notice={notice}")
+
+
+def add_form_routes(router: APIRouter, entity: str) -> None:
+    plural = forms.PLURAL_NAMES[entity]
+    label = TITLES[entity]
+
+    @router.get(f"/{plural}/new", response_class=HTMLResponse)
+    def new_form(request: Request, page: SignedInDep) -> Response:
+        # Links from a record page pre-fill the related records (?company_id=...).
+        defaults = forms.DEFAULTS.get(entity, {})
+        values = {
+            f.name: str(request.query_params.get(f.name) or defaults.get(f.name, "")) for f in forms.FIELDS[entity]
+        }
+        if entity == "task" and not values["assignee_id"] and page.session.user_id:
+            values["assignee_id"] = str(page.session.user_id)
+        nxt = str(request.query_params.get("next", ""))
+        with page.services.runtime.db.organization_scope(page.organization_id) as session:
+            state = forms.form_state(session, entity, values)
+        return render_form(page, entity, state, record_id=None, title=f"New {label}", nxt=nxt)
+
+    @router.post(f"/{plural}/new")
+    async def create(request: Request, page: SignedInDep) -> Response:
+        form = await checked_form(request, page)
+        values = forms.posted_values(entity, form)
+        try:
+            record_id = forms.create_record(
+                page.services.runtime, page.organization_id, page.session.user_id, entity, values
+            )
+        except ValidationFailed as error:
+            by_field, general = forms.errors_by_field(entity, error)
+            with page.services.runtime.db.organization_scope(page.organization_id) as session:
+                state = forms.form_state(session, entity, values, errors=by_field, general_errors=general)
+            nxt = str(form.get("next") or "")
+            return render_form(page, entity, state, record_id=None, title=f"New {label}", nxt=nxt, status_code=422)
+        return page.redirect(after_write(entity, record_id, form, "logged" if entity == "activity" else "created"))
+
+    @router.get(f"/{plural}/{{record_id}}/edit", response_class=HTMLResponse)
+    def edit_form(request: Request, page: SignedInDep, record_id: uuid.UUID) -> Response:
+        service = ENTITIES[entity].service
+        with page.services.runtime.db.organization_scope(page.organization_id) as session:
+            record = service.get(session, record_id)  # NotFound: another organization's id is a 404 page
+            values = forms.record_values(entity, record)
+            state = forms.form_state(session, entity, values, version=record.version, was=dict(values))
+        nxt = str(request.query_params.get("next", ""))
+        return render_form(page, entity, state, record_id=record_id, title=f"Edit {label}", nxt=nxt)
+
+    @router.post(f"/{plural}/{{record_id}}/edit")
+    async def update(request: Request, page: SignedInDep, record_id: uuid.UUID) -> Response:
+        form = await checked_form(request, page)
+        values = forms.posted_values(entity, form)
+        was = forms.posted_was(entity, form)
+        version = form_version(form)
+        runtime = page.services.runtime
+        nxt = str(form.get("next") or "")
+        try:
+            forms.update_from_form(
+                runtime, page.organization_id, page.session.user_id, entity, record_id, values, version=version, was=was
+            )
+        except (ValidationFailed, Conflict) as error:
+            with runtime.db.organization_scope(page.organization_id) as session:
+                record = ENTITIES[entity].service.get(session, record_id)
+                if isinstance(error, Conflict):
+                    # Show what the other person changed; the form now carries the current
+                    # version, so saving again is a deliberate overwrite of what is shown.
+                    changed = forms.changes_since(entity, was, record)
+                    state = forms.form_state(
+                        session,
+                        entity,
+                        values,
+                        version=record.version,
+                        was=forms.record_values(entity, record),
+                        changed_by_others=changed,
+                        general_errors=[f"Someone else changed this {label} while you were editing it."],
+                    )
+                    status = 409
+                else:
+                    by_field, general = forms.errors_by_field(entity, error)
+                    state = forms.form_state(
+                        session, entity, values, errors=by_field, general_errors=general, version=version, was=was
+                    )
+                    status = 422
+            return render_form(
+                page, entity, state, record_id=record_id, title=f"Edit {label}", nxt=nxt, status_code=status
+            )
+        return page.redirect(after_write(entity, record_id, form, "saved"))
+
+    @router.get(f"/{plural}/{{record_id}}/delete", response_class=HTMLResponse)
+    def confirm_delete(request: Request, page: SignedInDep, record_id: uuid.UUID) -> Response:
+        from okyaku.console.queries import record_title
+
+        with page.services.runtime.db.organization_scope(page.organization_id) as session:
+            record = ENTITIES[entity].service.get(session, record_id)
+            impact = forms.delete_impact(session, entity, record_id)
+            name = (
+                record_title(entity, record)
+                if entity in RECORD_PAGES
+                else (getattr(record, "subject", None) or getattr(record, "title", None) or label)
+            )
+            version = record.version
+        nxt = str(request.query_params.get("next", ""))
+        return page.render(
+            "confirm_delete.html",
+            {
+                "title": f"Delete {label}",
+                "entity": entity,
+                "label": label,
+                "name": name,
+                "impact": impact,
+                "version": version,
+                "action": f"{CONSOLE}/{plural}/{record_id}/delete",
+                "cancel": safe_next(nxt)
+                if nxt
+                else (record_href(entity, record_id) if entity in RECORD_PAGES else f"{CONSOLE}/{plural}"),
+                "next": nxt,
+            },
+        )
+
+    @router.post(f"/{plural}/{{record_id}}/delete")
+    async def delete(request: Request, page: SignedInDep, record_id: uuid.UUID) -> Response:
+        form = await checked_form(request, page)
+        forms.delete_record(page.services.runtime, page.organization_id, entity, record_id, version=form_version(form))
+        nxt = str(form.get("next") or "")
+        if nxt:
+            return page.redirect(after_write(entity, None, form, "deleted"))
+        return page.redirect(f"{CONSOLE}/{plural}?notice=deleted")

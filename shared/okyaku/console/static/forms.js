@@ -1,0 +1,27 @@
+// Related-record selects (select.ref) get a filter box: typing narrows the options by name. The
+// select alone works without JavaScript; this only saves scrolling through a long list.
+(function () {
+  "use strict";
+  function enhance(root) {
+    root.querySelectorAll("select.ref:not([data-filterable])").forEach(function (select) {
+      select.setAttribute("data-filterable", "");
+      var label = select.labels && select.labels[0] ? select.labels[0].textContent.trim() : "records";
+      var box = document.createElement("input");
+      box.type = "search";
+      box.className = "ref-filter";
+      box.setAttribute("aria-label", "Filter " + label);
+      box.setAttribute("aria-controls", select.id);
+      box.placeholder = "Type to filter…";
+      box.addEventListener("input", function () {
+        var words = box.value.toLowerCase().split(/\s+/).filter(Boolean);
+        Array.prototype.forEach.call(select.options, function (option) {
+          var text = option.textContent.toLowerCase();
+          option.hidden = option.value !== "" && !words.every(function (w) { return text.indexOf(w) >= 0; });
+        });
+      });
+      select.parentNode.insertBefore(box, select);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { enhance(document); });
+  document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
+})();
