@@ -527,7 +527,8 @@ def test_with_the_model_up_query_crm_answers_its_plan_and_never_acts(
 
         async def test() -> None:
             async with connect(url, tenant.org.api_key) as client:
-                listed = ok(await client.call_tool("query_crm", {"question": "Which deals do we have?"}))
+                # A question the built-in parser leaves to the model ("look worth chasing").
+                listed = ok(await client.call_tool("query_crm", {"question": "Which deals look worth chasing?"}))
                 assert (listed["mode"], listed["phrased_by"], listed["degraded"]) == ("llm", "llm", False)
                 assert listed["table"]["rows"] == [["Globex fleet tracking", 48000]]
                 assert listed["answer"] == "You have 1 deal: Globex fleet tracking, worth 48,000."
