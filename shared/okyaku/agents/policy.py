@@ -40,9 +40,21 @@ from okyaku.db.models import User
 
 ApproverRole = Literal["member", "admin"]
 # Every action the approval queue knows: the agents' write tools (also used by chat and by
-# conversation analysis) and the recommendations' task due-date change.
+# conversation analysis), the recommendations' task due-date change, and the record changes an
+# external agent proposes over MCP (okyaku.mcp.proposals.action_name).
 KnownAction = Literal[
-    "add_note", "create_task", "draft_email", "log_activity", "update_contact", "update_deal", "update_task"
+    "add_note",
+    "create_company",
+    "create_contact",
+    "create_deal",
+    "create_task",
+    "draft_email",
+    "log_activity",
+    "update_activity",
+    "update_company",
+    "update_contact",
+    "update_deal",
+    "update_task",
 ]
 KNOWN_ACTIONS: tuple[str, ...] = KnownAction.__args__  # type: ignore[attr-defined]
 DEFAULT_ADMIN_ONLY_ACTIONS: tuple[KnownAction, ...] = ("draft_email",)
