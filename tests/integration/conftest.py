@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from okyaku.config import Settings
-from okyaku.console.app import create_console_app
-from okyaku.console.services import ConsoleServices, console_services
-from okyaku.console.sessions import SessionSigner
 from okyaku.crm import schemas
 from okyaku.crm.records import ACTIVITY_SPEC, CONTACT_SPEC, ActivityService, RecordService
 from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
 from tests.integration.recommendations_support import Clock, Scenario
-from tests.support.hashing_embedder import HashingEmbedder
 
 
 @pytest.fixture
@@ -70,21 +64,3 @@ def scenario(tenant: Any, runtime: Runtime, owner_db: Any) -> Scenario:
         clock=Clock(),
         owner_db=owner_db,
     )
-
-
-@pytest.fixture
-def services(runtime: Runtime, make_gateway: Any, openai_server: Any) -> ConsoleServices:
-    """The console's services over the test database, the scripted model and a hashing embedder."""
-    return console_services(
-        runtime,
-        llm=make_gateway(openai_server.base_url),
-        signer=SessionSigner("test-secret", ttl_s=3600),
-        embedder=HashingEmbedder(),
-        explanations="template",
-    )
-
-
-@pytest.fixture
-def console(services: ConsoleServices) -> Iterator[TestClient]:
-    with TestClient(create_console_app(services), base_url="http://testserver", follow_redirects=False) as client:
-        yield client
