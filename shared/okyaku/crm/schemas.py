@@ -301,6 +301,7 @@ class ActivityOut(RecordOut):
     contact_id: uuid.UUID | None
     company_id: uuid.UUID | None
     deal_id: uuid.UUID | None
+    message_id: str | None = None
 
 
 # --- tasks -----------------------------------------------------------------------------------

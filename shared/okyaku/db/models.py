@@ -265,6 +265,13 @@ class Activity(RecordMixin, Base):
         CheckConstraint(f"type IN {ACTIVITY_TYPES}", name="activity_type_valid"),
         Index("ix_activities_search", "search_vector", postgresql_using="gin"),
         Index("ix_activities_org_occurred", "organization_id", "occurred_at"),
+        Index(
+            "ux_activities_org_message_id",
+            "organization_id",
+            "message_id",
+            unique=True,
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
     )
     id: Mapped[uuid.UUID] = uuid_pk()
     organization_id: Mapped[uuid.UUID] = org_fk()
@@ -278,6 +285,8 @@ class Activity(RecordMixin, Base):
     contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
     deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
+    # An e-mail's RFC 5322 Message-ID: set by the outbox or the mailbox sync, never by a client.
+    message_id: Mapped[str | None] = mapped_column(String(998))
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('simple', coalesce(subject,'') || ' ' || coalesce(body,''))", persisted=True),
