@@ -11,7 +11,8 @@ from okyaku.chat.execute import DataTable
 from okyaku.chat.plan import QueryPlan
 
 SHOWN_ROWS = 10
-_NUMBER = re.compile(r"(?<![\w.])-?\d(?:[\d,]*\d)?(?:\.\d+)?")
+# A number as written in prose: "12", "-3", "1,200", "45.7" (not the "7" of "v1.7" or "x7").
+PROSE_NUMBER = re.compile(r"(?<![\w.])-?\d(?:[\d,]*\d)?(?:\.\d+)?")
 
 
 def format_value(value: Any) -> str:
@@ -190,7 +191,7 @@ def _numbers_in(value: Any) -> Iterable[float]:
     if isinstance(value, (int, float)):
         yield float(value)
         return
-    for match in _NUMBER.finditer(str(value)):
+    for match in PROSE_NUMBER.finditer(str(value)):
         yield float(match.group().replace(",", ""))
 
 
@@ -229,7 +230,7 @@ def ungrounded_numbers(answer: str, data: DataTable, question: str) -> list[str]
     """The numbers in ``answer`` that the data (or the question) does not contain."""
     allowed = allowed_numbers(data, question, answer)
     missing = []
-    for match in _NUMBER.finditer(answer):
+    for match in PROSE_NUMBER.finditer(answer):
         text = match.group()
         if not _matches(float(text.replace(",", "")), allowed):
             missing.append(text)

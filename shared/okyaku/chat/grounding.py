@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from okyaku.chat.answer import format_value, ungrounded_numbers
+from okyaku.chat.answer import PROSE_NUMBER, format_value, ungrounded_numbers
 from okyaku.chat.catalogue import CATALOGUE, PlanInvalid, resolve_field
 from okyaku.chat.execute import DataTable
 from okyaku.chat.plan import DateRange, QueryPlan, RelativeDate
@@ -245,15 +245,12 @@ def _data_words(data: DataTable) -> set[str]:
     return words
 
 
-_NUMBER = re.compile(r"(?<![\w.])-?\d(?:[\d,]*\d)?(?:\.\d+)?")
-
-
 def _mentions(answer: str, value: Any) -> bool:
     """Whether ``answer`` states ``value`` (a number in any usual rounding, or a text)."""
     if value is None or isinstance(value, bool):
         return True
     if isinstance(value, int | float):
-        stated = {float(m.replace(",", "")) for m in _NUMBER.findall(answer)}
+        stated = {float(m.replace(",", "")) for m in PROSE_NUMBER.findall(answer)}
         return any(s == value or s == round(value) or s == round(value, 1) or s == round(value, 2) for s in stated)
     return str(value).lower() in answer.lower()
 
