@@ -20,7 +20,14 @@ from okyaku.errors import NotFound, ValidationFailed, field_error
 from okyaku.features import feature_enabled
 from okyaku.recommendations.apply import build_proposal
 from okyaku.recommendations.engine import generate_candidates
-from okyaku.recommendations.explain import CardForWords, CardWriter, write_card_text
+from okyaku.recommendations.explain import (
+    CardForWords,
+    CardWriter,
+    describe_action,
+    reason_sentence,
+    suggested_content,
+    write_card_text,
+)
 from okyaku.recommendations.facts import load_facts
 from okyaku.recommendations.models import Recommendation
 from okyaku.recommendations.ranking import FeedbackCounts, with_feedback
@@ -76,8 +83,11 @@ def card_view(card: Recommendation, counts: FeedbackCounts, prior: float) -> dic
         "type": card.type,
         "status": card.status,
         "title": card.title,
+        "description": describe_action(card.facts.get("action")),
+        "reasoning": reason_sentence(card.rule, facts),
         "facts": facts,
         "action": card.facts.get("action"),
+        "suggested_content": suggested_content(card.facts.get("action")),
         "priority": card.priority,
         "confidence": card.confidence,
         "expected_value": ranking["expected_value"],
