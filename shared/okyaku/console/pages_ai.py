@@ -139,6 +139,7 @@ def today_ai(page: Page) -> dict[str, Any]:
     """What Today adds beside its priorities (which are the same cards, for the user's records)."""
     return {
         "heading": "Daily priorities",
+        "heading_id": "priorities-title",
         "result": apply_result(page),
         "feedback_notice": feedback_notice(page),
         **snooze_days(),
@@ -185,7 +186,7 @@ def ai_router() -> APIRouter:
         form = await checked_form(request, page)
         result = service_of(page).apply(page.organization_id, card_id, page.session.user_id)
         back = back_to(form, f"{CONSOLE}/today")
-        return page.redirect(with_query(back, applied=result["pending_action"]["id"]) + "#ai-cards-title")
+        return page.redirect(with_query(back, applied=result["pending_action"]["id"]) + "#next-best-actions")
 
     @router.post("/recommendations/{card_id}/feedback")
     async def feedback(request: Request, page: SignedInDep, card_id: uuid.UUID) -> Response:
