@@ -185,6 +185,16 @@ def accessible_at_both_widths(page: Any, axe_source: str, screenshots: Any, name
     page.set_viewport_size(LAPTOP)
 
 
+def open_record(page: Any, path: str) -> None:
+    """A record page, once htmx has swapped in its cards refreshed from the record's facts."""
+    page.goto(path)
+    fresh_cards(page)
+
+
+def fresh_cards(page: Any) -> None:
+    page.locator("#next-best-actions[data-fresh]").wait_for()
+
+
 def card_on(page: Any, title_part: str) -> Any:
     return page.locator("article.rec").filter(has=page.get_by_role("heading", name=title_part))
 
@@ -194,7 +204,7 @@ def test_apply_a_card_then_approve_it_in_the_queue_and_the_deal_shows_the_email(
 ) -> None:
     sign_in(page, world)
     chats_before = len(world.openai.requests_to("chat"))
-    page.goto(f"/console/deals/{world.ids['fleet']}")
+    open_record(page, f"/console/deals/{world.ids['fleet']}")
     assert len(world.openai.requests_to("chat")) == chats_before  # a page render never asks the model
     cards = page.get_by_role("region", name="Next best actions")
     card = card_on(page, "Send the proposal for Northwind fleet tracking")
@@ -208,6 +218,8 @@ def test_apply_a_card_then_approve_it_in_the_queue_and_the_deal_shows_the_email(
     assert "Proposal email found" in card.inner_text()
 
     card.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**applied=**")
+    fresh_cards(page)
     result = cards.locator(".apply-result")
     result.wait_for()
     assert "Sent to the approval queue" in result.inner_text()
@@ -221,7 +233,7 @@ def test_apply_a_card_then_approve_it_in_the_queue_and_the_deal_shows_the_email(
     action.get_by_role("button", name="Approve", exact=True).click()
     page.wait_for_url("**notice=approved")
 
-    page.goto(f"/console/deals/{world.ids['fleet']}")
+    open_record(page, f"/console/deals/{world.ids['fleet']}")
     timeline = page.get_by_role("region", name="Activities")
     assert "Proposal: Northwind fleet tracking" in timeline.inner_text()  # the record changed
     with world.runtime.db.organization_scope(world.ours.organization_id) as session:
@@ -243,7 +255,7 @@ def test_explain_with_the_language_model_up_then_down(page, world, screenshots, 
         )
     )
     sign_in(page, world)
-    page.goto(f"/console/deals/{world.ids['telescopes']}")
+    open_record(page, f"/console/deals/{world.ids['telescopes']}")
     card = card_on(page, "Confirm the timeline of Aurora telescopes")
     card.get_by_role("link", name="Explain").click()
     explanation = card.locator(".explanation")
@@ -260,7 +272,7 @@ def test_explain_with_the_language_model_up_then_down(page, world, screenshots, 
 
     world.openai.fault = Reply.error(503, "model is loading")  # the language model is down
     try:
-        page.goto(f"/console/deals/{world.ids['telescopes']}")
+        open_record(page, f"/console/deals/{world.ids['telescopes']}")
         card = card_on(page, "Confirm the timeline of Aurora telescopes")
         card.get_by_role("link", name="Explain").click()
         explanation = card.locator(".explanation")
@@ -290,12 +302,14 @@ def test_helpful_snooze_and_dismiss_change_what_is_shown(page, world, screenshot
     assert card_on(page, "Confirm the timeline of Mirror refit").count() == 1  # Mirror refit is mine
     accessible_at_both_widths(page, axe_source, screenshots, "35-today-cards")
 
-    page.goto(f"/console/deals/{world.ids['mirrors']}")
+    open_record(page, f"/console/deals/{world.ids['mirrors']}")
     card = card_on(page, "Confirm the timeline of Mirror refit")
     before = service.for_entity(
         world.ours.organization_id, "deal", uuid.UUID(world.ids["mirrors"]), world.ours.user_id
     )["data"][0]["expected_value"]
     card.get_by_role("button", name=re.compile(r"^Helpful")).click()
+    page.wait_for_url("**card_feedback=helpful**")
+    fresh_cards(page)
     notice = page.locator(".feedback-notice")
     notice.wait_for()
     assert "rank higher for you" in notice.inner_text()
@@ -309,6 +323,8 @@ def test_helpful_snooze_and_dismiss_change_what_is_shown(page, world, screenshot
     back_on = (date.today() + timedelta(days=5)).isoformat()
     card.get_by_label("Snooze until").fill(back_on)
     card.get_by_role("button", name="Snooze").click()
+    page.wait_for_url("**card_feedback=snoozed**")
+    fresh_cards(page)
     page.locator(".feedback-notice", has_text=f"comes back on {back_on}").wait_for()
     assert card_on(page, "Confirm the timeline of Mirror refit").count() == 0
     snoozed = world.card("mirrors", "deal_past_close_date")
@@ -316,10 +332,12 @@ def test_helpful_snooze_and_dismiss_change_what_is_shown(page, world, screenshot
     page.goto("/console/today")
     assert card_on(page, "Confirm the timeline of Mirror refit").count() == 0  # off Today as well
 
-    page.goto(f"/console/contacts/{world.ids['vera']}")  # a contact's cards include its deals'
+    open_record(page, f"/console/contacts/{world.ids['vera']}")  # a contact's cards include its deals'
     card = card_on(page, "Confirm the timeline of Aurora telescopes")
     assert card.get_by_role("link", name="Aurora telescopes", exact=True).is_visible()  # which record it is about
     card.get_by_role("button", name="Dismiss").click()
+    page.wait_for_url("**card_feedback=dismissed**")
+    fresh_cards(page)
     page.locator(".feedback-notice", has_text="Dismissed").wait_for()
     assert card_on(page, "Confirm the timeline of Aurora telescopes").count() == 0
     assert world.card("telescopes", "deal_past_close_date").status == "dismissed"
@@ -327,17 +345,23 @@ def test_helpful_snooze_and_dismiss_change_what_is_shown(page, world, screenshot
     shot(page, screenshots, "36-card-dismissed")
 
 
-def test_the_churn_risk_card_of_a_customer(page, world, screenshots, axe_source) -> None:
+def test_the_churn_risk_card_of_a_customer_and_a_companys_cards(page, world, screenshots, axe_source) -> None:
     sign_in(page, world)
-    page.goto(f"/console/contacts/{world.ids['carla']}")
+    open_record(page, f"/console/contacts/{world.ids['carla']}")
     churn = page.get_by_role("region", name="Churn risk")
     assert "/ 100" in churn.inner_text() and "risk" in churn.locator(".churn-level").inner_text()
     factors = churn.get_by_role("table", name="Churn factors").locator("tbody tr")
     assert factors.count() >= 1 and factors.first.locator("th").inner_text() != ""
     assert page.get_by_role("region", name="Ask an agent").count() == 1
     accessible_at_both_widths(page, axe_source, screenshots, "37-customer-churn-card")
-    page.goto(f"/console/contacts/{world.ids['lena']}")  # a lead has no churn card
+    open_record(page, f"/console/contacts/{world.ids['lena']}")  # a lead has no churn card
     assert page.get_by_role("region", name="Churn risk").count() == 0
+
+    open_record(page, f"/console/companies/{world.ids['aurora']}")  # a company's cards: its deals' and people's
+    card = card_on(page, "1 overdue task(s) on Aurora telescopes")
+    assert "Moves the due date of the task 'Send the spec sheet' to tomorrow." in card.inner_text()
+    assert page.get_by_role("region", name="Ask an agent").count() == 0  # no agent works on a company
+    accessible_at_both_widths(page, axe_source, screenshots, "37-company-cards")
 
 
 def wait_until_finished(page: Any) -> str:
@@ -359,7 +383,7 @@ def test_start_each_agent_from_its_page_and_see_its_proposals(page, world, scree
         ),
         Reply.text("Lena Ortiz is a qualified lead; I proposed the status change for review."),
     )
-    page.goto(f"/console/contacts/{ids['lena']}")
+    open_record(page, f"/console/contacts/{ids['lena']}")
     page.get_by_role("region", name="Ask an agent").get_by_role("button", name="Qualify this lead").click()
     page.wait_for_url("**/console/runs/*")
     run_url = page.url
@@ -381,7 +405,7 @@ def test_start_each_agent_from_its_page_and_see_its_proposals(page, world, scree
         ),
         Reply.text("The deal is ready for negotiation; I proposed the stage change."),
     )
-    page.goto(f"/console/deals/{ids['mirrors']}")
+    open_record(page, f"/console/deals/{ids['mirrors']}")
     page.get_by_role("button", name="Review this deal").click()
     page.wait_for_url("**/console/runs/*")
     wait_until_finished(page)

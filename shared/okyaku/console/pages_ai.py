@@ -59,13 +59,20 @@ def back_to(form: Any, fallback: str) -> str:
 # --- what the pages show -----------------------------------------------------------------------
 
 
-def entity_cards(page: Page, entity: str, record_id: uuid.UUID) -> dict[str, Any]:
-    """The record's ranked cards (refreshed from its current facts, as the API does), or why none."""
+def entity_cards(page: Page, entity: str, record_id: uuid.UUID, *, refresh: bool) -> dict[str, Any]:
+    """The record's ranked cards, or why none. The page shows the stored ones at once; htmx then
+    asks for them refreshed from the record's current facts (as the API does) and swaps them in."""
     service = page.services.recommendations
     if service is None:
         return {"unavailable": "Recommendations are switched off (AI_RECOMMENDATIONS_ENABLED=false).", "data": []}
     try:
-        return service.for_entity(page.organization_id, entity, record_id, page.session.user_id)  # type: ignore[arg-type]
+        return service.for_entity(
+            page.organization_id,
+            entity,  # type: ignore[arg-type]
+            record_id,
+            page.session.user_id,
+            refresh=refresh,
+        )
     except NotFound:
         raise
     except OkyakuError as error:
@@ -125,7 +132,8 @@ def record_ai(page: Page, entity: str, record: Any) -> dict[str, Any]:
     """Everything this module adds to a record page (see _recommendation_cards.html,
     _churn_card.html and _agent_actions.html)."""
     return {
-        "cards": entity_cards(page, entity, record.id),
+        "cards": entity_cards(page, entity, record.id, refresh=False),
+        "refresh_url": f"{CONSOLE}/{qs.PLURAL[entity]}/{record.id}/next-best-actions",
         "result": apply_result(page),
         "feedback_notice": feedback_notice(page),
         "churn": churn_card(page, record) if entity == "contact" else None,
@@ -172,6 +180,22 @@ def snooze_until(raw: str, now: datetime) -> datetime:
 # --- routes --------------------------------------------------------------------------------------
 
 
+def add_cards_route(router: APIRouter, plural: str) -> None:
+    @router.get(f"/{plural}/{{record_id}}/next-best-actions", response_class=HTMLResponse)
+    def fresh_cards(page: SignedInDep, record_id: uuid.UUID) -> Response:
+        """The record's cards refreshed from its facts: the fragment htmx swaps into the record page."""
+        entity = qs.ENTITY_OF_PLURAL[plural]
+        ai = {
+            "cards": entity_cards(page, entity, record_id, refresh=True),
+            "result": apply_result(page),
+            "feedback_notice": feedback_notice(page),
+            "fresh": True,
+            **snooze_days(),
+        }
+        context = {"ai": ai, "record": {"id": record_id}, "here": f"{CONSOLE}/{plural}/{record_id}"}
+        return page.render("_recommendation_cards.html", context)
+
+
 def ai_router() -> APIRouter:
     router = APIRouter(prefix=CONSOLE)
 
@@ -180,6 +204,9 @@ def ai_router() -> APIRouter:
         if service is None:
             raise NotFound("recommendations are switched off")
         return service
+
+    for plural in ("contacts", "companies", "deals"):
+        add_cards_route(router, plural)
 
     @router.post("/recommendations/{card_id}/apply")
     async def apply(request: Request, page: SignedInDep, card_id: uuid.UUID) -> Response:

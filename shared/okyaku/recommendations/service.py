@@ -171,14 +171,22 @@ class RecommendationService:
         return sorted(views, key=lambda v: (-v["expected_value"], v["priority"], v["id"]))
 
     def for_entity(
-        self, organization_id: uuid.UUID, entity_type: CardEntity, entity_id: uuid.UUID, user_id: uuid.UUID | None
+        self,
+        organization_id: uuid.UUID,
+        entity_type: CardEntity,
+        entity_id: uuid.UUID,
+        user_id: uuid.UUID | None,
+        *,
+        refresh: bool = True,
     ) -> dict[str, Any]:
         """The entity's cards, refreshed from its current facts, ranked for the caller. A
-        contact's include its deals'; a company's those of its deals and contacts."""
+        contact's include its deals'; a company's those of its deals and contacts. Without
+        ``refresh``, the stored cards as the last refresh left them (a page's fast first paint)."""
         now = self.clock()
         with self.runtime.db.organization_scope(organization_id) as session:
             deal_ids, contact_ids = self._scope(session, entity_type, entity_id)
-            self._refresh_entities(session, now, deal_ids, contact_ids)
+            if refresh:
+                self._refresh_entities(session, now, deal_ids, contact_ids)
             if entity_type == "company":
                 mine = or_(
                     Recommendation.company_id == entity_id,
