@@ -118,3 +118,43 @@ def test_another_organizations_card_and_bad_agent_starts_are_refused(
     )
     assert foreign.status_code == 404  # not a record of this organization: no run is queued
     assert services.agents.executions(tenant.org.organization_id, agent=None, status=None, limit=5) == []
+
+
+def test_where_the_policy_allows_apply_writes_at_once_and_says_so(
+    services, tenant, pipeline, db, publisher, make_gateway, openai_server
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from okyaku.agents.models import PendingAction
+    from okyaku.console.app import create_console_app
+    from okyaku.console.services import console_services
+    from okyaku.console.sessions import SessionSigner
+    from okyaku.db.models import Task
+    from okyaku.runtime import Runtime
+    from tests.support.hashing_embedder import HashingEmbedder
+
+    settings = services.runtime.settings.model_copy(update={"ai_require_approval_for_writes": False})
+    relaxed = console_services(
+        Runtime(settings, db=db, publisher=publisher),
+        llm=make_gateway(openai_server.base_url),
+        signer=SessionSigner("test-secret", ttl_s=3600),
+        embedder=HashingEmbedder(),
+        explanations="template",
+    )
+    deal = late_deal(tenant, pipeline)
+    with TestClient(create_console_app(relaxed), base_url="http://testserver", follow_redirects=False) as console:
+        token = sign_in(console, tenant.org.api_key)
+        console.get(f"/console/deals/{deal['id']}/next-best-actions")
+        card = stored_card(relaxed, tenant, deal["id"])
+        here = f"/console/deals/{deal['id']}"
+        applied = console.post(f"/console/recommendations/{card.id}/apply", data={"csrf_token": token, "next": here})
+        assert applied.status_code == 303 and applied.headers["location"].startswith(f"{here}?applied=")
+        page = console.get(applied.headers["location"].split("#")[0]).text
+        assert "Applied at once (the approvals policy allows it):" in page and "create task" in page
+        again = console.post(f"/console/recommendations/{card.id}/apply", data={"csrf_token": token, "next": here})
+        assert again.headers["location"] == applied.headers["location"]  # the same action, not a second task
+    with relaxed.runtime.db.organization_scope(tenant.org.organization_id) as session:
+        [task] = session.scalars(select(Task).where(Task.deal_id == uuid.UUID(deal["id"]))).all()
+        assert task.title == "Confirm the timeline with the buyer and update the close date of Late telescope"
+        action = session.scalar(select(PendingAction).where(PendingAction.agent == "recommendations"))
+        assert action.status == "approved" and action.auto_applied
