@@ -101,6 +101,10 @@ def test_another_organizations_card_and_bad_agent_starts_are_refused(
         )
         assert answer.status_code == 404, action
     assert console.get(f"/console/recommendations/{their_card['id']}/explain").status_code == 404
+    into_card = {"HX-Request": "true", "HX-Target": f"explain-{their_card['id']}"}
+    fragment = console.get(f"/console/recommendations/{their_card['id']}/explain", headers=into_card)
+    assert fragment.status_code == 404 and "<html" not in fragment.text  # a message in the card, not a page
+    assert 'role="alert"' in fragment.text and "not found" in fragment.text
     with services.runtime.db.organization_scope(theirs.org.organization_id) as session:
         assert session.get(Recommendation, uuid.UUID(their_card["id"])).status == "open"
 

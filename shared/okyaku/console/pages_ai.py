@@ -185,8 +185,18 @@ def add_cards_route(router: APIRouter, plural: str) -> None:
     def fresh_cards(page: SignedInDep, record_id: uuid.UUID) -> Response:
         """The record's cards refreshed from its facts: the fragment htmx swaps into the record page."""
         entity = qs.ENTITY_OF_PLURAL[plural]
+        try:
+            cards = entity_cards(page, entity, record_id, refresh=True)
+        except NotFound:
+            raise
+        except Exception:  # the fragment replaces the cards in place: never with an error page
+            logger.exception("refreshing the cards of %s %s failed", entity, record_id)
+            cards = {
+                "unavailable": "The cards could not be refreshed just now; reload the page to try again.",
+                "data": [],
+            }
         ai = {
-            "cards": entity_cards(page, entity, record_id, refresh=True),
+            "cards": cards,
             "result": apply_result(page),
             "feedback_notice": feedback_notice(page),
             "fresh": True,
@@ -232,11 +242,17 @@ def ai_router() -> APIRouter:
 
     @router.get("/recommendations/{card_id}/explain", response_class=HTMLResponse)
     def explain(request: Request, page: SignedInDep, card_id: uuid.UUID, next: str = "") -> Response:
-        explained = service_of(page).explain(page.organization_id, card_id, page.session.user_id)
+        # htmx loads the explanation into the card; without JavaScript it is a page of its own
+        into_card = request.headers.get("hx-target", "").startswith("explain-")
+        try:
+            explained = service_of(page).explain(page.organization_id, card_id, page.session.user_id)
+        except OkyakuError as error:
+            if not into_card:
+                raise
+            return page.render("_recommendation_explain.html", {"error": error.message}, status_code=error.status_code)
         card = explained["recommendation"]
         context = {"x": explained, "c": card, "back": safe_next(next) if next else None}
-        # htmx loads the explanation into the card; without JavaScript it is a page of its own
-        if request.headers.get("hx-target", "").startswith("explain-"):
+        if into_card:
             return page.render("_recommendation_explain.html", context)
         plural = qs.PLURAL[card["entity_type"]]
         fallback = f"{CONSOLE}/{plural}/{card['entity_id']}"
