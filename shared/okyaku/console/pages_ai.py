@@ -128,6 +128,15 @@ def churn_card(page: Page, record: Any) -> dict[str, Any] | None:
     return {"latest": history[0]["payload"], "history": history}
 
 
+def agent_for(entity: str, record: Any) -> str | None:
+    """The agent a record page offers: a deal's review; a contact's qualification, unless already a customer."""
+    if entity == "deal":
+        return "deal_assistant"
+    if entity == "contact" and getattr(record, "lifecycle_stage", None) not in (*CUSTOMER_STAGES, "churned"):
+        return "lead_qualifier"
+    return None
+
+
 def record_ai(page: Page, entity: str, record: Any) -> dict[str, Any]:
     """Everything this module adds to a record page (see _recommendation_cards.html,
     _churn_card.html and _agent_actions.html)."""
@@ -137,7 +146,7 @@ def record_ai(page: Page, entity: str, record: Any) -> dict[str, Any]:
         "result": apply_result(page),
         "feedback_notice": feedback_notice(page),
         "churn": churn_card(page, record) if entity == "contact" else None,
-        "agent": next((a for a, focus in AGENT_FOCUS.items() if focus == entity), None),
+        "agent": agent_for(entity, record),
         "agents_enabled": feature_enabled(page.services.runtime.settings, "agents"),
         **snooze_days(),
     }
