@@ -3,7 +3,8 @@ activities): each page requested in-process through the console app (sessions, C
 the services and their SQL), p50 and p95 over repeated requests after one warm-up.
 
 Embeddings for semantic search come from the in-process MiniLM model (contacts and deals
-backfilled first); score explanations are templated (no LLM), as with Ollama down."""
+backfilled first); score explanations are templated (no LLM), as with Ollama down. Record pages
+and Today include the next-best-action cards (a record's refreshed from its facts on each view)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def main() -> None:
             contact = session.scalar(select(Contact.id).order_by(Contact.created_at).limit(1))
             company = session.scalar(select(Company.id).order_by(Company.created_at).limit(1))
             deal = session.scalar(select(Deal.id).order_by(Deal.created_at).limit(1))
+            customer = session.scalar(
+                select(Contact.id).where(Contact.lifecycle_stage == "customer").order_by(Contact.created_at).limit(1)
+            )
         services = console_services(
             runtime, signer=SessionSigner(uuid.uuid4().hex, ttl_s=3600), embedder=embedder, explanations="template"
         )
@@ -59,8 +63,12 @@ def main() -> None:
             ("deals semantic search", "/console/deals?q=renewal+of+a+large+contract&mode=semantic"),
             ("search everything", "/console/search?q=pricing+question"),
             ("contact page (score card)", f"/console/contacts/{contact}"),
+            ("customer page (churn card)", f"/console/contacts/{customer}"),
             ("company page", f"/console/companies/{company}"),
             ("deal page (forecast card)", f"/console/deals/{deal}"),
+            ("deal cards refreshed (htmx)", f"/console/deals/{deal}/next-best-actions"),
+            ("contact cards refreshed (htmx)", f"/console/contacts/{contact}/next-best-actions"),
+            ("company cards refreshed (htmx)", f"/console/companies/{company}/next-best-actions"),
             ("today (landing page)", "/console/today"),
             ("pipeline board", "/console/pipeline"),
             ("tasks, mine", "/console/tasks"),

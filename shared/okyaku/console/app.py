@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from okyaku.console.pages_agents import agents_router
+from okyaku.console.pages_ai import ai_router
 from okyaku.console.pages_chat import chat_router
 from okyaku.console.pages_forms import forms_router
 from okyaku.console.pages_import import import_router
@@ -137,6 +138,7 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     if services.chat is not None:
         app.include_router(chat_router())
     app.include_router(agents_router())
+    app.include_router(ai_router())
     # Before the record pages: /contacts/new is not a record id.
     app.include_router(forms_router())
     app.include_router(pipeline_router())

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from okyaku.console import charts
 from okyaku.console import queries as qs
+from okyaku.console.pages_ai import record_ai
 from okyaku.console.services import ConsoleServices
 from okyaku.console.web import CONSOLE, SignedInDep, checked_form
 from okyaku.embeddings.models import EMBEDDABLE_TYPES
@@ -227,6 +228,7 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "proposals": proposals,
                 "notice": NOTICES.get(notice or ""),
                 "chat_context": {"type": entity, "id": str(record_id)},
+                "ai": record_ai(page, entity, record),
             },
         )
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from okyaku.console import forms, work
+from okyaku.console.pages_ai import today_ai
 from okyaku.console.web import CONSOLE, Page, SignedInDep, checked_form, safe_next
 from okyaku.errors import Conflict, OkyakuError
 
@@ -100,13 +101,15 @@ def work_router() -> APIRouter:
         else:
             with page.services.runtime.db.organization_scope(page.organization_id) as session:
                 view = work.today(session, user_id, now)
+        priorities = daily_priorities(page) if user_id else {"data": []}
         return page.render(
             "today.html",
             {
                 "title": "Today",
                 "today": view,
                 "now": now,
-                "priorities": daily_priorities(page) if user_id else {"data": []},
+                "priorities": priorities,
+                "ai": {**today_ai(page), "cards": priorities},
                 "here": f"{CONSOLE}/today",
                 "notice": TASK_NOTICES.get(notice or ""),
             },

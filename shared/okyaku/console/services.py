@@ -69,6 +69,7 @@ def console_services(
     from okyaku.features import feature_enabled
     from okyaku.llm.gateway import LLMGateway
     from okyaku.predictions.api import prediction_service
+    from okyaku.recommendations.explain import LLMCardWriter
     from okyaku.recommendations.service import RecommendationService
 
     runtime = runtime or Runtime()
@@ -89,8 +90,8 @@ def console_services(
         search=search,
         secure_cookie=settings.console_secure_cookie,
         chat=ChatService(runtime, chat_llm or llm, approvals=agents.approvals, search=search),
-        # Listing priorities needs no model: no card writer.
-        recommendations=RecommendationService(runtime, approvals=agents.approvals)
+        # Pages list cards without the model; Explain (on request) words them with it, or the template.
+        recommendations=RecommendationService(runtime, writer=LLMCardWriter(llm), approvals=agents.approvals)
         if feature_enabled(settings, "recommendations")
         else None,
         insight_providers=tuple(insight_providers if insight_providers is not None else default_insights(settings)),

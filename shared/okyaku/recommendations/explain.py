@@ -72,8 +72,8 @@ _REASONS = {
     "quote or pricing is logged on it.",
     "overdue_tasks": "{overdue_tasks} open task(s) are past their due date; the oldest, '{oldest_overdue_task}', "
     "was due on {oldest_due_date} ({days_overdue} days ago).",
-    "hot_lead_unattended": "The lead score is {lead_score}/100 (hot from {hot_from}); the lead has an owner: "
-    "{has_owner}, open tasks: {open_tasks}. A hot lead nobody is working cools off.",
+    "hot_lead_unattended": "The lead score is {lead_score}/100 (hot from {hot_from}) and a hot lead nobody is "
+    "working cools off (has an owner: {has_owner}; open tasks: {open_tasks}).",
     "hot_lead_no_touch": "The lead score is {lead_score}/100 and nothing has been logged for {days_since_last_touch} "
     "days (the limit for hot leads is {threshold_days}).",
     "churn_risk_rising": "The churn risk rose from {churn_risk_before} to {churn_risk} over the last "
@@ -96,12 +96,53 @@ def ranking_sentence(ranking: dict[str, Any]) -> str:
     )
 
 
-def template_text(card: CardForWords) -> CardText:
-    facts = {k: _yes_no(v) for k, v in card.facts.items()}
+def reason_sentence(rule: str, facts: dict[str, Any]) -> str:
+    """One sentence, from the card's facts only (no LLM): why the rule fired."""
+    shown = {k: _yes_no(v) for k, v in facts.items()}
     try:
-        reason = _REASONS[card.rule].format(**facts)
+        return _REASONS[rule].format(**shown)
     except (KeyError, IndexError):
-        reason = "; ".join(f"{k}: {v}" for k, v in facts.items() if k != "action" and v is not None) + "."
+        return "; ".join(f"{k}: {v}" for k, v in shown.items() if k != "action" and v is not None) + "."
+
+
+def _due(days: Any) -> str:
+    days = int(days or 1)
+    return "tomorrow" if days == 1 else f"in {days} days"
+
+
+def describe_action(action: dict[str, Any] | None) -> str:
+    """What applying the card writes, in words (the approval queue shows the same change field by field)."""
+    action = action or {}
+    kind = action.get("kind")
+    if kind == "task":
+        priority = action.get("priority", "normal")
+        return f"Creates the task '{action.get('title')}', due {_due(action.get('due_in_days'))} ({priority} priority)."
+    if kind == "note":
+        return "Adds a note to the record."
+    if kind == "email":
+        return f"Drafts the email '{action.get('subject')}' to the contact; it is sent once approved."
+    if kind == "stage":
+        return f"Moves the deal to the stage {action.get('stage_name') or 'after this one'}."
+    if kind == "task_due":
+        return f"Moves the due date of the task '{action.get('title')}' to {_due(action.get('due_in_days'))}."
+    return "Nothing to apply: act on it yourself, then mark it done."
+
+
+def suggested_content(action: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The content the rule suggests (an email's subject and body, a task's title, a note), if any."""
+    action = action or {}
+    kind = action.get("kind")
+    if kind == "email":
+        return {"kind": "email", "subject": action.get("subject"), "body": action.get("body")}
+    if kind in ("task", "task_due"):
+        return {"kind": "task", "title": action.get("title"), "due_in_days": action.get("due_in_days", 1)}
+    if kind == "note":
+        return {"kind": "note", "body": action.get("body")}
+    return None
+
+
+def template_text(card: CardForWords) -> CardText:
+    reason = reason_sentence(card.rule, card.facts)
     return CardText(reasoning=f"{card.title}. {reason} {ranking_sentence(card.ranking)}", source="template")
 
 

@@ -33,8 +33,14 @@ class CardOut(BaseModel):
     type: str
     status: str
     title: str
+    description: str = Field(description="What applying the card writes, in words")
+    reasoning: str = Field(description="Why, in one sentence written from the facts (no LLM)")
     facts: dict[str, Any] = Field(description="The facts that triggered the card")
     action: dict[str, Any] | None = Field(description="The write that apply would propose")
+    suggested_content: dict[str, Any] | None = Field(
+        description="The rule's suggested content: an email's subject and body, a task's title, a note; "
+        "null when the rule has none (a stage move)"
+    )
     priority: int = Field(ge=1, le=5, description="1 = act today ... 5")
     confidence: float = Field(ge=0, le=1)
     expected_value: float

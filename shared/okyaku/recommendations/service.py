@@ -20,7 +20,14 @@ from okyaku.errors import NotFound, ValidationFailed, field_error
 from okyaku.features import feature_enabled
 from okyaku.recommendations.apply import build_proposal
 from okyaku.recommendations.engine import generate_candidates
-from okyaku.recommendations.explain import CardForWords, CardWriter, write_card_text
+from okyaku.recommendations.explain import (
+    CardForWords,
+    CardWriter,
+    describe_action,
+    reason_sentence,
+    suggested_content,
+    write_card_text,
+)
 from okyaku.recommendations.facts import load_facts
 from okyaku.recommendations.models import Recommendation
 from okyaku.recommendations.ranking import FeedbackCounts, with_feedback
@@ -76,8 +83,11 @@ def card_view(card: Recommendation, counts: FeedbackCounts, prior: float) -> dic
         "type": card.type,
         "status": card.status,
         "title": card.title,
+        "description": describe_action(card.facts.get("action")),
+        "reasoning": reason_sentence(card.rule, facts),
         "facts": facts,
         "action": card.facts.get("action"),
+        "suggested_content": suggested_content(card.facts.get("action")),
         "priority": card.priority,
         "confidence": card.confidence,
         "expected_value": ranking["expected_value"],
@@ -161,14 +171,22 @@ class RecommendationService:
         return sorted(views, key=lambda v: (-v["expected_value"], v["priority"], v["id"]))
 
     def for_entity(
-        self, organization_id: uuid.UUID, entity_type: CardEntity, entity_id: uuid.UUID, user_id: uuid.UUID | None
+        self,
+        organization_id: uuid.UUID,
+        entity_type: CardEntity,
+        entity_id: uuid.UUID,
+        user_id: uuid.UUID | None,
+        *,
+        refresh: bool = True,
     ) -> dict[str, Any]:
         """The entity's cards, refreshed from its current facts, ranked for the caller. A
-        contact's include its deals'; a company's those of its deals and contacts."""
+        contact's include its deals'; a company's those of its deals and contacts. Without
+        ``refresh``, the stored cards as the last refresh left them (a page's fast first paint)."""
         now = self.clock()
         with self.runtime.db.organization_scope(organization_id) as session:
             deal_ids, contact_ids = self._scope(session, entity_type, entity_id)
-            self._refresh_entities(session, now, deal_ids, contact_ids)
+            if refresh:
+                self._refresh_entities(session, now, deal_ids, contact_ids)
             if entity_type == "company":
                 mine = or_(
                     Recommendation.company_id == entity_id,
