@@ -53,10 +53,18 @@ class RecordingDispatcher:
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[TestSmtpServer]:
+def smtp(owner_db: Any) -> Iterator[TestSmtpServer]:
     server = TestSmtpServer().start()
     yield server
     server.stop()
+    # What these tests left waiting (a 4xx, the cap's e-mails) must not be swept by later tests of
+    # the session (the function's sample schedule), which have no server for it.
+    from sqlalchemy import text
+
+    with owner_db.session() as session:
+        session.execute(
+            text("UPDATE emails SET status = 'failed', last_error = 'test ended' WHERE status IN ('queued', 'sending')")
+        )
 
 
 def smtp_transport(port: int) -> SmtpTransport:
@@ -574,3 +582,45 @@ def test_the_template_wires_the_function_with_its_queue_schedule_and_ses_permiss
     module = load_handler_module(spec)  # imports as Lambda would (no database touched at import)
     assert callable(module.handler)
     assert Path(module.__file__).name == "app.py"  # type: ignore[arg-type]
+
+
+# --- okyaku dev's local catcher -------------------------------------------------------------------------
+
+
+def test_okyaku_dev_catches_every_email_locally_unless_smtp_host_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from email.message import EmailMessage
+
+    from okyaku.anomalies.mail import anomaly_email
+    from okyaku.cli.dev import _local_mail
+    from okyaku.config import Settings
+    from okyaku.email.transports import TransportMailer, notification_mailer, transport_from_settings
+
+    for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_STARTTLS", "EMAIL_TRANSPORT", "NOTIFICATIONS_EMAIL_FROM"):
+        monkeypatch.setenv(name, "")  # restored (removed) after the test, whatever _local_mail sets
+        monkeypatch.delenv(name)
+    catcher = _local_mail(tmp_path)
+    try:
+        settings = Settings()
+        transport = transport_from_settings(settings)
+        assert isinstance(transport, SmtpTransport)
+        assert (transport.host, transport.port, transport.starttls) == ("127.0.0.1", catcher.port, False)
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "rep@ours.example", "real@person.example", "Hello"
+        message.set_content("Nobody receives this.")
+        transport.send(message)
+        # the anomaly notifications go the same way, from NOTIFICATIONS_EMAIL_FROM's local default
+        mailer = notification_mailer(settings)
+        assert isinstance(mailer, TransportMailer) and mailer.sender == "okyaku@localhost"
+        mailer.send(anomaly_email("admin@ours.example", "critical", "Deal gone quiet", "No touch in 70 days"))
+        caught = catcher.messages
+        assert [m.rcpt_tos for m in caught] == [("real@person.example",), ("admin@ours.example",)]
+        assert caught[1].message.get_body(("html",)) is not None  # HTML with its text alternative
+        files = sorted((tmp_path / "mail").glob("*.eml"))
+        assert len(files) == 2 and b"Subject: Hello" in files[0].read_bytes()
+    finally:
+        catcher.stop()
+
+    monkeypatch.setenv("SMTP_HOST", "smtp.example.org")
+    assert _local_mail(tmp_path / "other") is None  # a real server: no catcher
