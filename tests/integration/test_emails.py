@@ -592,10 +592,10 @@ def test_okyaku_dev_catches_every_email_locally_unless_smtp_host_is_set(
 ) -> None:
     from email.message import EmailMessage
 
-    from okyaku.anomalies.mail import anomaly_email
+    from okyaku.anomalies.mail import anomaly_email, notification_mailer
     from okyaku.cli.dev import _local_mail
     from okyaku.config import Settings
-    from okyaku.email.transports import TransportMailer, notification_mailer, transport_from_settings
+    from okyaku.email.transports import TransportMailer, transport_from_settings
 
     for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_STARTTLS", "EMAIL_TRANSPORT", "NOTIFICATIONS_EMAIL_FROM"):
         monkeypatch.setenv(name, "")  # restored (removed) after the test, whatever _local_mail sets

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from okyaku.anomalies import detectors as d
 from okyaku.anomalies import loaders
 from okyaku.anomalies.insights import compute_figures, last_complete_week, write_narrative
-from okyaku.anomalies.mail import DeliveryReport, Mailer, deliver_next
+from okyaku.anomalies.mail import DeliveryReport, Mailer, deliver_next, notification_mailer
 from okyaku.anomalies.models import Anomaly, Insight, Notification
 from okyaku.anomalies.series import SeriesSettings, judge_recent
 from okyaku.anomalies.store import STATE_TYPES, notify_new, resolve_cleared, upsert_findings
@@ -91,8 +91,6 @@ class AnomalyService:
         self.clock = clock
         if mailer is None:
             # The same server and sender as every other e-mail (SMTP when configured, else SES).
-            from okyaku.email.transports import notification_mailer
-
             mailer = notification_mailer(self.settings)
         self.mailer = mailer
 

@@ -16,12 +16,9 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from okyaku.config import Settings
-
-if TYPE_CHECKING:
-    from okyaku.anomalies.mail import Email, Mailer
 
 logger = logging.getLogger(__name__)
 
@@ -144,18 +141,29 @@ def transport_from_settings(settings: Settings) -> Transport:
     return SesTransport(endpoint_url=settings.aws_endpoint_url, region=settings.aws_region)
 
 
-# --- the anomaly notifications --------------------------------------------------------------------
+# --- notifications rendered elsewhere (the anomalies' HTML and text) -------------------------------
+
+
+class RenderedEmail(Protocol):
+    @property
+    def to(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 class TransportMailer:
-    """The anomalies' :class:`~okyaku.anomalies.mail.Mailer` over a transport: the same sender
-    (``NOTIFICATIONS_EMAIL_FROM``) and server as every other e-mail, HTML with a text alternative."""
+    """A mailer for already-rendered notifications (the anomalies' ``Email``) over a transport: the
+    same server as every other e-mail, HTML with a text alternative, a Message-ID of its own."""
 
     def __init__(self, sender: str, transport: Transport) -> None:
         self.sender = sender
         self.transport = transport
 
-    def send(self, email: Email) -> str:
+    def send(self, email: RenderedEmail) -> str:
         from email.utils import formatdate
 
         from okyaku.email.messages import new_message_id
@@ -169,18 +177,3 @@ class TransportMailer:
         message.set_content(email.text)
         message.add_alternative(email.html, subtype="html")
         return self.transport.send(message)
-
-
-def notification_mailer(settings: Settings) -> Mailer | None:
-    """The anomalies' mailer: none without ``NOTIFICATIONS_EMAIL_FROM``; through the SMTP server
-    when one is configured; else SES's ``SendEmail`` (HTML and text, as before)."""
-    if not settings.notifications_email_from:
-        return None
-    transport = transport_from_settings(settings)
-    if isinstance(transport, SmtpTransport):
-        return TransportMailer(settings.notifications_email_from, transport)
-    from okyaku.anomalies.mail import SesMailer
-
-    return SesMailer(
-        settings.notifications_email_from, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region
-    )
