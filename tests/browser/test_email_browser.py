@@ -4,6 +4,7 @@ the timeline (threaded), axe-clean at laptop and phone width. Screenshots: .okya
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ class MailWorld:
     address: str
     sender: str
     smtp: TestSmtpServer
+    services: Any
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,7 @@ def mail_world(pg: LocalDatabase, db: Database) -> Iterator[MailWorld]:
     )
     try:
         with LoopbackServer(create_console_app(services)) as server:
-            yield MailWorld(server.url, org, contact["id"], address, sender, smtp)
+            yield MailWorld(server.url, org, contact["id"], address, sender, smtp, services)
     finally:
         llm.close()
         smtp.stop()
@@ -89,10 +91,14 @@ def accessible_at_both_widths(page: Any, axe_source: str, screenshots: Any, name
     assert axe_violations(page, axe_source) == []
     shot(page, screenshots, name)
     page.set_viewport_size(PHONE)
-    assert fits_the_viewport(page), f"{name} scrolls sideways on a phone"
+    assert fits_the_viewport(page), (name, page.evaluate(WIDE))
     assert axe_violations(page, axe_source) == []
     shot(page, screenshots, name + "-phone")
     page.set_viewport_size(LAPTOP)
+
+
+WIDE = """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+  .slice(-4).map(e => e.tagName + '.' + e.className + ' ' + (e.textContent || '').slice(0, 60))"""
 
 
 def wait_until_sent(page: Any) -> None:
@@ -104,14 +110,17 @@ def wait_until_sent(page: Any) -> None:
         page.reload()
 
 
-def test_compose_and_send_from_a_contact_see_it_in_the_outbox_and_the_timeline_then_reply(
-    page: Any, mail_world: MailWorld, axe_source: str, screenshots: Any
-) -> None:
+def sign_in(page: Any, mail_world: MailWorld) -> None:
     page.goto("/console/login")
     page.get_by_label("API key").fill(mail_world.org.api_key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/console/today")
 
+
+def test_compose_and_send_from_a_contact_see_it_in_the_outbox_and_the_timeline_then_reply(
+    page: Any, mail_world: MailWorld, axe_source: str, screenshots: Any
+) -> None:
+    sign_in(page, mail_world)
     page.goto(f"/console/contacts/{mail_world.contact_id}")
     page.get_by_role("link", name="Email", exact=True).click()
     page.get_by_role("heading", name="Email Grace Hopper", level=1).wait_for()
@@ -149,3 +158,66 @@ def test_compose_and_send_from_a_contact_see_it_in_the_outbox_and_the_timeline_t
     wait_until_sent(page)
     first, reply = mail_world.smtp.to(mail_world.address)
     assert reply["In-Reply-To"] == first["Message-ID"] and reply["References"] == first["Message-ID"]
+
+
+def test_an_approved_draft_email_shows_its_delivery_in_the_queue_and_the_timeline(
+    page: Any, mail_world: MailWorld, axe_source: str, screenshots: Any
+) -> None:
+    import asyncio
+
+    from okyaku.agents.tooling import ToolContext
+    from okyaku.agents.tools.services import ToolServices
+    from okyaku.agents.tools.write import DraftEmailArgs, draft_email
+
+    runtime = mail_world.services.runtime
+    organization_id = mail_world.org.organization_id
+    ctx = ToolContext(
+        runtime=runtime,
+        organization_id=organization_id,
+        execution_id=uuid.uuid4(),
+        agent="deal_assistant",
+        task="follow up with Grace",
+        requested_by=None,
+        services=ToolServices(runtime),
+    )
+    args = DraftEmailArgs(
+        contact_id=uuid.UUID(mail_world.contact_id),
+        subject="Pricing as promised",
+        body="Hi Grace, here is our pricing.",
+        reasoning="She asked for pricing on the call.",
+    )
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs on this thread: the tool gets its own
+        proposal = pool.submit(asyncio.run, draft_email.execute(ctx, args)).result()  # type: ignore[arg-type]
+    action = mail_world.services.agents.approvals.propose(
+        organization_id,
+        execution_id=None,
+        agent="deal_assistant",
+        action="draft_email",
+        proposal=proposal,
+        low_risk=False,
+        context={},
+    )
+    sign_in(page, mail_world)
+    page.goto("/console/approvals")
+    page.locator(f"#action-{action.id}").get_by_role("button", name="Approve", exact=True).click()
+    page.wait_for_load_state()
+    deadline = time.monotonic() + 15
+    while True:  # the worker thread sends after the approval's commit
+        page.goto("/console/approvals?status=approved")
+        delivery = page.locator(f"#action-{action.id}").get_by_text("E-mail:")
+        if "sent" in delivery.inner_text():
+            break
+        assert time.monotonic() < deadline, delivery.inner_text()
+        time.sleep(0.2)
+    accessible_at_both_widths(page, axe_source, screenshots, "64-approved-draft-email")
+    page.locator(f"#action-{action.id}").get_by_role("link", name=re.compile("^View in the Outbox")).click()
+    page.get_by_role("heading", name="Pricing as promised", level=1).wait_for()
+    assert "Sent" in page.locator("#delivery").inner_text()
+    (message,) = [m for m in mail_world.smtp.to(mail_world.address) if m["Subject"] == "Pricing as promised"]
+    assert message["From"] == mail_world.sender  # nobody asked: the reviewer sends it
+
+    page.goto(f"/console/contacts/{mail_world.contact_id}")
+    entry = page.locator("ol.timeline li").filter(has_text="Pricing as promised")
+    assert "sent" in entry.locator(".tag").all_inner_texts()
