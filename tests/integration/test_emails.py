@@ -213,6 +213,21 @@ def test_bad_requests_are_refused_with_field_errors(org: Tenant, service: EmailS
     assert activities == []
 
 
+def test_a_line_break_in_the_subject_cannot_add_a_header_or_a_recipient(
+    org: Tenant, service: EmailService, smtp: TestSmtpServer
+) -> None:
+    person = contact(org)
+    queued = emails_client(service, org).post(
+        "/api/v1/emails",
+        json={"contact_id": person["id"], "subject": "Hello\r\nBcc: someone@else.example", "body": "x"},
+    )
+    assert queued.status_code == 202, queued.text
+    assert service.deliver(org.id).status == "sent"  # type: ignore[union-attr]
+    (caught,) = [m for m in smtp.messages if person["email"] in m.rcpt_tos]
+    assert caught.rcpt_tos == (person["email"],)
+    assert caught.message["Subject"] == "Hello Bcc: someone@else.example" and caught.message["Bcc"] is None
+
+
 # --- failures ------------------------------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ from okyaku.email.dispatch import EmailDispatcher, EmailJob, dispatcher_from_set
 from okyaku.email.messages import build_message, new_message_id, references_for
 from okyaku.email.models import EMAIL_STATUSES, OutgoingEmail
 from okyaku.email.transports import DeliveryFailure, Transport, transport_from_settings
-from okyaku.errors import NotFound, RateLimited, ValidationFailed, field_error
+from okyaku.errors import NotFound, OkyakuError, RateLimited, ValidationFailed, field_error
 from okyaku.runtime import Runtime
 from okyaku.tenancy import list_organization_ids
 
@@ -179,6 +179,9 @@ def queue_email(
         raise ValidationFailed(
             "the deal does not exist", details=[field_error("deal_id", "no such deal in this organization")]
         )
+    subject = " ".join(draft.subject.split())  # one header line: a line break would be a header injection
+    if not subject:
+        raise ValidationFailed("the subject is empty", details=[field_error("subject", "write a subject")])
     in_reply_to, references = (
         _reply_headers(session, draft.reply_to_activity_id) if draft.reply_to_activity_id else (None, None)
     )
@@ -192,7 +195,7 @@ def queue_email(
             ActivityCreate(
                 type="email",
                 direction="outbound",
-                subject=draft.subject,
+                subject=subject,
                 body=draft.body,
                 occurred_at=now,
                 contact_id=contact.id,
@@ -214,7 +217,7 @@ def queue_email(
         sender=sender,
         reply_to=reply_to,
         recipient=contact.email,
-        subject=draft.subject,
+        subject=subject,
         body=draft.body,
         message_id=message_id,
         in_reply_to=in_reply_to,
@@ -258,12 +261,20 @@ def claim_next(
 
 
 def _set_activity_status(session: Session, email: OutgoingEmail, status: str, error: str | None) -> None:
+    """The activity's ``email_status`` follows the outbox. In a savepoint: an activity deleted or
+    edited meanwhile must not keep the outcome from being recorded (that would send it again)."""
     if email.activity_id is None:
         return
     properties: dict[str, Any] = {"email_status": status}
     if error:
         properties["email_error"] = error[:500]
-    ActivityService(ACTIVITY_SPEC).update(session, email.activity_id, ActivityUpdate(custom_properties=properties))
+    try:
+        with session.begin_nested():
+            ActivityService(ACTIVITY_SPEC).update(
+                session, email.activity_id, ActivityUpdate(custom_properties=properties)
+            )
+    except OkyakuError as problem:
+        logger.warning("e-mail %s: its activity's status not updated (%s)", email.id, problem.message)
 
 
 @dataclass(frozen=True)
@@ -379,10 +390,17 @@ class EmailService:
             # The activity (or its contact) was deleted while the e-mail waited: deleting cancels.
             return self._settle(organization_id, email, None, "its activity was deleted before it was sent")
         try:
-            provider_id = self.transport.send(build_message(email))
+            message = build_message(email)
+        except (ValueError, TypeError) as error:  # a header the e-mail library refuses: never sendable
+            return self._settle(organization_id, email, None, f"the message could not be built: {error}")
+        try:
+            provider_id = self.transport.send(message)
         except DeliveryFailure as failure:
             logger.warning("e-mail %s attempt %d failed: %s", email.id, email.attempts, failure.reason)
             return self._settle(organization_id, email, None, failure.reason, permanent=failure.permanent)
+        except Exception as error:  # anything else is retried like a transient failure, then failed
+            logger.exception("e-mail %s attempt %d failed unexpectedly", email.id, email.attempts)
+            return self._settle(organization_id, email, None, f"unexpected error: {error!r}", permanent=False)
         return self._settle(organization_id, email, provider_id, None)
 
     def _settle(
