@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -33,16 +33,16 @@ from sqlalchemy.orm import Session
 from okyaku.clock import utc_now
 from okyaku.config import Settings
 from okyaku.crm.listing import decode_cursor, encode_cursor, invalid_cursor
-from okyaku.crm.records import ACTIVITY_SPEC, ActivityService
-from okyaku.crm.schemas import ActivityCreate, ActivityUpdate
 from okyaku.db.models import Activity, Contact, Deal, User
 from okyaku.email.dispatch import EmailDispatcher, EmailJob, dispatcher_from_settings
 from okyaku.email.messages import build_message, new_message_id, references_for
 from okyaku.email.models import EMAIL_STATUSES, OutgoingEmail
-from okyaku.email.transports import DeliveryFailure, Transport, transport_from_settings
 from okyaku.errors import NotFound, OkyakuError, RateLimited, ValidationFailed, field_error
 from okyaku.runtime import Runtime
 from okyaku.tenancy import list_organization_ids
+
+if TYPE_CHECKING:
+    from okyaku.email.transports import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +188,10 @@ def queue_email(
     check_hourly_limit(session, settings, now)
     sender, reply_to = sender_for(session, settings, user_id)
     message_id = new_message_id(sender)
+    # Imported here, not at module level: the function's cold start needs only what its routes read.
+    from okyaku.crm.records import ACTIVITY_SPEC, ActivityService
+    from okyaku.crm.schemas import ActivityCreate
+
     activities = ActivityService(ACTIVITY_SPEC)
     if activity_id is None:
         activity = activities.create(
@@ -265,6 +269,9 @@ def _set_activity_status(session: Session, email: OutgoingEmail, status: str, er
     edited meanwhile must not keep the outcome from being recorded (that would send it again)."""
     if email.activity_id is None:
         return
+    from okyaku.crm.records import ACTIVITY_SPEC, ActivityService
+    from okyaku.crm.schemas import ActivityUpdate
+
     properties: dict[str, Any] = {"email_status": status}
     if error:
         properties["email_error"] = error[:500]
@@ -302,6 +309,8 @@ class EmailService:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
+            from okyaku.email.transports import transport_from_settings  # smtplib, ssl: on first send
+
             self._transport = transport_from_settings(self.settings)
         return self._transport
 
@@ -381,6 +390,8 @@ class EmailService:
     def deliver(self, organization_id: uuid.UUID, email_id: uuid.UUID | None = None) -> Outcome | None:
         """Claim, send and settle one due e-mail (``email_id``'s, else the next due); None when
         there is none (sent already, another worker has it, or its retry is not due yet)."""
+        from okyaku.email.transports import DeliveryFailure
+
         lease = timedelta(seconds=self.settings.email_send_lease_s)
         with self.runtime.db.organization_scope(organization_id) as session:
             email = claim_next(session, self.clock(), lease, email_id)
