@@ -456,6 +456,56 @@ def test_an_approved_draft_email_is_sent_once_through_the_outbox(
     assert service.deliver_due(org.id).sent == 0 and len(smtp.to(person["email"])) == 1
 
 
+def test_approving_a_draft_beyond_the_hourly_cap_answers_429_and_leaves_it_pending(
+    org: Tenant, runtime: Runtime, smtp: TestSmtpServer, clock: Clock
+) -> None:
+    from okyaku.errors import RateLimited
+
+    capped = Runtime(runtime.settings.model_copy(update={"email_hourly_limit": 1}), db=runtime.db, publisher=None)
+    kicked: list[uuid.UUID] = []
+    approvals = ApprovalService(capped, clock=clock, on_email_queued=lambda _org, email_id: kicked.append(email_id))
+    service = EmailService(capped, transport=smtp_transport(smtp.port), dispatcher=RecordingDispatcher(), clock=clock)
+    person = contact(org)
+    assert (
+        emails_client(service, org)
+        .post("/api/v1/emails", json={"contact_id": person["id"], "subject": "First", "body": "x"})
+        .status_code
+        == 202
+    )
+    ctx = ToolContext(
+        runtime=capped,
+        organization_id=org.id,
+        execution_id=uuid.uuid4(),
+        agent="deal_assistant",
+        task="follow up",
+        requested_by=None,
+        services=ToolServices(capped),
+        clock=clock,
+    )
+    args = DraftEmailArgs(contact_id=uuid.UUID(person["id"]), subject="Second", body="y", reasoning="a follow-up")
+    proposal = asyncio.run(draft_email.execute(ctx, args))  # type: ignore[arg-type]
+    action = approvals.propose(
+        org.id,
+        execution_id=None,
+        agent="deal_assistant",
+        action="draft_email",
+        proposal=proposal,
+        low_risk=False,
+        context={},
+    )
+    with pytest.raises(RateLimited) as refused:
+        approvals.approve(org.id, action.id, reviewer_id=org.org.user_id)
+    assert refused.value.code == "email_hourly_limit"
+    assert approvals.get(org.id, action.id).status == "pending"  # not failed: approve it again later
+    emails = org.client.get("/api/v1/activities", params={"type": "email", "contact_id": person["id"]}).json()
+    assert [a["subject"] for a in emails["data"]] == ["First"]  # the refused approval created nothing
+    assert kicked == []
+
+    clock.now += timedelta(hours=1, seconds=1)
+    approved = approvals.approve(org.id, action.id, reviewer_id=org.org.user_id)
+    assert approved.status == "approved" and kicked == [uuid.UUID(approved.result["email_id"])]
+
+
 def EmailDraftFilters() -> Any:
     from okyaku.email.service import EmailFilters
 
