@@ -201,8 +201,8 @@ def test_an_approved_draft_email_shows_its_delivery_in_the_queue_and_the_timelin
     )
     sign_in(page, mail_world)
     page.goto("/console/approvals")
-    page.locator(f"#action-{action.id}").get_by_role("button", name="Approve", exact=True).click()
-    page.wait_for_load_state()
+    with page.expect_navigation():  # the approval's POST answered before the next page is asked for
+        page.locator(f"#action-{action.id}").get_by_role("button", name="Approve", exact=True).click()
     deadline = time.monotonic() + 15
     while True:  # the worker thread sends after the approval's commit
         page.goto("/console/approvals?status=approved")
