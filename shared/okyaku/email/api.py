@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from okyaku.crm.schemas import Page
 from okyaku.email.models import OutgoingEmail
 from okyaku.email.service import EmailDraft, EmailFilters, EmailService
-from okyaku.http import PrincipalDep, create_app
+from okyaku.http import ErrorResponse, PrincipalDep, create_app
 
 EmailStatus = Literal["queued", "sending", "sent", "failed"]
 
@@ -80,7 +80,13 @@ def create_emails_app(service: EmailService) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/api/v1/emails", status_code=202, response_model=EmailOut, response_model_by_alias=True)
+    @app.post(
+        "/api/v1/emails",
+        status_code=202,
+        response_model=EmailOut,
+        response_model_by_alias=True,
+        responses={429: {"description": "EMAIL_HOURLY_LIMIT reached (Retry-After)", "model": ErrorResponse}},
+    )
     def queue_email(body: EmailIn, principal: PrincipalDep) -> EmailOut:
         """Queue an e-mail to the contact: it becomes an outbound e-mail activity on the contact (and
         deal) and is sent by the worker; 429 ``email_hourly_limit`` beyond EMAIL_HOURLY_LIMIT an hour."""
