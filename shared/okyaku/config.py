@@ -160,6 +160,27 @@ class Settings(BaseSettings):
     anomaly_dismiss_snooze_days: float = 30.0
     notifications_email_from: str = ""
 
+    # Outgoing e-mail (okyaku.email): SMTP when SMTP_HOST is set, else SES (boto3, AWS_ENDPOINT_URL).
+    # ``okyaku dev`` without SMTP_HOST points these at its local catcher: nothing reaches real people.
+    email_transport: str = Field(default="auto", pattern="^(auto|smtp|ses)$")
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = True
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    # The e-mail function's own queue: one message per queued e-mail (unset: a local thread sends it).
+    email_queue_url: str = ""
+    # E-mails an organization may queue in any rolling hour (429 beyond).
+    email_hourly_limit: int = Field(default=200, ge=1)
+    # Attempts before a transient failure (server down, 4xx) becomes ``failed``; backoff doubles
+    # from EMAIL_RETRY_BASE_S up to an hour.
+    email_max_attempts: int = Field(default=8, ge=1)
+    email_retry_base_s: float = Field(default=30.0, gt=0)
+    # How long a claimed e-mail stays ``sending`` before another worker may try it again (a worker
+    # that died mid-send); well above SMTP_TIMEOUT_S so a live send is never taken over.
+    email_send_lease_s: float = Field(default=300.0, gt=0)
+
     # The nightly retrain + rescore of the scoring and forecasting functions: one message per
     # organization onto the function's own jobs queue (unset: every organization in-process).
     prediction_jobs_queue_url: str = ""

@@ -27,6 +27,8 @@ from okyaku.content.api import create_content_app
 from okyaku.conversation.api import create_conversation_app
 from okyaku.conversation.service import ConversationService
 from okyaku.crm.api import create_crm_app
+from okyaku.email.api import create_emails_app
+from okyaku.email.service import EmailService
 from okyaku.embeddings.api import create_search_app
 from okyaku.mcp.api import create_mcp_app
 from okyaku.mcp.service import McpTools
@@ -36,6 +38,12 @@ from okyaku.recommendations.service import RecommendationService
 from tests.support.hashing_embedder import HashingEmbedder
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+
+
+class _NoWorker:
+    def dispatch(self, job: Any) -> None:
+        return None
+
 
 # The function -> its app, built over the test database (the LLM at a port where nothing listens:
 # the AI routes must answer 503 with the error shape, not fail).
@@ -51,6 +59,8 @@ APPS: dict[str, Callable[[Any, Any], FastAPI]] = {
     "conversation": lambda runtime, gateway: create_conversation_app(ConversationService(runtime, gateway)),
     "recommendations": lambda runtime, gateway: create_recommendations_app(RecommendationService(runtime)),
     "mcp": lambda runtime, gateway: create_mcp_app(McpTools(runtime, gateway)),
+    # queued e-mails are announced to nobody here: the fuzz is about the HTTP answers
+    "emails": lambda runtime, gateway: create_emails_app(EmailService(runtime, dispatcher=_NoWorker())),
 }
 # What a client of each function always sends besides its key (MCP clients accept JSON).
 HEADERS: dict[str, dict[str, str]] = {"mcp": {"Accept": "application/json, text/event-stream"}}

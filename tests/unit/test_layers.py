@@ -52,6 +52,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
 # come first; the LLM gateway under everything that prompts; chat and then mcp last, as they draw on the others.
 DOMAIN_ORDER = (
     "crm",
+    "email",  # outgoing e-mail: the outbox over crm's activities; agents' approvals and anomalies use it
     "llm",
     "content",
     "embeddings",

@@ -41,7 +41,7 @@ from okyaku.agents.tooling import Proposal
 from okyaku.agents.tools.records import CREATE_MODELS, SERVICES, UPDATE_MODELS
 from okyaku.clock import utc_now
 from okyaku.crm.listing import decode_cursor, encode_cursor, invalid_cursor
-from okyaku.errors import Conflict, Forbidden, NotFound, OkyakuError, ValidationFailed, field_error
+from okyaku.errors import Conflict, Forbidden, NotFound, OkyakuError, RateLimited, ValidationFailed, field_error
 from okyaku.runtime import Runtime
 from okyaku.validation import field_details
 
@@ -71,9 +71,22 @@ class _ApplyFailed(Exception):
 
 
 class ApprovalService:
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        on_email_queued: Callable[[uuid.UUID, uuid.UUID], None] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.clock = clock
+        # After an approved draft_email is committed: have the outbox's worker send it now.
+        self.on_email_queued = on_email_queued or self._notify_email_worker
+
+    def _notify_email_worker(self, organization_id: uuid.UUID, email_id: uuid.UUID) -> None:
+        from okyaku.email.service import EmailService
+
+        EmailService(self.runtime, clock=self.clock).notify(organization_id, email_id)
 
     @property
     def ttl(self) -> timedelta:
@@ -240,6 +253,8 @@ class ApprovalService:
                     values, edits = self._values(row, edited_fields)
                     try:
                         outcome = self._apply(session, row, values, reviewer_id)
+                    except RateLimited:
+                        raise  # the e-mail cap: try again later; the action stays pending
                     except OkyakuError as error:
                         raise _ApplyFailed(error) from error
                     row.status = "approved"
@@ -254,6 +269,8 @@ class ApprovalService:
         except _ApplyFailed as failed:
             self._mark_failed(organization_id, action_id, failed.error, reviewer_id, now)
             raise failed.error from None
+        if row.status == "approved" and isinstance(row.result, dict) and row.result.get("email_id"):
+            self.on_email_queued(organization_id, uuid.UUID(str(row.result["email_id"])))
         if expired:
             raise Conflict(
                 "this proposal expired before anyone approved it",
@@ -397,7 +414,41 @@ class ApprovalService:
                 )
             patch = UPDATE_MODELS[row.entity_type].model_validate(values)
             record = service.update(session, row.entity_id, patch, expected_version=row.base_version, actor=actor)
-        return {"entity_type": row.entity_type, "entity_id": str(record.id), "version": record.version}
+        outcome: dict[str, Any] = {
+            "entity_type": row.entity_type,
+            "entity_id": str(record.id),
+            "version": record.version,
+        }
+        if row.action == "draft_email" and row.operation == "create" and row.entity_type == "activity":
+            outcome["email_id"] = str(self._queue_draft_email(session, row, record, actor))
+        return outcome
+
+    def _queue_draft_email(
+        self, session: Session, row: PendingAction, activity: Any, actor: uuid.UUID | None
+    ) -> uuid.UUID:
+        """An approved draft goes through the outbox like any e-mail, in the approval's transaction:
+        its activity is the e-mail's, sent from the address of whoever asked for it (else the reviewer)."""
+        from okyaku.email.service import EmailDraft, queue_email
+
+        if activity.contact_id is None:
+            raise ValidationFailed("the draft e-mail has no contact to send to", code="no_recipient")
+        draft = EmailDraft(
+            contact_id=activity.contact_id,
+            subject=activity.subject or "",
+            body=activity.body or "",
+            deal_id=activity.deal_id,
+        )
+        sender = self._requesters(session, [row]).get(row.id) or actor
+        email = queue_email(
+            session,
+            self.runtime.settings,
+            draft,
+            user_id=sender,
+            now=self.clock(),
+            activity_id=activity.id,
+            pending_action_id=row.id,
+        )
+        return email.id
 
     def _mark_failed(
         self,

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from okyaku.config import Settings
+
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=6)
@@ -65,6 +67,22 @@ class SesMailer:
             },
         )
         return str(response["MessageId"])
+
+
+def notification_mailer(settings: Settings) -> Mailer | None:
+    """None without ``NOTIFICATIONS_EMAIL_FROM``; the SMTP server every e-mail uses when one is
+    configured (``okyaku.email``: under ``okyaku dev``, its local catcher); else SES's
+    ``SendEmail`` (HTML and text)."""
+    if not settings.notifications_email_from:
+        return None
+    from okyaku.email.transports import SmtpTransport, TransportMailer, transport_from_settings
+
+    transport = transport_from_settings(settings)
+    if isinstance(transport, SmtpTransport):
+        return TransportMailer(settings.notifications_email_from, transport)
+    return SesMailer(
+        settings.notifications_email_from, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region
+    )
 
 
 # --- templates ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from okyaku.anomalies import detectors as d
 from okyaku.anomalies import loaders
 from okyaku.anomalies.insights import compute_figures, last_complete_week, write_narrative
-from okyaku.anomalies.mail import DeliveryReport, Mailer, SesMailer, deliver_next
+from okyaku.anomalies.mail import DeliveryReport, Mailer, deliver_next, notification_mailer
 from okyaku.anomalies.models import Anomaly, Insight, Notification
 from okyaku.anomalies.series import SeriesSettings, judge_recent
 from okyaku.anomalies.store import STATE_TYPES, notify_new, resolve_cleared, upsert_findings
@@ -89,12 +89,9 @@ class AnomalyService:
         self.settings = runtime.settings
         self.llm = llm
         self.clock = clock
-        if mailer is None and self.settings.notifications_email_from:
-            mailer = SesMailer(
-                self.settings.notifications_email_from,
-                endpoint_url=self.settings.aws_endpoint_url,
-                region=self.settings.aws_region,
-            )
+        if mailer is None:
+            # The same server and sender as every other e-mail (SMTP when configured, else SES).
+            mailer = notification_mailer(self.settings)
         self.mailer = mailer
 
     def require_enabled(self) -> None:

@@ -123,6 +123,7 @@ def run_dev(args: argparse.Namespace) -> int:
             _reset(pg_dir, demo_file)
 
     server: Any = None
+    catcher: Any = None
     try:
         from okyaku.local.postgres import prepare_database, start_embedded_postgres
 
@@ -135,6 +136,9 @@ def run_dev(args: argparse.Namespace) -> int:
         os.environ["DATABASE_MIGRATION_URL"] = local.owner_url
         from okyaku.config import get_settings
 
+        get_settings.cache_clear()
+
+        catcher = _local_mail(data_dir)
         get_settings.cache_clear()
 
         from okyaku.local.http_workers import default_http_workers
@@ -155,13 +159,15 @@ def run_dev(args: argparse.Namespace) -> int:
             raise BadRequest(str(error)) from error
         try:
             demo = _demo_organization(demo_file, seed=not args.no_demo, scale=args.demo_scale, publisher=runner)
-            _print_banner(runner, demo, demo_file)
+            _print_banner(runner, demo, demo_file, catcher)
             runner.serve_until_signal()
         finally:
             runner.stop()
     except KeyboardInterrupt:
         print("\nStopping.", flush=True)
     finally:
+        if catcher is not None:
+            catcher.stop()
         if server is not None:
             _stop_postgres(server)
     print("Okyaku dev stopped.", flush=True)
@@ -255,8 +261,32 @@ def _demo_organization(
     return DemoOrganization(org.organization_id, org.api_key, DEMO_ORGANIZATION_NAME)
 
 
-def _print_banner(runner: Any, demo: DemoOrganization, demo_file: Path) -> None:
+def _local_mail(data_dir: Path) -> Any:
+    """Without SMTP_HOST, a local SMTP catcher (aiosmtpd) takes every e-mail, so nothing reaches real
+    people; the functions (and the HTTP worker processes, which inherit the environment) send to it.
+    With SMTP_HOST set, that server is used and None is returned."""
+    if os.environ.get("SMTP_HOST"):
+        return None
+    from okyaku.email.catcher import SmtpCatcher
+
+    catcher = SmtpCatcher(folder=data_dir / "mail").start()
+    os.environ.update(
+        {"SMTP_HOST": catcher.host, "SMTP_PORT": str(catcher.port), "SMTP_STARTTLS": "false", "EMAIL_TRANSPORT": "smtp"}
+    )
+    # the anomaly notifications' sender; the CRM's e-mails go out from each user's address
+    os.environ.setdefault("NOTIFICATIONS_EMAIL_FROM", "okyaku@localhost")
+    return catcher
+
+
+def _print_banner(runner: Any, demo: DemoOrganization, demo_file: Path, catcher: Any = None) -> None:
     template = runner.template
+    if catcher is not None:
+        mail = (
+            f"  E-mail: caught on {catcher.host}:{catcher.port} and kept in {catcher.handler.folder}, "
+            f"never delivered; see {runner.url}/console/outbox (set SMTP_HOST to send for real)"
+        )
+    else:
+        mail = f"  E-mail: sent through {os.environ.get('SMTP_HOST')}:{os.environ.get('SMTP_PORT', '587')}"
     lines = [
         "",
         f"Okyaku is running at {runner.url} ({runner.http_workers} HTTP processes)",
@@ -267,6 +297,7 @@ def _print_banner(runner: Any, demo: DemoOrganization, demo_file: Path) -> None:
         "  Try it:",
         f'    curl -H "Authorization: Bearer {demo.api_key}" "{runner.url}/api/v1/contacts?limit=5"',
         f"  API docs: {runner.url}/api/v1/docs",
+        mail,
         f"  Runner token: {runner.admin_token}",
         "  Runner status (queues, dead letters, schedules), with the runner token:",
         f'    curl -H "Authorization: Bearer {runner.admin_token}" {runner.url}/_okyaku/status',

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from okyaku.console.pages_agents import agents_router
 from okyaku.console.pages_ai import ai_router
 from okyaku.console.pages_chat import chat_router
+from okyaku.console.pages_email import email_router
 from okyaku.console.pages_forms import forms_router
 from okyaku.console.pages_import import import_router
 from okyaku.console.pages_pipeline import pipeline_router
@@ -144,6 +145,7 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     app.include_router(pipeline_router())
     app.include_router(work_router())
     app.include_router(import_router())
+    app.include_router(email_router())
     app.include_router(records_router())
     install_html_errors(app)
     return app

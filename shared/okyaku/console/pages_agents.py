@@ -17,6 +17,7 @@ from okyaku.agents.approvals import ApprovalFilters
 from okyaku.agents.models import PendingAction
 from okyaku.agents.policy import Refusal
 from okyaku.console import queries as qs
+from okyaku.console.pages_email import email_states
 from okyaku.console.web import CONSOLE, Page, SignedInDep, checked_form
 from okyaku.errors import Conflict, FeatureDisabled, Forbidden, ValidationFailed
 
@@ -113,6 +114,12 @@ def render_queue(page: Page, status: str, *, message: dict[str, str] | None = No
             "statuses": ["pending", "approved", "rejected", "failed", "expired", "withdrawn"],
             "actions": [action_view(r, titles, verdicts.get(r.id)) for r in rows],
             "message": message,
+            # approved drafts: their e-mail's delivery state (okyaku.console.pages_email)
+            "email_states": email_states(
+                page.services,
+                org,
+                (str((r.result or {}).get("email_id") or "") for r in rows if r.action == "draft_email"),
+            ),
         },
         status_code=status_code,
     )
