@@ -14,9 +14,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from okyaku.console.pages_agents import agents_router
+from okyaku.console.pages_anomalies import anomalies_router
 from okyaku.console.pages_chat import chat_router
+from okyaku.console.pages_conversation import conversation_router
 from okyaku.console.pages_forms import forms_router
 from okyaku.console.pages_import import import_router
+from okyaku.console.pages_insights import insights_router
+from okyaku.console.pages_notifications import notifications_router
 from okyaku.console.pages_pipeline import pipeline_router
 from okyaku.console.pages_records import records_router
 from okyaku.console.pages_work import work_router
@@ -137,6 +141,11 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     if services.chat is not None:
         app.include_router(chat_router())
     app.include_router(agents_router())
+    # Before the forms: /activities/summarize is not an activity id.
+    app.include_router(conversation_router())
+    app.include_router(anomalies_router())
+    app.include_router(insights_router())
+    app.include_router(notifications_router())
     # Before the record pages: /contacts/new is not a record id.
     app.include_router(forms_router())
     app.include_router(pipeline_router())

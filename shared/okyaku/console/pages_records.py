@@ -96,6 +96,20 @@ def semantic_search(
         )
 
 
+def record_insights(
+    services: ConsoleServices, organization_id: uuid.UUID, entity: str, record_id: uuid.UUID, activities: Any
+) -> dict[str, Any]:
+    """The AI on a record page: each activity's conversation insights, the anomaly badge."""
+    from okyaku.console.pages_anomalies import anomaly_badge
+    from okyaku.console.pages_conversation import timeline_insights
+
+    return {
+        "insights": timeline_insights(services, organization_id, activities),
+        "anomaly_badge": anomaly_badge(services, organization_id, entity, record_id),
+        "conversation_enabled": services.conversation is not None,
+    }
+
+
 def records_router() -> APIRouter:
     router = APIRouter(prefix=CONSOLE)
 
@@ -227,6 +241,7 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "proposals": proposals,
                 "notice": NOTICES.get(notice or ""),
                 "chat_context": {"type": entity, "id": str(record_id)},
+                **record_insights(services, org, entity, record_id, activities),
             },
         )
 
@@ -251,6 +266,8 @@ NOTICES = {
     "assigned_n": "Owner assigned to {n} records; {refused} refused.",
     "deleted_n": "{n} records deleted; {refused} refused.",
     "none_selected": "Nothing was selected.",
+    "analysed": "Activity analysed.",
+    "not_analysed": "Not analysed: the language model is unavailable. The rules' findings are shown meanwhile.",
 }
 
 
