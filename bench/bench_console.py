@@ -3,7 +3,10 @@ activities): each page requested in-process through the console app (sessions, C
 the services and their SQL), p50 and p95 over repeated requests after one warm-up.
 
 Embeddings for semantic search come from the in-process MiniLM model (contacts and deals
-backfilled first); score explanations are templated (no LLM), as with Ollama down."""
+backfilled first); score explanations are templated (no LLM), as with Ollama down. An anomaly scan
+and a weekly insight (template narrative) run first, so the Anomalies, Insights and Notifications
+pages and the bell have the demo's rows; the timeline's conversation insights are the rules floor
+(nothing analysed by a model), computed at render."""
 
 from __future__ import annotations
 
@@ -13,14 +16,16 @@ import time
 import uuid
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bench._database import bench_organization
+from okyaku.anomalies.models import Anomaly
+from okyaku.anomalies.service import AnomalyService
 from okyaku.config import Settings
 from okyaku.console.app import create_console_app
 from okyaku.console.services import console_services
 from okyaku.console.sessions import SessionSigner
-from okyaku.db.models import Company, Contact, Deal
+from okyaku.db.models import Activity, Company, Contact, Deal
 from okyaku.local.demo import seed_demo_data
 from okyaku.runtime import Runtime
 
@@ -44,10 +49,21 @@ def main() -> None:
         embedder = LocalModelEmbedder()
         EmbeddingIndexer(bench.db, embedder).backfill(organization_ids=[org], entity_types=("contact", "deal"))
         print(f"demo data seeded and embedded in {time.perf_counter() - started:.1f} s")
+        anomalies = AnomalyService(runtime)  # no LLM: the weekly narrative is the template's
+        anomalies.scan(org, deliver=False)
+        anomalies.weekly(org)
         with bench.db.organization_scope(org) as session:
             contact = session.scalar(select(Contact.id).order_by(Contact.created_at).limit(1))
             company = session.scalar(select(Company.id).order_by(Company.created_at).limit(1))
             deal = session.scalar(select(Deal.id).order_by(Deal.created_at).limit(1))
+            busiest_deal = session.scalar(
+                select(Activity.deal_id)
+                .where(Activity.deal_id.is_not(None))
+                .group_by(Activity.deal_id)
+                .order_by(func.count().desc())
+                .limit(1)
+            )
+            anomaly = session.scalar(select(Anomaly.id).order_by(Anomaly.created_at).limit(1))
         services = console_services(
             runtime, signer=SessionSigner(uuid.uuid4().hex, ttl_s=3600), embedder=embedder, explanations="template"
         )
@@ -71,6 +87,12 @@ def main() -> None:
             ("delete company (confirm)", f"/console/companies/{company}/delete"),
             ("approval queue", "/console/approvals"),
             ("agent runs", "/console/runs"),
+            ("deal, most activities (insights)", f"/console/deals/{busiest_deal}"),
+            ("anomalies (open)", "/console/anomalies"),
+            ("anomalies, any status", "/console/anomalies?status=any"),
+            ("one anomaly", f"/console/anomalies/{anomaly}"),
+            ("insights (weekly)", "/console/insights"),
+            ("notifications", "/console/notifications"),
         ]
         with TestClient(create_console_app(services), follow_redirects=False) as client:
             login = client.get("/console/login").text

@@ -14,8 +14,13 @@ if TYPE_CHECKING:
     from okyaku.console.services import ConsoleServices
 
 
-def unread_counts(services: ConsoleServices, organization_id: uuid.UUID, user_id: uuid.UUID | None) -> dict[str, int]:
-    if services.anomalies is None or user_id is None:
+def unread_counts(
+    services: ConsoleServices, organization_id: uuid.UUID, user_id: uuid.UUID | None
+) -> dict[str, int] | None:
+    """None: no bell (notifications are switched off)."""
+    if services.anomalies is None:
+        return None
+    if user_id is None:  # an API key of no user: notifications are per user
         return {"unread": 0, "critical": 0}
     with services.runtime.db.organization_scope(organization_id) as session:
         row = session.execute(

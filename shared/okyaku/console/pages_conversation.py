@@ -73,7 +73,7 @@ def conversation_router() -> APIRouter:
         view = insight_view(answer, activity_text(subject, body))
         failed = answer.degraded or answer.status != "analysed"
         if not request.headers.get("hx-request"):
-            notice = "not_analysed" if failed else "analysed"
+            notice = ("not_reanalysed" if answer.status == "analysed" else "not_analysed") if failed else "analysed"
             return page.redirect(back + ("&" if "?" in back else "?") + f"notice={notice}#insights-{activity_id}")
         message = (answer.message or "not analysed") if failed else "Analysed."
         if failed and answer.status in ("waiting_for_llm", "not_analysed"):

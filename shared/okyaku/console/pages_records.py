@@ -268,6 +268,7 @@ NOTICES = {
     "none_selected": "Nothing was selected.",
     "analysed": "Activity analysed.",
     "not_analysed": "Not analysed: the language model is unavailable. The rules' findings are shown meanwhile.",
+    "not_reanalysed": "Not analysed again: the language model is unavailable. The stored analysis is shown.",
 }
 
 

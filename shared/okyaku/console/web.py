@@ -89,7 +89,7 @@ class Page:
         self.finish(response)
         return response
 
-    def _bell(self) -> dict[str, int]:
+    def _bell(self) -> dict[str, int] | None:
         """The notifications bell's counts, read when base.html draws the bell."""
         from okyaku.console.notifications import unread_counts
 
