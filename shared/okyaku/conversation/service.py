@@ -20,12 +20,13 @@ advisory lock, so no analysis or proposal is stored twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
@@ -198,9 +199,13 @@ class ConversationService:
 
     def _rules(self, context: _Context) -> RulesFindings:
         activity = context.activity
-        perspective = Perspective.for_activity(activity.type, activity.direction, context.organization_name)
-        return extract_rules(
-            activity.text, anchor=activity.occurred_at.date(), perspective=perspective, competitors=context.competitors
+        return _rules_floor(
+            activity.text,
+            activity.occurred_at.date(),
+            activity.type,
+            activity.direction,
+            context.organization_name,
+            tuple(context.competitors),
         )
 
     def analyse_activity(
@@ -581,6 +586,22 @@ class ConversationService:
                 [Competitor(name, tuple(a.strip() for a in e.aliases if a.strip())) for name, e in unique.items()],
             )
         return [CompetitorIn(name=c.name, aliases=list(c.aliases)) for c in stored]
+
+
+@functools.lru_cache(maxsize=4096)
+def _rules_floor(
+    text: str,
+    day: date,
+    activity_type: str,
+    direction: str | None,
+    organization_name: str | None,
+    names: tuple[Competitor, ...],
+) -> RulesFindings:
+    """The rules floor of one text, remembered: a record page shows it for every activity without
+    an analysis on each render, and it depends only on these arguments. Treat the result as
+    read-only (it is shared)."""
+    perspective = Perspective.for_activity(activity_type, direction, organization_name)
+    return extract_rules(text, anchor=day, perspective=perspective, competitors=list(names))
 
 
 def _proposal(action: PendingAction) -> ProposalOut:
