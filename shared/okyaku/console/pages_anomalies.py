@@ -25,7 +25,7 @@ from okyaku.console.services import ConsoleServices
 from okyaku.console.web import CONSOLE, Page, SignedInDep, checked_form
 from okyaku.errors import Conflict, NotFound, ValidationFailed
 
-PAGE_SIZE = 25
+PAGE_SIZE = 20
 ENTITY_TYPES = ("deal", "contact", "user", "organization")
 ACTIONS = {"acknowledge": "Acknowledge", "resolve": "Resolve", "dismiss": "Dismiss"}
 # Which actions each status allows (the service refuses the others with 409).
