@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from okyaku.anomalies.detectors import Finding
 from okyaku.anomalies.store import notify_new, upsert_findings
 from okyaku.console.app import create_console_app
@@ -18,8 +20,20 @@ from tests.integration.test_console import sign_in
 from tests.support.hashing_embedder import HashingEmbedder
 from tests.support.openai_server import Reply
 
-services = test_console_writes.services
 console = test_console_writes.console
+
+
+@pytest.fixture
+def services(runtime, make_gateway, openai_server):  # type: ignore[no-untyped-def]
+    """The console's services on a gateway without retries whose breaker does not open: "the model
+    fails, then answers" is the next request."""
+    return console_services(
+        runtime,
+        llm=make_gateway(openai_server.base_url, max_retries=0, breaker_failure_threshold=1000),
+        signer=SessionSigner("test-secret", ttl_s=3600),
+        embedder=HashingEmbedder(),
+        explanations="template",
+    )
 
 
 def plant(services, tenant, deal_id: str) -> str:  # type: ignore[no-untyped-def]
@@ -60,6 +74,24 @@ def test_analyze_now_and_summarize_without_javascript_while_the_model_fails(
     after = console.get(f"{here}?notice=not_analysed")
     assert "Not analysed: the language model is unavailable" in after.text
     assert "Waiting for the language model" in after.text and "Sentiment:" not in after.text
+
+    # The model back: analysed. Down again, "Analyze again" keeps the stored analysis and says so.
+    openai_server.fault = None
+    openai_server.script(
+        Reply.json_object({"summary": "Budget approved.", "sentiment": {"score": 0.4, "label": "positive"}})
+    )
+    answer = console.post(
+        f"/console/activities/{activity}/analyze", data={"csrf_token": token, "next": here, "force": "false"}
+    )
+    assert answer.headers["location"] == f"{here}?notice=analysed#insights-{activity}"
+    openai_server.fault = Reply.error(500, "model crashed")
+    again = console.post(
+        f"/console/activities/{activity}/analyze", data={"csrf_token": token, "next": here, "force": "true"}
+    )
+    assert again.headers["location"] == f"{here}?notice=not_reanalysed#insights-{activity}"
+    kept = console.get(f"{here}?notice=not_reanalysed").text
+    assert "The stored analysis is shown." in kept and "Sentiment: positive (+0.4)" in kept
+    assert "Waiting for the language model" not in kept
 
     # Summarize: nothing to summarize is a 422 page; a draft without the model gives the rules' findings.
     empty = console.post("/console/activities/summarize", data={"csrf_token": token, "next": here, "body": " "})
