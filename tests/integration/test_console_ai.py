@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from html import escape
 
 import pytest
 
@@ -155,3 +156,25 @@ def test_the_features_switched_off_take_their_pages_away(
         assert "Not analysed yet" not in page.text and "Summarize" not in page.text and 'class="bell' not in page.text
         assert client.get("/console/anomalies").status_code == 404
         assert client.get("/console/insights").status_code == 404
+
+
+def test_scan_now_and_compute_last_week_now_from_the_pages(console, services, tenant, pipeline, openai_server) -> None:  # type: ignore[no-untyped-def]
+    make_crm(tenant, pipeline)  # its deal has no close date: a data gap for the scan to find
+    token = sign_in(console, tenant.org.api_key)
+    empty = console.get("/console/anomalies")
+    assert "No anomalies match." in empty.text
+    scanned = console.post("/console/anomalies/scan", data={"csrf_token": token})
+    assert scanned.status_code == 303
+    page = console.get(scanned.headers["location"])
+    rows, total = services.anomalies.list_anomalies(tenant.id, status="open")
+    assert total >= 1 and f"Scanned: {total} new anomalies." in page.text
+    assert all(escape(r.title) in page.text for r in rows)
+
+    assert "No weekly insights yet" in console.get("/console/insights").text
+    openai_server.fault = Reply.error(500, "model crashed")  # the narrative falls back to the template
+    computed = console.post("/console/insights/run", data={"csrf_token": token})
+    assert computed.status_code == 303 and "notice=computed" in computed.headers["location"]
+    week = console.get(computed.headers["location"]).text
+    assert "Last week&#39;s insights computed." in week or "Last week's insights computed." in week
+    assert "Degraded:" in week and "Trends" in week
+    assert console.post("/console/insights/run", data={}).status_code == 403  # no CSRF token

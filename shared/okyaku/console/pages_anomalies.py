@@ -34,6 +34,7 @@ NOTICES = {
     "acknowledge": "Anomaly acknowledged.",
     "resolve": "Anomaly resolved.",
     "dismiss": "Anomaly dismissed: it is not raised again for a while.",
+    "scanned": "Scanned: {created} new anomalies.",
 }
 # Evidence keys shown elsewhere on the card (the chart, the changes table) or not useful to a reader.
 HIDDEN_EVIDENCE = {"series", "changes", "sample_contact_ids", "metric"}
@@ -148,6 +149,7 @@ def anomalies_router() -> APIRouter:
         entity_id: uuid.UUID | None = None,
         offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
         notice: str | None = None,
+        created: Annotated[int, Query(ge=0)] = 0,
     ) -> Response:
         service = anomaly_service(page)
         # Unknown filter values are a bookmark gone stale: shown as "any", not an error page.
@@ -175,9 +177,16 @@ def anomalies_router() -> APIRouter:
                 "page_size": PAGE_SIZE,
                 "keep": urlencode(keep),
                 "here": f"{CONSOLE}/anomalies" + (f"?{urlencode(keep)}" if keep else ""),
-                "notice": NOTICES.get(notice or ""),
+                "notice": NOTICES.get(notice or "", "").format(created=created),
             },
         )
+
+    @router.post("/anomalies/scan")
+    async def scan_now(request: Request, page: SignedInDep) -> Response:
+        """Run every detector on the organization now (what the schedule does; no LLM)."""
+        await checked_form(request, page)
+        report = anomaly_service(page).scan(page.organization_id)
+        return page.redirect(f"{CONSOLE}/anomalies?notice=scanned&created={report.created}")
 
     @router.get("/anomalies/{anomaly_id}", response_class=HTMLResponse)
     def anomaly_page(page: SignedInDep, anomaly_id: uuid.UUID, notice: str | None = None) -> Response:

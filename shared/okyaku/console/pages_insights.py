@@ -7,12 +7,12 @@ No ``from __future__ import annotations``: FastAPI reads the route annotations a
 from datetime import date, timedelta
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from okyaku.anomalies.models import Insight
-from okyaku.console.web import CONSOLE, SignedInDep
+from okyaku.console.web import CONSOLE, SignedInDep, checked_form
 from okyaku.errors import NotFound
 
 WEEKS_LISTED = 26
@@ -49,8 +49,18 @@ def trend_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
 def insights_router() -> APIRouter:
     router = APIRouter(prefix=CONSOLE)
 
+    @router.post("/insights/run")
+    async def run_weekly(request: Request, page: SignedInDep) -> Response:
+        """Write last week's insights now (what the weekly schedule does): the LLM writes the
+        narrative, or the template does when it is down (then marked degraded)."""
+        await checked_form(request, page)
+        if page.services.anomalies is None:
+            raise NotFound("insights are switched off (AI_ANOMALIES_ENABLED=false)")
+        result = page.services.anomalies.weekly(page.organization_id)
+        return page.redirect(f"{CONSOLE}/insights?week={result['week_start']}&notice=computed")
+
     @router.get("/insights", response_class=HTMLResponse)
-    def insights_page(page: SignedInDep, week: date | None = None) -> Response:
+    def insights_page(page: SignedInDep, week: date | None = None, notice: str | None = None) -> Response:
         if page.services.anomalies is None:
             raise NotFound("insights are switched off (AI_ANOMALIES_ENABLED=false)")
         with page.services.runtime.db.organization_scope(page.organization_id) as session:
@@ -70,6 +80,7 @@ def insights_router() -> APIRouter:
             "insights.html",
             {
                 "title": "Insights",
+                "notice": "Last week's insights computed." if notice == "computed" else None,
                 "insight": insight,
                 "figures": figures,
                 "trends": trend_rows(figures),
