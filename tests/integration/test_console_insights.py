@@ -1,6 +1,7 @@
-"""The console's AI pages over HTTP without a browser (no JavaScript): Analyze now and Summarize as
-plain form posts while the language model fails, bad input and another organization's ids, the
-anomaly transitions' refusals, and the features switched off."""
+"""The console's conversation, anomaly, insight and notification pages over HTTP without a browser
+(no JavaScript): Analyze now and Summarize as plain form posts while the language model fails, bad
+input and another organization's ids, the anomaly transitions' refusals, Scan now and Compute last
+week now, and the features switched off."""
 
 from __future__ import annotations
 
