@@ -3,10 +3,7 @@ activities): each page requested in-process through the console app (sessions, C
 the services and their SQL), p50 and p95 over repeated requests after one warm-up.
 
 Embeddings for semantic search come from the in-process MiniLM model (contacts and deals
-backfilled first); score explanations are templated (no LLM), as with Ollama down. An anomaly scan
-and a weekly insight (template narrative) run first, so the Anomalies, Insights and Notifications
-pages and the bell have the demo's rows; the timeline's conversation insights are the rules floor
-(nothing analysed by a model), computed at render."""
+backfilled first); score explanations are templated (no LLM), as with Ollama down."""
 
 from __future__ import annotations
 
@@ -49,13 +46,20 @@ def main() -> None:
         embedder = LocalModelEmbedder()
         EmbeddingIndexer(bench.db, embedder).backfill(organization_ids=[org], entity_types=("contact", "deal"))
         print(f"demo data seeded and embedded in {time.perf_counter() - started:.1f} s")
-        anomalies = AnomalyService(runtime)  # no LLM: the weekly narrative is the template's
+        # An anomaly scan and a weekly insight (the template's narrative: no LLM) first, so that the
+        # Anomalies, Insights and Notifications pages and the bell have the demo's rows. The
+        # timeline's conversation insights are the rules floor (nothing analysed by a model).
+        anomalies = AnomalyService(runtime)
         anomalies.scan(org, deliver=False)
         anomalies.weekly(org)
         with bench.db.organization_scope(org) as session:
             contact = session.scalar(select(Contact.id).order_by(Contact.created_at).limit(1))
             company = session.scalar(select(Company.id).order_by(Company.created_at).limit(1))
             deal = session.scalar(select(Deal.id).order_by(Deal.created_at).limit(1))
+        services = console_services(
+            runtime, signer=SessionSigner(uuid.uuid4().hex, ttl_s=3600), embedder=embedder, explanations="template"
+        )
+        with bench.db.organization_scope(org) as session:
             busiest_deal = session.scalar(
                 select(Activity.deal_id)
                 .where(Activity.deal_id.is_not(None))
@@ -64,9 +68,6 @@ def main() -> None:
                 .limit(1)
             )
             anomaly = session.scalar(select(Anomaly.id).order_by(Anomaly.created_at).limit(1))
-        services = console_services(
-            runtime, signer=SessionSigner(uuid.uuid4().hex, ttl_s=3600), embedder=embedder, explanations="template"
-        )
         pages = [
             ("dashboard, forecast computed", "/console"),
             ("dashboard, forecast reused", "/console"),

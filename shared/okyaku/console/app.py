@@ -141,17 +141,18 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     if services.chat is not None:
         app.include_router(chat_router())
     app.include_router(agents_router())
-    # Before the forms: /activities/summarize is not an activity id.
-    app.include_router(conversation_router())
-    app.include_router(anomalies_router())
-    app.include_router(insights_router())
-    app.include_router(notifications_router())
     # Before the record pages: /contacts/new is not a record id.
     app.include_router(forms_router())
     app.include_router(pipeline_router())
     app.include_router(work_router())
     app.include_router(import_router())
     app.include_router(records_router())
+    # Conversation insights, anomalies, weekly insights, notifications: POSTs and pages of their own
+    # (a POST to /activities/summarize is no record route's: those are GETs or end in /edit, /delete).
+    app.include_router(conversation_router())
+    app.include_router(anomalies_router())
+    app.include_router(insights_router())
+    app.include_router(notifications_router())
     install_html_errors(app)
     return app
 

@@ -239,9 +239,9 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "links": links,
                 "card": card,
                 "proposals": proposals,
+                **record_insights(services, org, entity, record_id, activities),
                 "notice": NOTICES.get(notice or ""),
                 "chat_context": {"type": entity, "id": str(record_id)},
-                **record_insights(services, org, entity, record_id, activities),
             },
         )
 
