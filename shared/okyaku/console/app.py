@@ -13,8 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from okyaku.console import pages_anomalies
 from okyaku.console.pages_agents import agents_router
-from okyaku.console.pages_anomalies import anomalies_router
 from okyaku.console.pages_chat import chat_router
 from okyaku.console.pages_conversation import conversation_router
 from okyaku.console.pages_forms import forms_router
@@ -150,7 +150,7 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     # Conversation insights, anomalies, weekly insights, notifications: POSTs and pages of their own
     # (a POST to /activities/summarize is no record route's: those are GETs or end in /edit, /delete).
     app.include_router(conversation_router())
-    app.include_router(anomalies_router())
+    app.include_router(pages_anomalies.anomalies_router())
     app.include_router(insights_router())
     app.include_router(notifications_router())
     install_html_errors(app)
