@@ -14,14 +14,16 @@ import time
 import uuid
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bench._database import bench_organization
+from okyaku.anomalies.models import Anomaly
+from okyaku.anomalies.service import AnomalyService
 from okyaku.config import Settings
 from okyaku.console.app import create_console_app
 from okyaku.console.services import console_services
 from okyaku.console.sessions import SessionSigner
-from okyaku.db.models import Company, Contact, Deal
+from okyaku.db.models import Activity, Company, Contact, Deal
 from okyaku.local.demo import seed_demo_data
 from okyaku.runtime import Runtime
 
@@ -45,6 +47,12 @@ def main() -> None:
         embedder = LocalModelEmbedder()
         EmbeddingIndexer(bench.db, embedder).backfill(organization_ids=[org], entity_types=("contact", "deal"))
         print(f"demo data seeded and embedded in {time.perf_counter() - started:.1f} s")
+        # An anomaly scan and a weekly insight (the template's narrative: no LLM) first, so that the
+        # Anomalies, Insights and Notifications pages and the bell have the demo's rows. The
+        # timeline's conversation insights are the rules floor (nothing analysed by a model).
+        anomalies = AnomalyService(runtime)
+        anomalies.scan(org, deliver=False)
+        anomalies.weekly(org)
         with bench.db.organization_scope(org) as session:
             contact = session.scalar(select(Contact.id).order_by(Contact.created_at).limit(1))
             company = session.scalar(select(Company.id).order_by(Company.created_at).limit(1))
@@ -55,6 +63,15 @@ def main() -> None:
         services = console_services(
             runtime, signer=SessionSigner(uuid.uuid4().hex, ttl_s=3600), embedder=embedder, explanations="template"
         )
+        with bench.db.organization_scope(org) as session:
+            busiest_deal = session.scalar(
+                select(Activity.deal_id)
+                .where(Activity.deal_id.is_not(None))
+                .group_by(Activity.deal_id)
+                .order_by(func.count().desc())
+                .limit(1)
+            )
+            anomaly = session.scalar(select(Anomaly.id).order_by(Anomaly.created_at).limit(1))
         pages = [
             ("dashboard, forecast computed", "/console"),
             ("dashboard, forecast reused", "/console"),
@@ -79,6 +96,12 @@ def main() -> None:
             ("delete company (confirm)", f"/console/companies/{company}/delete"),
             ("approval queue", "/console/approvals"),
             ("agent runs", "/console/runs"),
+            ("deal, most activities (insights)", f"/console/deals/{busiest_deal}"),
+            ("anomalies (open)", "/console/anomalies"),
+            ("anomalies, any status", "/console/anomalies?status=any"),
+            ("one anomaly", f"/console/anomalies/{anomaly}"),
+            ("insights (weekly)", "/console/insights"),
+            ("notifications", "/console/notifications"),
         ]
         with TestClient(create_console_app(services), follow_redirects=False) as client:
             login = client.get("/console/login").text

@@ -489,7 +489,32 @@ class MetricSeries:
         return self.first_day + timedelta(days=len(self.values) - 1)
 
 
-def series_finding(series: MetricSeries, judgement: DayJudgement, threshold: float) -> Finding | None:
+# Days of the series an anomaly keeps as its evidence: what the console's chart draws.
+SERIES_WINDOW_DAYS = 28
+
+
+def series_window(series: MetricSeries, judged: Sequence[DayJudgement]) -> dict[str, Any]:
+    """The last weeks of the series with the baseline of each judged day and whether it was
+    flagged: enough to draw the series, its baseline and the flagged days without re-reading it."""
+    values = series.values[-SERIES_WINDOW_DAYS:]
+    first = series.last_day - timedelta(days=len(values) - 1)
+    return {
+        "first_day": first.isoformat(),
+        "values": [round(float(v), 3) for v in values],
+        "judged": [
+            {
+                "day": j.day.isoformat(),
+                "expected": None if j.expected is None else round(float(j.expected), 3),
+                "anomalous": j.anomalous,
+            }
+            for j in judged
+        ],
+    }
+
+
+def series_finding(
+    series: MetricSeries, judgement: DayJudgement, threshold: float, judged: Sequence[DayJudgement] = ()
+) -> Finding | None:
     if not judgement.anomalous or judgement.score is None or judgement.expected is None:
         return None
     down = judgement.score < 0
@@ -521,7 +546,11 @@ def series_finding(series: MetricSeries, judgement: DayJudgement, threshold: flo
         owner_id=series.owner_id,
         deviation=round(judgement.score, 3),
         money_at_stake=money,
-        evidence={"metric": series.metric, **judgement.evidence()},
+        evidence={
+            "metric": series.metric,
+            **judgement.evidence(),
+            **({"series": series_window(series, judged)} if judged else {}),
+        },
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from okyaku.anomalies import detectors as d
 from okyaku.anomalies import loaders
@@ -164,7 +164,7 @@ class AnomalyService:
             report.series_judged += 1
             # the latest anomalous day of the judged ones speaks for the series
             for judgement in reversed(judgements):
-                finding = d.series_finding(series, judgement, threshold)
+                finding = d.series_finding(series, judgement, threshold, judgements)
                 if finding is not None:
                     out.append(finding)
                     break
@@ -348,6 +348,18 @@ class AnomalyService:
                 notification.read_at = self.clock()
                 session.flush()
             return notification
+
+    def mark_all_read(self, organization_id: uuid.UUID, user_id: uuid.UUID | None) -> int:
+        """Mark every unread notification of the user read; how many were."""
+        if user_id is None:
+            return 0
+        with self.runtime.db.organization_scope(organization_id) as session:
+            result = session.execute(
+                update(Notification)
+                .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+                .values(read_at=self.clock())
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _json(value: Any) -> str:

@@ -13,12 +13,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from okyaku.console import pages_anomalies
 from okyaku.console.pages_agents import agents_router
 from okyaku.console.pages_ai import ai_router
 from okyaku.console.pages_chat import chat_router
+from okyaku.console.pages_conversation import conversation_router
 from okyaku.console.pages_email import email_router
 from okyaku.console.pages_forms import forms_router
 from okyaku.console.pages_import import import_router
+from okyaku.console.pages_insights import insights_router
+from okyaku.console.pages_notifications import notifications_router
 from okyaku.console.pages_pipeline import pipeline_router
 from okyaku.console.pages_records import records_router
 from okyaku.console.pages_work import work_router
@@ -147,6 +151,12 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     app.include_router(import_router())
     app.include_router(email_router())
     app.include_router(records_router())
+    # Conversation insights, anomalies, weekly insights, notifications: POSTs and pages of their own
+    # (a POST to /activities/summarize is no record route's: those are GETs or end in /edit, /delete).
+    app.include_router(conversation_router())
+    app.include_router(pages_anomalies.anomalies_router())
+    app.include_router(insights_router())
+    app.include_router(notifications_router())
     install_html_errors(app)
     return app
 

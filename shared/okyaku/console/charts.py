@@ -128,3 +128,60 @@ def sparkline(title: str, values: Sequence[float], *, width: int = 240, height: 
         + f'<polyline points="{points}" class="spark"/>'
         + f'<circle cx="{last_x:.1f}" cy="{last_y:.1f}" r="3" class="spark-dot"/></svg>'
     )
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    label: str  # the day
+    value: float
+    expected: float | None = None  # the detector's baseline for a judged day
+    flagged: bool = False
+
+
+def series_chart(title: str, points: Sequence[SeriesPoint], *, width: int = 480, height: int = 140) -> str:
+    """A metric's daily values as a line, the baseline of the judged days as a dashed line (a
+    dash at the level of a single judged day), flagged days as red dots."""
+    if len(points) < 2:
+        return _open(title, width, 40) + '<text x="0" y="24" class="muted">Not enough days to draw</text></svg>'
+    left, bottom, top_pad, right = 44, 20, 10, 8
+    plot_w, plot_h = width - left - right, height - bottom - top_pad
+    top = max([p.value for p in points] + [p.expected or 0.0 for p in points]) or 1.0
+    step = plot_w / (len(points) - 1)
+
+    def x_of(i: int) -> float:
+        return left + i * step
+
+    def y_of(value: float) -> float:
+        return top_pad + plot_h - max(0.0, value) / top * plot_h
+
+    parts = [_open(title, width, height)]
+    for fraction in (0.0, 1.0):
+        y = y_of(top * fraction)
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">'
+            f"{escape(money(top * fraction))}</text>"
+        )
+    line = " ".join(f"{x_of(i):.1f},{y_of(p.value):.1f}" for i, p in enumerate(points))
+    parts.append(f'<polyline points="{line}" class="spark"/>')
+    judged = [(i, p) for i, p in enumerate(points) if p.expected is not None]
+    if judged:
+        first, last = judged[0][0], judged[-1][0]
+        span: list[tuple[float, float | None]] = [(float(i), p.expected) for i, p in judged]
+        if first == last:  # one judged day: a short dash at its baseline
+            i, expected = span[0]
+            span = [(i - 0.5, expected), (i + 0.5 if i + 0.5 <= len(points) - 1 else i, expected)]
+        baseline = " ".join(f"{x_of(0) + i * step:.1f},{y_of(v or 0.0):.1f}" for i, v in span)
+        parts.append(f'<polyline points="{baseline}" class="baseline"/>')
+    for i, p in enumerate(points):
+        if p.flagged:
+            parts.append(
+                f'<circle cx="{x_of(i):.1f}" cy="{y_of(p.value):.1f}" r="4" class="flagged">'
+                f"<title>{escape(p.label)}: {escape(money(p.value))} flagged</title></circle>"
+            )
+    parts.append(
+        f'<text x="{left}" y="{height - 4}" class="axis">{escape(points[0].label)}</text>'
+        f'<text x="{width - right}" y="{height - 4}" text-anchor="end" class="axis">{escape(points[-1].label)}</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from okyaku.anomalies.models import Anomaly, Insight
 from okyaku.console.panels import InsightPanel, InsightProvider
-from okyaku.console.queries import PLURAL
 
 CONSOLE = "/console"
 SHOWN = 8
@@ -27,8 +26,8 @@ def open_anomalies(session: Session, organization_id: uuid.UUID) -> InsightPanel
     )
     items = []
     for anomaly in rows:
-        plural = PLURAL.get(anomaly.entity_type)
-        href = f"{CONSOLE}/{plural}/{anomaly.entity_id}" if plural and anomaly.entity_id else None
+        # To the anomaly's page: its evidence, its record, and where to acknowledge or dismiss it.
+        href = f"{CONSOLE}/anomalies/{anomaly.id}"
         items.append({"text": f"{anomaly.severity}: {anomaly.title}", "href": href, "severity": anomaly.severity})
     if not items:
         return InsightPanel("Anomalies", [{"text": "No open anomalies."}])

@@ -97,6 +97,20 @@ def semantic_search(
         )
 
 
+def record_insights(
+    services: ConsoleServices, organization_id: uuid.UUID, entity: str, record_id: uuid.UUID, activities: Any
+) -> dict[str, Any]:
+    """The AI on a record page: each activity's conversation insights, the anomaly badge."""
+    from okyaku.console.pages_anomalies import anomaly_badge
+    from okyaku.console.pages_conversation import timeline_insights
+
+    return {
+        "insights": timeline_insights(services, organization_id, activities),
+        "anomaly_badge": anomaly_badge(services, organization_id, entity, record_id),
+        "conversation_enabled": services.conversation is not None,
+    }
+
+
 def records_router() -> APIRouter:
     router = APIRouter(prefix=CONSOLE)
 
@@ -226,6 +240,7 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "links": links,
                 "card": card,
                 "proposals": proposals,
+                **record_insights(services, org, entity, record_id, activities),
                 "notice": NOTICES.get(notice or ""),
                 "chat_context": {"type": entity, "id": str(record_id)},
                 "ai": record_ai(page, entity, record),
@@ -253,6 +268,9 @@ NOTICES = {
     "assigned_n": "Owner assigned to {n} records; {refused} refused.",
     "deleted_n": "{n} records deleted; {refused} refused.",
     "none_selected": "Nothing was selected.",
+    "analysed": "Activity analysed.",
+    "not_analysed": "Not analysed: the language model is unavailable. The rules' findings are shown meanwhile.",
+    "not_reanalysed": "Not analysed again: the language model is unavailable. The stored analysis is shown.",
 }
 
 

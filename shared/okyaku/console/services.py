@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from jinja2 import Environment
 
     from okyaku.agents.service import AgentsService
+    from okyaku.anomalies.service import AnomalyService
     from okyaku.chat.service import ChatService
+    from okyaku.conversation.service import ConversationService
     from okyaku.embeddings.protocol import Embedder
     from okyaku.embeddings.search import SemanticSearch
     from okyaku.llm.gateway import LLMGateway
@@ -38,6 +40,10 @@ class ConsoleServices:
     insight_providers: Sequence[InsightProvider] = field(default_factory=tuple)
     # Today's daily priorities (okyaku.recommendations); None: not shown.
     recommendations: RecommendationService | None = None
+    # Conversation insights on the timeline (okyaku.conversation); None: not shown.
+    conversation: ConversationService | None = None
+    # The Anomalies, Insights and Notifications pages (okyaku.anomalies); None: not shown.
+    anomalies: AnomalyService | None = None
     # organization -> (monotonic time, pipeline forecast): the dashboard reuses one for a minute
     forecasts: dict[uuid.UUID, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
@@ -62,8 +68,10 @@ def console_services(
 ) -> ConsoleServices:
     """Everything the console needs, from settings (tests pass their runtime and LLM gateway)."""
     from okyaku.agents.api import agents_service
+    from okyaku.anomalies.service import AnomalyService
     from okyaku.chat.service import ChatService
     from okyaku.console.templating import template_environment
+    from okyaku.conversation.service import ConversationService
     from okyaku.embeddings.search import SemanticSearch
     from okyaku.embeddings.triggers import default_embedder
     from okyaku.features import feature_enabled
@@ -94,5 +102,8 @@ def console_services(
         recommendations=RecommendationService(runtime, writer=LLMCardWriter(llm), approvals=agents.approvals)
         if feature_enabled(settings, "recommendations")
         else None,
+        # The same services the conversation and anomalies APIs use, on the same LLM gateway.
+        conversation=ConversationService(runtime, llm) if feature_enabled(settings, "conversation") else None,
+        anomalies=AnomalyService(runtime, llm) if feature_enabled(settings, "anomalies") else None,
         insight_providers=tuple(insight_providers if insight_providers is not None else default_insights(settings)),
     )

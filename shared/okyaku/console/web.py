@@ -80,6 +80,7 @@ class Page:
                 "static": CONSOLE + "/static",
                 "console": CONSOLE,
                 "chat_enabled": self.services.chat is not None,
+                "bell": self._bell if self.session.signed_in else None,
                 **(context or {}),
             }
         )
@@ -87,6 +88,12 @@ class Page:
         response.headers["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
         self.finish(response)
         return response
+
+    def _bell(self) -> dict[str, int] | None:
+        """The notifications bell's counts, read when base.html draws the bell."""
+        from okyaku.console.notifications import unread_counts
+
+        return unread_counts(self.services, self.organization_id, self.session.user_id)
 
     def redirect(self, location: str) -> Response:
         response = RedirectResponse(location, status_code=303)

@@ -20,12 +20,13 @@ advisory lock, so no analysis or proposal is stored twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
@@ -56,10 +57,12 @@ from okyaku.conversation.schema import ANALYSIS_SCHEMA_VERSION, ConversationAnal
 from okyaku.conversation.store import (
     ActivitySnapshot,
     analyses_of,
+    analyses_of_many,
     clear_waiting,
     competitors,
     count_unanalysed,
     latest_for_hash,
+    load_activities,
     load_activity,
     lock_activity,
     mark_waiting,
@@ -70,6 +73,7 @@ from okyaku.conversation.store import (
     untried_activity_ids,
     waiting_activity_ids,
     waiting_for,
+    waiting_for_many,
 )
 from okyaku.db.models import Deal, PipelineStage
 from okyaku.errors import DependencyUnavailable, NotFound, public_error
@@ -195,9 +199,13 @@ class ConversationService:
 
     def _rules(self, context: _Context) -> RulesFindings:
         activity = context.activity
-        perspective = Perspective.for_activity(activity.type, activity.direction, context.organization_name)
-        return extract_rules(
-            activity.text, anchor=activity.occurred_at.date(), perspective=perspective, competitors=context.competitors
+        return _rules_floor(
+            activity.text,
+            activity.occurred_at.date(),
+            activity.type,
+            activity.direction,
+            context.organization_name,
+            tuple(context.competitors),
         )
 
     def analyse_activity(
@@ -377,6 +385,87 @@ class ConversationService:
             return False
         return True
 
+    def stored_analyses(
+        self, organization_id: uuid.UUID, activity_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, ActivityAnalysisOut]:
+        """What is stored for several activities (a record page's timeline), in four queries and
+        without asking the model anything: a page render never waits on the LLM. An activity
+        without an analysis of its current text gets the rules floor and "waiting for the language
+        model" (with the reason) or "not analysed yet", never an empty analysis."""
+        require_feature(self.runtime.settings, "conversation")
+        with self.runtime.db.organization_scope(organization_id) as session:
+            activities = load_activities(session, activity_ids)
+            rows_of: dict[uuid.UUID, list[ConversationAnalysisRow]] = {}
+            for row in analyses_of_many(session, activity_ids):
+                rows_of.setdefault(row.activity_id, []).append(row)
+            waiting_of = {w.activity_id: w for w in waiting_for_many(session, activity_ids)}
+            proposal_ids = [uuid.UUID(str(i)) for rows in rows_of.values() for r in rows for i in r.proposal_ids]
+            actions = (
+                list(session.scalars(select(PendingAction).where(PendingAction.id.in_(proposal_ids))))
+                if proposal_ids
+                else []
+            )
+            needs_rules = any(
+                not any(r.content_hash == a.content_hash for r in rows_of.get(a.id, [])) for a in activities
+            )
+            names = competitors(session) if needs_rules else []
+            org_name = organization_name(session, organization_id) if needs_rules else None
+        action_by_id = {a.id: a for a in actions}
+        out: dict[uuid.UUID, ActivityAnalysisOut] = {}
+        for activity in activities:
+            rows = rows_of.get(activity.id, [])
+            current = next((r for r in reversed(rows) if r.content_hash == activity.content_hash), None)
+            mine = [
+                action_by_id[uuid.UUID(str(i))]
+                for r in rows
+                for i in r.proposal_ids
+                if uuid.UUID(str(i)) in action_by_id
+            ]
+            base: dict[str, Any] = {
+                "activity_id": activity.id,
+                "activity_version": activity.version,
+                "history": [_version(r, activity) for r in rows],
+                "proposals": [_proposal(a) for a in sorted(mine, key=lambda a: a.created_at)],
+            }
+            if current is not None:
+                stored = StoredAnalysisOut(
+                    **_version(current, activity).model_dump(),
+                    analysis=ConversationAnalysis.model_validate(current.analysis),
+                    dropped=[DroppedItem.model_validate(d) for d in current.dropped],
+                )
+                rules = RulesFindings.model_validate(current.rules)
+                out[activity.id] = ActivityAnalysisOut(
+                    **base, rules=rules, status="analysed", degraded=False, analysis=stored
+                )
+                continue
+            rules = self._rules(_Context(activity, org_name, names, ()))
+            waiting = waiting_of.get(activity.id)
+            if not activity.text.strip():
+                out[activity.id] = ActivityAnalysisOut(
+                    **base, rules=rules, status="no_text", message=NO_TEXT, degraded=False, analysis=None
+                )
+            elif waiting is not None and waiting.content_hash == activity.content_hash:
+                waiting_out = WaitingOut.model_validate(waiting, from_attributes=True)
+                out[activity.id] = ActivityAnalysisOut(
+                    **base,
+                    rules=rules,
+                    status="waiting_for_llm",
+                    message=WAITING_FOR_LLM.format(reason=waiting_out.reason),
+                    waiting=waiting_out,
+                    degraded=True,
+                    analysis=None,
+                )
+            else:
+                out[activity.id] = ActivityAnalysisOut(
+                    **base,
+                    rules=rules,
+                    status="not_analysed",
+                    message=NOT_ANALYSED_PENDING,
+                    degraded=False,
+                    analysis=None,
+                )
+        return out
+
     def activity_analysis(self, organization_id: uuid.UUID, activity_id: uuid.UUID) -> ActivityAnalysisOut:
         require_feature(self.runtime.settings, "conversation")
         context = self._context(organization_id, activity_id)
@@ -398,17 +487,7 @@ class ConversationService:
             )
         current = next((r for r in reversed(rows) if r.content_hash == activity.content_hash), None)
         history = [_version(row, activity) for row in rows]
-        proposals = [
-            ProposalOut(
-                id=a.id,
-                action=a.action,
-                status=a.status,
-                entity_type=a.entity_type,
-                entity_id=a.entity_id,
-                reasoning=a.reasoning,
-            )
-            for a in sorted(actions, key=lambda a: a.created_at)
-        ]
+        proposals = [_proposal(a) for a in sorted(actions, key=lambda a: a.created_at)]
         out: dict[str, Any] = {
             "activity_id": activity.id,
             "activity_version": activity.version,
@@ -507,6 +586,33 @@ class ConversationService:
                 [Competitor(name, tuple(a.strip() for a in e.aliases if a.strip())) for name, e in unique.items()],
             )
         return [CompetitorIn(name=c.name, aliases=list(c.aliases)) for c in stored]
+
+
+@functools.lru_cache(maxsize=4096)
+def _rules_floor(
+    text: str,
+    day: date,
+    activity_type: str,
+    direction: str | None,
+    organization_name: str | None,
+    names: tuple[Competitor, ...],
+) -> RulesFindings:
+    """The rules floor of one text, remembered: a record page shows it for every activity without
+    an analysis on each render, and it depends only on these arguments. Treat the result as
+    read-only (it is shared)."""
+    perspective = Perspective.for_activity(activity_type, direction, organization_name)
+    return extract_rules(text, anchor=day, perspective=perspective, competitors=list(names))
+
+
+def _proposal(action: PendingAction) -> ProposalOut:
+    return ProposalOut(
+        id=action.id,
+        action=action.action,
+        status=action.status,
+        entity_type=action.entity_type,
+        entity_id=action.entity_id,
+        reasoning=action.reasoning,
+    )
 
 
 def _version(row: ConversationAnalysisRow, activity: ActivitySnapshot) -> AnalysisVersionOut:

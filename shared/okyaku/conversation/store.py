@@ -94,6 +94,48 @@ def load_activity(session: Session, activity_id: uuid.UUID) -> ActivitySnapshot 
     return None if row is None else ActivitySnapshot(**row._asdict())
 
 
+def load_activities(session: Session, activity_ids: Collection[uuid.UUID]) -> list[ActivitySnapshot]:
+    """Several activities at once (a record page's timeline), in no particular order."""
+    if not activity_ids:
+        return []
+    rows = session.execute(
+        select(
+            Activity.id,
+            Activity.version,
+            Activity.type,
+            Activity.direction,
+            Activity.occurred_at,
+            Activity.subject,
+            Activity.body,
+            Activity.contact_id,
+            Activity.deal_id,
+            Activity.company_id,
+            content_hash_sql().label("content_hash"),
+        ).where(Activity.id.in_(list(activity_ids)))
+    )
+    return [ActivitySnapshot(**row._asdict()) for row in rows]
+
+
+def analyses_of_many(session: Session, activity_ids: Collection[uuid.UUID]) -> list[ConversationAnalysisRow]:
+    if not activity_ids:
+        return []
+    return list(
+        session.scalars(
+            select(ConversationAnalysisRow)
+            .where(ConversationAnalysisRow.activity_id.in_(list(activity_ids)))
+            .order_by(ConversationAnalysisRow.activity_id, ConversationAnalysisRow.analysis_version)
+        )
+    )
+
+
+def waiting_for_many(session: Session, activity_ids: Collection[uuid.UUID]) -> list[ConversationWaiting]:
+    if not activity_ids:
+        return []
+    return list(
+        session.scalars(select(ConversationWaiting).where(ConversationWaiting.activity_id.in_(list(activity_ids))))
+    )
+
+
 def organization_name(session: Session, organization_id: uuid.UUID) -> str | None:
     name: str | None = session.scalar(select(Organization.name).where(Organization.id == organization_id))
     return name
