@@ -17,6 +17,7 @@ from okyaku.console.pages_agents import agents_router
 from okyaku.console.pages_chat import chat_router
 from okyaku.console.pages_forms import forms_router
 from okyaku.console.pages_import import import_router
+from okyaku.console.pages_mailboxes import mailboxes_router
 from okyaku.console.pages_pipeline import pipeline_router
 from okyaku.console.pages_records import records_router
 from okyaku.console.pages_work import work_router
@@ -142,6 +143,7 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     app.include_router(pipeline_router())
     app.include_router(work_router())
     app.include_router(import_router())
+    app.include_router(mailboxes_router())
     app.include_router(records_router())
     install_html_errors(app)
     return app
