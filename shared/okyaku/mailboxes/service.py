@@ -30,7 +30,7 @@ from okyaku.clock import utc_now
 from okyaku.errors import Forbidden, NotFound, OkyakuError
 from okyaku.fanout import fan_out
 from okyaku.mailboxes.imap import ImapAccount, ImapConnection, ImapFailure, open_imap
-from okyaku.mailboxes.messages import parse_message
+from okyaku.mailboxes.messages import ParsedMessage, parse_message
 from okyaku.mailboxes.models import Mailbox, MailboxFolder
 from okyaku.mailboxes.schemas import FolderReport, MailboxCreate, MailboxUpdate, SyncReport
 from okyaku.mailboxes.secrets import decrypt_password, encrypt_password
@@ -41,6 +41,7 @@ from okyaku.tenancy import Principal, list_organization_ids
 logger = logging.getLogger(__name__)
 
 MAILBOX_AGENT = "mailbox"  # the approval queue's "agent" of the contacts a mailbox proposes
+STORE_BATCH = 25  # messages stored per transaction, with their folder's cursor
 
 
 class MailboxSyncJob(BaseModel):
@@ -246,15 +247,40 @@ class MailboxService:
             with self.runtime.transaction(mailbox.organization_id) as session:
                 _save_cursor(session, mailbox, folder, uidvalidity, after)
         origin = Origin(owner_id=mailbox.user_id, mailbox_id=mailbox.id, folder=folder)
+        batch: list[tuple[int, ParsedMessage]] = []
         for fetched in imap.fetch(uids[:limit], self.settings.mailbox_message_max_bytes):
             parsed = parse_message(
                 fetched.raw, max_body_chars=self.settings.mailbox_body_max_chars, headers_only=fetched.headers_only
             )
-            with self.runtime.transaction(mailbox.organization_id) as session:
-                result = store_message(session, parsed, origin=origin, directory=directory, now=self.clock())
-                _save_cursor(session, mailbox, folder, uidvalidity, fetched.uid)
-            report.fetched += 1
-            report.last_uid = fetched.uid
+            batch.append((fetched.uid, parsed))
+            if len(batch) >= STORE_BATCH:
+                self._store_batch(mailbox, folder, uidvalidity, origin, directory, batch, report, proposed)
+                batch = []
+        if batch:
+            self._store_batch(mailbox, folder, uidvalidity, origin, directory, batch, report, proposed)
+        return report
+
+    def _store_batch(
+        self,
+        mailbox: Mailbox,
+        folder: str,
+        uidvalidity: int,
+        origin: Origin,
+        directory: Directory,
+        batch: list[tuple[int, ParsedMessage]],
+        report: FolderReport,
+        proposed: dict[str, UnknownSender],
+    ) -> None:
+        """Messages and the folder's cursor in one transaction: committed together or not at all
+        (a commit per message cost more than the rest of its storing)."""
+        results = []
+        with self.runtime.transaction(mailbox.organization_id) as session:
+            for _uid, parsed in batch:
+                results.append(store_message(session, parsed, origin=origin, directory=directory, now=self.clock()))
+            _save_cursor(session, mailbox, folder, uidvalidity, batch[-1][0])
+        report.fetched += len(batch)
+        report.last_uid = batch[-1][0]
+        for result in results:
             if result.outcome == "created":
                 report.created += 1
             elif result.outcome == "known":
@@ -263,7 +289,6 @@ class MailboxService:
                 report.ignored += 1
             for sender in result.unknown_senders:
                 proposed.setdefault(sender.address, sender)
-        return report
 
     def _propose_contacts(
         self, organization_id: uuid.UUID, mailbox: Mailbox, senders: dict[str, UnknownSender]
