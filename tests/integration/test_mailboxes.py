@@ -327,6 +327,18 @@ def test_first_then_incremental_sync_matches_contacts_proposes_strangers_and_ign
     shown = account.client.get(f"/api/v1/mailboxes/{mailbox['id']}").json()
     assert shown["status"] == "ok" and shown["last_synced_at"] and shown["messages_synced"] == 3
 
+    # A person approves Bob as a contact: the next sync puts his earlier e-mails on his timeline.
+    from okyaku.agents.approvals import ApprovalService
+
+    applied = ApprovalService(env.runtime).approve(account.organization_id, proposal.id, reviewer_id=account.user_id)
+    bob = uuid.UUID(str(applied.result["entity_id"])) if applied.result else None
+    assert applied.status == "approved" and bob is not None
+    report = account.client.post(f"/api/v1/mailboxes/{mailbox['id']}/sync").json()["report"]
+    assert report["linked"] == 2
+    from_bob = [a for a in activities(env, account) if a.custom_properties.get("email_from") == "bob@prospect.example"]
+    assert {a.contact_id for a in from_bob} == {bob} and len(from_bob) == 2
+    assert all("updated" in [e.operation for e in env.events_for(a.id)] for a in from_bob)
+
 
 def test_a_uidvalidity_change_reads_the_folder_again_without_duplicates(env: Env) -> None:
     account = make_account(env)

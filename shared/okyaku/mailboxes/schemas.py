@@ -113,6 +113,7 @@ class SyncReport(BaseModel):
     folders: list[FolderReport] = Field(default_factory=list)
     missing_folders: list[str] = Field(default_factory=list)
     proposed_contacts: list[str] = Field(default_factory=list)
+    linked: int = Field(default=0, description="earlier e-mails linked to a sender who has become a contact since")
     seconds: float = 0.0
 
     @property

@@ -34,7 +34,14 @@ from okyaku.mailboxes.messages import ParsedMessage, parse_message
 from okyaku.mailboxes.models import Mailbox, MailboxFolder
 from okyaku.mailboxes.schemas import FolderReport, MailboxCreate, MailboxUpdate, SyncReport
 from okyaku.mailboxes.secrets import decrypt_password, encrypt_password
-from okyaku.mailboxes.store import Directory, Origin, UnknownSender, load_directory, store_message
+from okyaku.mailboxes.store import (
+    Directory,
+    Origin,
+    UnknownSender,
+    link_to_new_contacts,
+    load_directory,
+    store_message,
+)
 from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal, list_organization_ids
 
@@ -200,6 +207,8 @@ class MailboxService:
             )
             since = (mailbox.created_at - timedelta(days=self.settings.mailbox_initial_days)).date()
             proposed: dict[str, UnknownSender] = {}
+            with self.runtime.transaction(organization_id) as session:
+                report.linked = link_to_new_contacts(session, mailbox.user_id)
             with self.connect(account) as imap:
                 folders, report.missing_folders = imap.resolve_folders(list(mailbox.folders))
                 for folder in folders:

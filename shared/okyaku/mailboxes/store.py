@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from okyaku.crm.entities import ENTITIES
-from okyaku.crm.schemas import ActivityCreate
+from okyaku.crm.schemas import ActivityCreate, ActivityUpdate
 from okyaku.db.models import Activity, Contact, User
 from okyaku.mailboxes.messages import ParsedMessage, domain_of, normalise_address
 
@@ -184,3 +184,30 @@ def _thread_parent(session: Session, thread_ids: tuple[str, ...]) -> Activity | 
         return None
     rows = {a.message_id: a for a in session.scalars(select(Activity).where(Activity.message_id.in_(thread_ids)))}
     return next((rows[i] for i in thread_ids if i in rows), None)
+
+
+def link_to_new_contacts(session: Session, owner_id: uuid.UUID, *, limit: int = 200) -> int:
+    """Inbound e-mails stored before their sender was a contact (the proposal since approved, or
+    the contact added by hand) are linked to that contact now, through the CRM service (an update
+    event each). Returns how many were linked."""
+    rows = session.execute(
+        text(
+            """
+            SELECT DISTINCT ON (a.id) a.id, c.id AS contact_id, c.company_id
+            FROM activities a
+            JOIN contacts c ON lower(c.email) = a.custom_properties->>'email_from'
+            WHERE a.type = 'email' AND a.direction = 'inbound' AND a.contact_id IS NULL
+              AND a.message_id IS NOT NULL AND a.owner_id = :owner
+            ORDER BY a.id, c.created_at, c.id
+            LIMIT :limit
+            """
+        ),
+        {"owner": owner_id, "limit": limit},
+    ).all()
+    service = ENTITIES["activity"].service
+    for row in rows:
+        patch = ActivityUpdate(contact_id=row.contact_id)
+        if row.company_id is not None:
+            patch = ActivityUpdate(contact_id=row.contact_id, company_id=row.company_id)
+        service.update(session, row.id, patch, actor=owner_id)
+    return len(rows)
