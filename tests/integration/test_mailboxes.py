@@ -230,7 +230,7 @@ def test_the_password_is_stored_encrypted_and_never_returned(env: Env) -> None:
 
 
 def test_without_the_encryption_key_connecting_is_a_clear_503(pg: LocalDatabase, db: Database) -> None:
-    runtime = Runtime(Settings(database_url=pg.app_url), db=db)
+    runtime = Runtime(Settings(database_url=pg.app_url, mailbox_encryption_key=""), db=db)
     org = create_organization(db, "NoKey", "rep@nokey.example")
     client = TestClient(
         create_mailboxes_app(MailboxService(runtime)), headers={"Authorization": f"Bearer {org.api_key}"}
@@ -581,3 +581,14 @@ def _closed_port() -> int:
     from tests.support.dovecot import free_port
 
     return free_port()
+
+
+def test_a_changed_encryption_key_shows_on_the_mailbox_instead_of_failing(env: Env, pg: LocalDatabase) -> None:
+    account = make_account(env)
+    box = account.connect(port=env.dovecot.port, folders=["INBOX"])
+    other_key = Settings(database_url=pg.app_url, mailbox_encryption_key=Fernet.generate_key().decode())
+    rotated = MailboxService(Runtime(other_key, db=env.db, publisher=env.publisher))
+    report = rotated.sync(account.organization_id, uuid.UUID(box["id"]))
+    assert (report.status, report.error_kind) == ("error", "mailbox_password_unreadable")
+    shown = account.client.get(f"/api/v1/mailboxes/{box['id']}").json()
+    assert shown["status"] == "error" and "enter it again" in shown["last_error"]
