@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, select, text
@@ -29,21 +29,16 @@ from sqlalchemy.orm import Session
 from okyaku.clock import utc_now
 from okyaku.errors import Forbidden, NotFound, OkyakuError
 from okyaku.fanout import fan_out
-from okyaku.mailboxes.imap import ImapAccount, ImapConnection, ImapFailure, open_imap
-from okyaku.mailboxes.messages import ParsedMessage, parse_message
 from okyaku.mailboxes.models import Mailbox, MailboxFolder
 from okyaku.mailboxes.schemas import FolderReport, MailboxCreate, MailboxUpdate, SyncReport
 from okyaku.mailboxes.secrets import decrypt_password, encrypt_password
-from okyaku.mailboxes.store import (
-    Directory,
-    Origin,
-    UnknownSender,
-    link_to_new_contacts,
-    load_directory,
-    store_message,
-)
 from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal, list_organization_ids
+
+if TYPE_CHECKING:  # the sync's modules load with the first sync, not with the HTTP routes
+    from okyaku.mailboxes.imap import ImapAccount, ImapConnection
+    from okyaku.mailboxes.messages import ParsedMessage
+    from okyaku.mailboxes.store import Directory, Origin, UnknownSender
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +54,23 @@ class MailboxSyncJob(BaseModel):
     mailbox_id: uuid.UUID
 
 
-Connect = Callable[[ImapAccount], ImapConnection]
+Connect = Callable[["ImapAccount"], "ImapConnection"]
 
 
 class MailboxService:
     def __init__(
-        self, runtime: Runtime, *, clock: Callable[[], datetime] = utc_now, connect: Connect = open_imap
+        self, runtime: Runtime, *, clock: Callable[[], datetime] = utc_now, connect: Connect | None = None
     ) -> None:
         self.runtime = runtime
         self.clock = clock
-        self.connect = connect
+        self._connect = connect
+
+    def connect(self, account: ImapAccount) -> ImapConnection:
+        if self._connect is not None:
+            return self._connect(account)
+        from okyaku.mailboxes.imap import open_imap
+
+        return open_imap(account)
 
     @property
     def settings(self) -> Any:
@@ -183,6 +185,9 @@ class MailboxService:
         return False, self.sync(principal.organization_id, mailbox_id)
 
     def sync(self, organization_id: uuid.UUID, mailbox_id: uuid.UUID) -> SyncReport:
+        from okyaku.mailboxes.imap import ImapAccount, ImapFailure
+        from okyaku.mailboxes.store import link_to_new_contacts, load_directory
+
         started = time.monotonic()
         with self.runtime.db.organization_scope(organization_id) as session:
             mailbox = session.get(Mailbox, mailbox_id)
@@ -255,6 +260,9 @@ class MailboxService:
             # Record the (new) UIDVALIDITY even when there is nothing to fetch.
             with self.runtime.transaction(mailbox.organization_id) as session:
                 _save_cursor(session, mailbox, folder, uidvalidity, after)
+        from okyaku.mailboxes.messages import parse_message
+        from okyaku.mailboxes.store import Origin
+
         origin = Origin(owner_id=mailbox.user_id, mailbox_id=mailbox.id, folder=folder)
         batch: list[tuple[int, ParsedMessage]] = []
         for fetched in imap.fetch(uids[:limit], self.settings.mailbox_message_max_bytes):
@@ -282,6 +290,8 @@ class MailboxService:
     ) -> None:
         """Messages and the folder's cursor in one transaction: committed together or not at all
         (a commit per message cost more than the rest of its storing)."""
+        from okyaku.mailboxes.store import store_message
+
         results = []
         with self.runtime.transaction(mailbox.organization_id) as session:
             for _uid, parsed in batch:
