@@ -129,8 +129,11 @@ def mail(
     references: str | None = None,
     html: str | None = None,
     attachment: tuple[str, bytes, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> bytes:
     message = EmailMessage()
+    for name, value in (headers or {}).items():
+        message[name] = value
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
@@ -277,13 +280,24 @@ def test_first_then_incremental_sync_matches_contacts_proposes_strangers_and_ign
         "INBOX",
         mail(sender=f"boss@{account.domain}", to=account.address, subject="Lunch?", body="internal"),
     )
+    env.dovecot.append(
+        account.address,
+        "INBOX",
+        mail(
+            sender="Shop <deals@shop.example>",
+            to=account.address,
+            subject="50% off",
+            headers={"List-Unsubscribe": "<https://shop.example/unsubscribe>"},
+        ),
+    )
 
     response = account.client.post(f"/api/v1/mailboxes/{mailbox['id']}/sync")
     assert response.status_code == 200, response.text
     report = response.json()["report"]
     assert report["status"] == "ok"
     (inbox,) = [f for f in report["folders"] if f["folder"] == "INBOX"]
-    assert (inbox["fetched"], inbox["created"], inbox["ignored"]) == (3, 2, 1)
+    # The colleague's note and the newsletter are not the CRM's business: neither stored nor proposed.
+    assert (inbox["fetched"], inbox["created"], inbox["ignored"]) == (4, 2, 2)
     assert [f["folder"] for f in report["folders"]] == ["INBOX", "Sent"]  # "\\Sent" found by its special use
     assert report["proposed_contacts"] == ["bob@prospect.example"]
 
@@ -592,3 +606,27 @@ def test_a_changed_encryption_key_shows_on_the_mailbox_instead_of_failing(env: E
     assert (report.status, report.error_kind) == ("error", "mailbox_password_unreadable")
     shown = account.client.get(f"/api/v1/mailboxes/{box['id']}").json()
     assert shown["status"] == "error" and "enter it again" in shown["last_error"]
+
+
+def test_two_syncs_of_one_mailbox_at_once_store_each_message_once(env: Env) -> None:
+    """The schedule and "sync now" racing: each message once (the Message-ID's unique index
+    decides), and the folder's cursor ends at the last UID, never behind it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from okyaku.mailboxes.models import MailboxFolder
+
+    account = make_account(env)
+    add_contact(env, account, "hana@customer.example", "Hana")
+    box = uuid.UUID(account.connect(port=env.dovecot.port, folders=["INBOX"])["id"])
+    client = env.dovecot.connect(account.address)
+    for n in range(60):
+        client.append("INBOX", None, None, mail(sender="hana@customer.example", to=account.address, subject=f"N{n}"))
+    client.logout()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda _: env.service.sync(account.organization_id, box), range(2)))
+    assert all(r.status == "ok" for r in reports)
+    assert sum(r.folders[0].created for r in reports) == 60
+    assert sorted(a.subject or "" for a in activities(env, account)) == sorted(f"N{n}" for n in range(60))
+    with env.db.organization_scope(account.organization_id) as session:
+        cursor = session.get(MailboxFolder, (box, "INBOX"))
+        assert cursor is not None and cursor.last_uid == 60

@@ -81,3 +81,28 @@ def test_shared_mail_providers_are_never_internal_domains() -> None:
     directory = Directory(frozenset({"rep@acme.example", "ann@gmail.com"}), frozenset({"acme.example"}))
     assert directory.is_internal("anyone@acme.example") and directory.is_internal("ann@gmail.com")
     assert not directory.is_internal("customer@gmail.com")
+
+
+def test_lists_bulk_auto_replies_and_machine_senders_are_automated() -> None:
+    def parsed(sender: str, **headers: str) -> bool:
+        mail = EmailMessage()
+        mail["From"] = sender
+        for name, value in headers.items():
+            mail[name.replace("_", "-")] = value
+        mail.set_content("x")
+        return parse_message(mail.as_bytes(), max_body_chars=100).automated
+
+    assert not parsed("ann@customer.example")
+    assert not parsed("ann@customer.example", Auto_Submitted="no")
+    assert parsed("ann@customer.example", List_Id="<team.lists.example>")
+    assert parsed("ann@customer.example", List_Unsubscribe="<mailto:leave@lists.example>")
+    assert parsed("ann@customer.example", Precedence="bulk")
+    assert parsed("ann@customer.example", Auto_Submitted="auto-replied")
+    for machine in (
+        "noreply@x.example",
+        "no-reply+abc@x.example",
+        "MAILER-DAEMON@x.example",
+        "notifications@x.example",
+    ):
+        assert parsed(machine), machine
+    assert not parsed("nora@x.example") and not parsed("newton@x.example")

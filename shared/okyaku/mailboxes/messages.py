@@ -18,6 +18,10 @@ from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# Senders that are machines, not people: never proposed as contacts.
+AUTOMATED_LOCAL_PART = re.compile(
+    r"^(no-?reply|do-?not-?reply|mailer-daemon|postmaster|bounces?|notifications?|newsletter|news|marketing)([+.\-_].*)?$"
+)
 TRUNCATED = "\n[… truncated]"
 
 
@@ -42,6 +46,7 @@ class ParsedMessage:
     body: str
     body_truncated: bool
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    automated: bool = False  # a list, bulk or auto-generated message (newsletters, notifications, bounces)
 
     @property
     def thread_ids(self) -> tuple[str, ...]:
@@ -164,6 +169,18 @@ def cap(text: str, max_chars: int) -> tuple[str, bool]:
     return text[: max_chars - len(TRUNCATED)].rstrip() + TRUNCATED, True
 
 
+def is_automated(message: Message, sender: str | None) -> bool:
+    """Mailing lists (List-Id, List-Unsubscribe), bulk mail (Precedence), auto-generated mail
+    (Auto-Submitted, RFC 3834) and machine senders (noreply@, mailer-daemon@...)."""
+    if message.get("list-id") or message.get("list-unsubscribe"):
+        return True
+    if str(message.get("precedence") or "").strip().lower() in ("bulk", "list", "junk"):
+        return True
+    if str(message.get("auto-submitted") or "no").strip().lower() != "no":
+        return True
+    return bool(sender and AUTOMATED_LOCAL_PART.match(sender.split("@", 1)[0]))
+
+
 def parse_message(raw: bytes, *, max_body_chars: int, headers_only: bool = False) -> ParsedMessage:
     """``raw``: the message as fetched (``headers_only``: only its header, for one too big to fetch)."""
     message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -196,6 +213,7 @@ def parse_message(raw: bytes, *, max_body_chars: int, headers_only: bool = False
         body=body,
         body_truncated=truncated or headers_only,
         attachments=tuple(attachments),
+        automated=is_automated(message, from_addresses[0] if from_addresses else None),
     )
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -416,10 +416,19 @@ def _save_cursor(session: Session, mailbox: Mailbox, folder: str, uidvalidity: i
     statement = insert(MailboxFolder).values(
         mailbox_id=mailbox.id, folder=folder, uidvalidity=uidvalidity, last_uid=last_uid
     )
+    # Never backwards within one UIDVALIDITY: two syncs of one mailbox at once (the schedule and
+    # "sync now") store each message once (the Message-ID) and the cursor keeps the furthest.
+    same = MailboxFolder.uidvalidity == statement.excluded.uidvalidity
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[MailboxFolder.mailbox_id, MailboxFolder.folder],
-            set_={"uidvalidity": uidvalidity, "last_uid": last_uid, "updated_at": func.clock_timestamp()},
+            set_={
+                "uidvalidity": uidvalidity,
+                "last_uid": case(
+                    (same, func.greatest(MailboxFolder.last_uid, statement.excluded.last_uid)), else_=last_uid
+                ),
+                "updated_at": func.clock_timestamp(),
+            },
         )
     )
 

@@ -10,7 +10,8 @@
   with a contact of an outbound one); a reply with no known address inherits the contact, deal and
   company of the activity it answers (In-Reply-To, then References, nearest first).
 - An unknown outside sender is returned to the caller, which proposes the contact through the
-  approval queue after the commit: never created here.
+  approval queue after the commit: never created here. Automated mail (lists, bulk, auto-replies,
+  noreply@ senders) from nobody the CRM knows, outside a known thread, is not stored at all.
 - Written through the CRM's activity service, so the change event (embeddings, conversation
   analysis) is recorded in the same transaction, as for an activity written through the API.
 """
@@ -59,7 +60,7 @@ SHARED_MAIL_DOMAINS = frozenset(
     }
 )
 
-Outcome = Literal["created", "known", "internal", "no_sender"]
+Outcome = Literal["created", "known", "internal", "no_sender", "automated"]
 
 
 class SyncedEmail(ActivityCreate):
@@ -123,6 +124,8 @@ def store_message(
     contacts = _contacts_by_address(session, outside)
     parent = _thread_parent(session, message.thread_ids)
     contact = next((contacts[a] for a in outside if a in contacts), None)
+    if message.automated and contact is None and parent is None:
+        return StoreResult("automated")  # a newsletter or notification from nobody the CRM knows
     contact_id = contact.id if contact else (parent.contact_id if parent else None)
     company_id = (contact.company_id if contact else None) or (parent.company_id if parent else None)
     deal_id = parent.deal_id if parent else None
@@ -165,7 +168,9 @@ def store_message(
         if session.scalar(select(Activity.id).where(Activity.message_id == message.message_id)) is not None:
             return StoreResult("known")
         raise
-    unknown = [] if outbound or contact else [UnknownSender(message.from_address, message.from_name)]
+    unknown = (
+        [] if outbound or contact or message.automated else [UnknownSender(message.from_address, message.from_name)]
+    )
     return StoreResult("created", activity.id, unknown)
 
 
