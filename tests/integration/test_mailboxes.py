@@ -385,7 +385,7 @@ def test_the_same_message_twice_is_one_activity(env: Env) -> None:
     env.dovecot.add_user(colleague, "colleague-pw")
     with env.db.organization_scope(account.organization_id) as session:
         session.add(User(email=colleague, name="Colleague"))
-    mine = account.connect(port=env.dovecot.port, folders=["INBOX"])
+    mine = account.connect(port=env.dovecot.port, folders=["INBOX", "Archive/2019"])
     # The colleague's own mailbox, connected with the colleague's key, in the same organization.
     from okyaku.tenancy import Principal
 
@@ -425,6 +425,9 @@ def test_the_same_message_twice_is_one_activity(env: Env) -> None:
     with env.db.organization_scope(account.organization_id) as session:
         synced = {m.id: m.messages_synced for m in session.scalars(select(Mailbox))}
     assert synced[uuid.UUID(mine["id"])] + synced[theirs.id] == 1
+    # A folder the server does not have is said on the mailbox, which still syncs the others.
+    shown = account.client.get(f"/api/v1/mailboxes/{mine['id']}").json()
+    assert shown["status"] == "ok" and shown["last_error"] == "not on the server: Archive/2019"
 
 
 def test_a_reply_is_threaded_to_our_sent_message_and_the_copy_in_sent_is_the_same_activity(env: Env) -> None:

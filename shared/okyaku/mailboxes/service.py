@@ -373,7 +373,9 @@ class MailboxService:
             if row is None:
                 return
             if report.status == "ok":
-                row.status, row.last_error, row.last_synced_at = "ok", None, now
+                # A folder the server does not have is worth saying, not worth failing the others.
+                missing = f"not on the server: {', '.join(report.missing_folders)}" if report.missing_folders else None
+                row.status, row.last_error, row.last_synced_at = "ok", missing, now
                 row.messages_synced += report.created
             else:
                 # Tell the owner once per new problem, not on every scheduled run.
