@@ -525,7 +525,9 @@ def test_a_reply_is_threaded_to_our_sent_message_and_the_copy_in_sent_is_the_sam
     assert proposed == ["frank@customer.example"]
 
 
-def test_bad_credentials_show_on_the_mailbox_and_notify_its_owner_without_failing_another(env: Env) -> None:
+def test_bad_credentials_show_on_the_mailbox_and_notify_its_owner_without_failing_another(
+    env: Env, moto_endpoint: str
+) -> None:
     good = make_account(env)
     add_contact(env, good, "gina@customer.example", "Gina")
     good_box = good.connect(port=env.dovecot.port, folders=["INBOX"])
@@ -549,6 +551,11 @@ def test_bad_credentials_show_on_the_mailbox_and_notify_its_owner_without_failin
         notes = list(session.scalars(select(Notification).where(Notification.kind == "mailbox")))
     assert len(notes) == 1 and notes[0].user_id == bad.user_id and notes[0].email_status == "pending"
     assert bad.address in notes[0].title
+    # E-mailed by the notifications delivery (SES through moto here), as a mailbox notice.
+    delivered = deliver_notifications(env, bad, moto_endpoint)
+    assert (delivered.sent, delivered.failed) == (1, 0)
+    (message,) = sent_to(bad.address)
+    assert "stopped syncing" in message.subject and "Your mailbox needs your attention" in message.body
 
     # A server that is not there is another error, on that mailbox alone.
     gone = bad.client.patch(
@@ -633,3 +640,24 @@ def test_two_syncs_of_one_mailbox_at_once_store_each_message_once(env: Env) -> N
     with env.db.organization_scope(account.organization_id) as session:
         cursor = session.get(MailboxFolder, (box, "INBOX"))
         assert cursor is not None and cursor.last_uid == 60
+
+
+def deliver_notifications(env: Env, account: Account, moto_endpoint: str) -> Any:
+    import boto3
+
+    from okyaku.anomalies.service import AnomalyService
+
+    sender = f"alerts-{uuid.uuid4().hex[:6]}@okyaku.example"
+    boto3.client("ses", endpoint_url=moto_endpoint, region_name="us-east-1").verify_email_identity(EmailAddress=sender)
+    settings = env.runtime.settings.model_copy(
+        update={"notifications_email_from": sender, "aws_endpoint_url": moto_endpoint}
+    )
+    return AnomalyService(Runtime(settings, db=env.db)).deliver(account.organization_id)
+
+
+def sent_to(address: str) -> list[Any]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    backend = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    return [m for m in backend.sent_messages if address in m.destinations.get("ToAddresses", [])]
