@@ -200,6 +200,7 @@ class MailboxService:
             }
             directory = load_directory(session, [mailbox.username])
         report = SyncReport(mailbox_id=mailbox_id, status="ok")
+        proposed: dict[str, UnknownSender] = {}
         try:
             password = decrypt_password(self.settings, mailbox.password_encrypted)
             account = ImapAccount(
@@ -211,7 +212,6 @@ class MailboxService:
                 timeout_s=self.settings.mailbox_imap_timeout_s,
             )
             since = (mailbox.created_at - timedelta(days=self.settings.mailbox_initial_days)).date()
-            proposed: dict[str, UnknownSender] = {}
             with self.runtime.transaction(organization_id) as session:
                 report.linked = link_to_new_contacts(session, mailbox.user_id)
             with self.connect(account) as imap:
@@ -220,12 +220,13 @@ class MailboxService:
                     report.folders.append(
                         self._sync_folder(imap, mailbox, folder, cursors.get(folder), since, directory, proposed)
                     )
-            report.proposed_contacts = self._propose_contacts(organization_id, mailbox, proposed)
         except (ImapFailure, OkyakuError) as error:
             report.status = "error"
             report.error = error.message if isinstance(error, OkyakuError) else str(error)
             report.error_kind = error.code if isinstance(error, OkyakuError) else error.kind
             logger.warning("mailbox %s sync failed: %s", mailbox_id, report.error_kind)
+        # The senders of what was stored before any failure too: those messages will not come again.
+        report.proposed_contacts = self._propose_contacts(organization_id, mailbox, proposed)
         report.seconds = round(time.monotonic() - started, 3)
         self._record_outcome(organization_id, mailbox, report)
         return report
