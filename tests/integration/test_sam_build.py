@@ -120,6 +120,7 @@ def test_the_build_has_every_layer_with_its_dependencies(built: Built) -> None:
         "OkyakuMlLayer": ROOT / "infrastructure" / "layers" / "requirements-ml.txt",
         "OkyakuAnomaliesLayer": ROOT / "infrastructure" / "layers" / "requirements-anomalies.txt",
         "OkyakuMcpLayer": ROOT / "infrastructure" / "layers" / "requirements-mcp.txt",
+        "OkyakuMailboxesLayer": ROOT / "infrastructure" / "layers" / "requirements-mailboxes.txt",
     }
     assert set(layers) == set(requirements)
     for layer_id, path in requirements.items():

@@ -62,6 +62,7 @@ DOMAIN_ORDER = (
     "conversation",
     "recommendations",
     "anomalies",
+    "mailboxes",  # a user's IMAP mailbox into activities: the CRM, the approval queue, notifications
     "chat",
     "mcp",  # the MCP server: external agents' door to the domains above (chat's questions included)
 )

@@ -238,6 +238,8 @@ def test_layer_requirements_match_the_package_dependencies() -> None:
     # The anomalies layer: ruptures; numpy comes from the ML layer, statsmodels does not fit.
     anomalies = {_name(r) for r in extras["anomalies"]} - {"statsmodels", "numpy"}
     assert requirement_names(layers / "requirements-anomalies.txt") == anomalies
+    # The mailboxes layer: cryptography (and what it needs, installed without resolving).
+    assert {_name(r) for r in extras["mailboxes"]} <= requirement_names(layers / "requirements-mailboxes.txt")
     # The MCP layer: the SDK and what it needs beyond the common layer (installed without resolving).
     assert {_name(r) for r in extras["mcp"]} <= requirement_names(layers / "requirements-mcp.txt")
     assert not requirement_names(layers / "requirements-mcp.txt") & requirement_names(
@@ -460,3 +462,16 @@ def test_big_imports_go_through_the_bucket_to_a_worker_with_the_time_and_memory_
     assert expiry["Prefix"] == UPLOAD_PREFIX
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+
+
+def test_the_mailboxes_function_fans_out_one_sync_per_mailbox_through_its_own_queue() -> None:
+    template = parse_template(ROOT / "template.yaml")
+    function = template.functions["MailboxesFunction"]
+    (source,) = [s for s in template.sqs_sources if s.function_id == "MailboxesFunction"]
+    assert logical_id_of(function.environment["MAILBOX_SYNC_QUEUE_URL"]) == source.queue
+    assert all(source.queue not in rule.queue_targets for rule in template.event_rules)
+    assert source.batch_size == 1 and source.report_batch_item_failures
+    (schedule,) = [s for s in template.schedules if s.function_id == "MailboxesFunction"]
+    assert schedule.expression == "rate(10 minutes)"
+    routes = {r.route_key for r in template.routes if r.function_id == "MailboxesFunction"}
+    assert {"ANY /api/v1/mailboxes", "ANY /api/v1/mailboxes/{proxy+}"} <= routes

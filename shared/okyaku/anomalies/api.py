@@ -81,7 +81,7 @@ class WeeklyRunRequest(BaseModel):
 class NotificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
-    kind: Literal["anomaly", "weekly_summary"]
+    kind: Literal["anomaly", "weekly_summary", "mailbox"]
     anomaly_id: uuid.UUID | None
     insight_id: uuid.UUID | None
     severity: SeverityName

@@ -125,6 +125,21 @@ def anomaly_email(to: str, severity: str, title: str, body: str) -> Email:
     )
 
 
+def mailbox_email(to: str, severity: str, title: str, body: str) -> Email:
+    """A connected mailbox stopped syncing (okyaku.mailboxes): said once per new error."""
+    items = [(severity, title, body)]
+    return Email(
+        to=to,
+        subject=f"[Okyaku] {title}"[:200],
+        html=_HTML_PAGE.substitute(
+            heading="Your mailbox needs your attention",
+            content=_items_html(items),
+            footer="sent once per new error; see /console/mailboxes",
+        ),
+        text=f"Your mailbox needs your attention\n\n{_items_text(items)}\n\n-- Okyaku (/console/mailboxes)\n",
+    )
+
+
 @dataclass
 class SummaryContent:
     week: str
@@ -220,6 +235,8 @@ def deliver_next(session: Session, mailer: Mailer | None, now: datetime, report:
             highlights=[(d.severity, d.title, d.body) for d in digest],
         )
         email = weekly_summary_email(row.email, content)
+    elif row.kind == "mailbox":
+        email = mailbox_email(row.email, row.severity, row.title, row.body)
     else:
         email = anomaly_email(row.email, row.severity, row.title, row.body)
     try:

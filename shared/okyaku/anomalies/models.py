@@ -127,7 +127,7 @@ class Notification(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "anomaly_id", name="uq_notifications_user_anomaly"),
         UniqueConstraint("user_id", "insight_id", name="uq_notifications_user_insight"),
-        CheckConstraint("kind IN ('anomaly', 'weekly_summary')", name="notification_kind_valid"),
+        CheckConstraint("kind IN ('anomaly', 'weekly_summary', 'mailbox')", name="notification_kind_valid"),
         CheckConstraint(f"severity IN {SEVERITIES}", name="notification_severity_valid"),
         CheckConstraint(f"email_status IN {EMAIL_STATUSES}", name="notification_email_status_valid"),
         Index("ix_notifications_user_created", "organization_id", "user_id", "created_at"),

@@ -134,6 +134,7 @@ def run_dev(args: argparse.Namespace) -> int:
             local = prepare_database(owner_url)
         os.environ["DATABASE_URL"] = local.app_url
         os.environ["DATABASE_MIGRATION_URL"] = local.owner_url
+        _ensure_mailbox_key(data_dir)
         from okyaku.config import get_settings
 
         get_settings.cache_clear()
@@ -314,3 +315,19 @@ def _print_banner(runner: Any, demo: DemoOrganization, demo_file: Path, catcher:
         lines.append(f"    {logical_id}: {', '.join(triggers) or 'no local trigger'}")
     lines += ["", "Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)
+
+
+def _ensure_mailbox_key(data_dir: Path) -> None:
+    """The mailbox passwords' key, made once per data folder (kept beside the database it protects)
+    unless MAILBOX_ENCRYPTION_KEY is set: connecting a mailbox works out of the box locally."""
+    if os.environ.get("MAILBOX_ENCRYPTION_KEY"):
+        return
+    path = data_dir / "mailbox-encryption.key"
+    if not path.exists():
+        try:
+            from cryptography.fernet import Fernet
+        except ImportError:  # without okyaku[mailboxes] the Mailboxes page says what is missing
+            return
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    os.environ["MAILBOX_ENCRYPTION_KEY"] = path.read_text().strip()

@@ -22,6 +22,7 @@ from okyaku.console.pages_email import email_router
 from okyaku.console.pages_forms import forms_router
 from okyaku.console.pages_import import import_router
 from okyaku.console.pages_insights import insights_router
+from okyaku.console.pages_mailboxes import mailboxes_router
 from okyaku.console.pages_notifications import notifications_router
 from okyaku.console.pages_pipeline import pipeline_router
 from okyaku.console.pages_records import records_router
@@ -150,6 +151,7 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
     app.include_router(work_router())
     app.include_router(import_router())
     app.include_router(email_router())
+    app.include_router(mailboxes_router())
     app.include_router(records_router())
     # Conversation insights, anomalies, weekly insights, notifications: POSTs and pages of their own
     # (a POST to /activities/summarize is no record route's: those are GETs or end in /edit, /delete).
