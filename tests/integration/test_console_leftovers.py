@@ -1,0 +1,106 @@
+"""Console details over HTTP (no browser): related-record selects in organizations with more
+records than one select lists (a server search, with and without JavaScript); Today's empty
+priorities. The live search in a real browser is in tests/browser/test_console_search_browser.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from okyaku.console.forms import MAX_OPTIONS, SEARCH_RESULTS
+from tests.integration import test_console_writes
+from tests.integration.test_console import sign_in
+from tests.integration.test_imports import do_import
+
+services = test_console_writes.services
+console = test_console_writes.console
+
+MANY = MAX_OPTIONS + 20
+
+
+def options_of(html: str, select_id: str) -> list[tuple[str, str]]:
+    match = re.search(rf'<select id="{select_id}"[^>]*>(.*?)</select>', html, re.S)
+    assert match, f"no select {select_id}"
+    return re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', match.group(1))
+
+
+@pytest.fixture
+def big_tenant(db, tenant):  # type: ignore[no-untyped-def]
+    """An organization with more companies than a select lists; the last ones sort last by name."""
+    rows = "".join(f"Company {i:04d}\n" for i in range(MANY - 2))
+    rows += "Zenith 100% Optics\nZenith Optics_Labs\n"  # names with LIKE wildcards in them
+    report = do_import(db, tenant, "name\n" + rows, entity="company")
+    assert report.created == MANY
+    return tenant
+
+
+def test_a_big_organization_gets_a_searchable_company_select(console, big_tenant) -> None:
+    tenant = big_tenant
+    sign_in(console, tenant.org.api_key)
+    form = console.get("/console/contacts/new").text
+    assert f'<label for="f-company_id-q" class="small">Search {MANY} companies</label>' in form
+    assert 'name="search_ref" value="company_id"' in form  # the no-JavaScript path
+    listed = options_of(form, "f-company_id")
+    assert len(listed) == SEARCH_RESULTS + 1 and listed[1][1] == "Company 0000"  # "— none —" first
+
+    # The endpoint htmx calls as you type: every word must match, % and _ are plain characters.
+    found = console.get("/console/refs/company", params={"field": "company_id", "q_company_id": "zenith 100%"})
+    assert found.status_code == 200
+    assert [label for _, label in options_of(f'<select id="x">{found.text}</select>', "x")] == [
+        "— none —",
+        "Zenith 100% Optics",
+    ]
+    underscore = console.get("/console/refs/company", params={"field": "company_id", "q": "optics_"})
+    assert "Zenith Optics_Labs" in underscore.text and "Zenith 100% Optics" not in underscore.text
+    nothing = console.get("/console/refs/company", params={"field": "company_id", "q": "unobtainium"})
+    assert "nothing matches “unobtainium”" in nothing.text
+    assert console.get("/console/refs/unicorn", params={"field": "x"}).status_code == 404
+    assert console.get("/console/refs/company", params={"field": "DROP TABLE"}).status_code == 422
+
+
+def test_without_javascript_search_then_choose_then_create(console, big_tenant) -> None:
+    tenant = big_tenant
+    token = sign_in(console, tenant.org.api_key)
+    base = {"csrf_token": token, "first_name": "Vera", "email": "vera@zenith.example", "lifecycle_stage": "lead"}
+    searched = console.post(
+        "/console/contacts/new", data={**base, "q_company_id": "Zenith optics", "search_ref": "company_id"}
+    )
+    assert searched.status_code == 200  # the form again, not saved
+    assert tenant.client.get("/api/v1/contacts").json()["data"] == []
+    assert 'value="Vera"' in searched.text and 'value="Zenith optics"' in searched.text  # values kept
+    listed = options_of(searched.text, "f-company_id")
+    assert [label for _, label in listed] == ["— none —", "Zenith 100% Optics", "Zenith Optics_Labs"]
+    zenith = listed[1][0]
+
+    # Enter in another field presses the first button (a Search one): with nothing to search, it saves.
+    created = console.post(
+        "/console/contacts/new", data={**base, "company_id": zenith, "q_company_id": "", "search_ref": "company_id"}
+    )
+    assert created.status_code == 303, created.text
+    [contact] = tenant.client.get("/api/v1/contacts").json()["data"]
+    assert contact["company_id"] == zenith  # a company far past the first 500 by name
+
+    # Its edit form lists the current choice though it is not among the first matches.
+    edit = console.get(f"/console/contacts/{contact['id']}/edit").text
+    assert ("selected", "Zenith 100% Optics") in [
+        ("selected" if f'value="{zenith}" selected' in edit else "", label)
+        for _, label in options_of(edit, "f-company_id")
+    ]
+
+
+def test_a_small_organization_keeps_the_plain_select(console, tenant) -> None:
+    sign_in(console, tenant.org.api_key)
+    tenant.client.post("/api/v1/companies", json={"name": "Aurora Optics"})
+    form = console.get("/console/deals/new").text
+    assert "f-company_id-q" not in form and 'name="search_ref"' not in form
+    assert [label for _, label in options_of(form, "f-company_id")] == ["— none —", "Aurora Optics"]
+
+
+def test_today_with_no_priorities_says_so_without_a_numbered_list(console, tenant) -> None:
+    sign_in(console, tenant.org.api_key)
+    today = console.get("/console/today").text
+    section = re.search(r'<h2 id="priorities-title">.*?</section>', today, re.S)
+    assert section, "no priorities section"
+    assert "<ol" not in section.group(0) and "<li" not in section.group(0)
+    assert "Nothing to prioritise today: no recommendations for you yet." in section.group(0)
