@@ -110,3 +110,25 @@ def test_search_a_company_among_hundreds_as_you_type_and_create_the_contact(
     [contact] = big_world.api.get("/api/v1/contacts").json()["data"]
     zenith = big_world.api.get("/api/v1/companies", params={"q": "Zenith"}).json()["data"][0]
     assert contact["company_id"] == zenith["id"]
+
+
+def test_form_dates_are_on_the_browsers_clock(browser, big_world) -> None:
+    """forms.js tells the server the browser's zone: a due date typed as 09:00 in Tokyo is 00:00 UTC."""
+    context = browser.new_context(viewport=LAPTOP, base_url=big_world.url, timezone_id="Asia/Tokyo")
+    try:
+        page = context.new_page()
+        page.goto("/console/login")
+        page.get_by_label("API key").fill(big_world.org.api_key)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/console/today")
+        page.goto("/console/tasks/new")
+        assert page.locator("label[for=f-due_date]").inner_text() == "Due (Asia/Tokyo)"
+        page.get_by_label("Title").fill("Tokyo call")
+        page.get_by_label("Due").fill("2026-02-02T09:00")
+        page.get_by_role("button", name="Create task").click()
+        page.wait_for_url("**/console/tasks?notice=created")
+        [task] = [t for t in big_world.api.get("/api/v1/tasks").json()["data"] if t["title"] == "Tokyo call"]
+        assert task["due_date"].startswith("2026-02-02T00:00:00")
+        assert "2026-02-02 09:00" in page.locator("li.task", has_text="Tokyo call").inner_text()
+    finally:
+        context.close()

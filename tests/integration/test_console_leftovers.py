@@ -104,3 +104,46 @@ def test_today_with_no_priorities_says_so_without_a_numbered_list(console, tenan
     assert section, "no priorities section"
     assert "<ol" not in section.group(0) and "<li" not in section.group(0)
     assert "Nothing to prioritise today: no recommendations for you yet." in section.group(0)
+
+
+def test_form_dates_are_read_and_shown_on_the_users_wall_clock(console, tenant, pipeline) -> None:
+    token = sign_in(console, tenant.org.api_key)
+    console.cookies.set("okyaku_tz", "America%2FNew_York", path="/console")  # as forms.js sets it
+    form = console.get("/console/tasks/new").text
+    assert '<input type="hidden" name="tz" value="America/New_York">' in form
+    assert '<label for="f-due_date">Due <span class="zone">(America/New_York)</span>' in form
+    created = console.post(
+        "/console/tasks/new",
+        data={"csrf_token": token, "title": "Call Vera", "due_date": "2026-03-10T09:00", "tz": "America/New_York"},
+    )
+    assert created.status_code == 303, created.text
+    [task] = tenant.client.get("/api/v1/tasks").json()["data"]
+    assert task["due_date"].startswith("2026-03-10T13:00:00")  # 9:00 in New York (EDT) is 13:00 UTC
+    edit = console.get(f"/console/tasks/{task['id']}/edit").text
+    assert 'name="due_date" type="datetime-local" value="2026-03-10T09:00"' in edit
+
+    # A form keeps the zone it was rendered in, whatever the cookie says meanwhile.
+    console.cookies.set("okyaku_tz", "Asia%2FTokyo", path="/console")
+    form_data = {"csrf_token": token, "title": "Call Vera", "due_date": "2026-03-10T10:00", "tz": "America/New_York"}
+    form_data |= {"version": str(task["version"]), "was__title": "Call Vera", "was__due_date": "2026-03-10T09:00"}
+    form_data |= {"priority": "normal", "status": "open", "was__priority": "normal", "was__status": "open"}
+    saved = console.post(f"/console/tasks/{task['id']}/edit", data=form_data)
+    assert saved.status_code == 303, saved.text
+    assert tenant.client.get(f"/api/v1/tasks/{task['id']}").json()["due_date"].startswith("2026-03-10T14:00:00")
+
+    # The Log activity form of a record page, and its timeline, are on the same clock (Tokyo now).
+    company = tenant.client.post("/api/v1/companies", json={"name": "Aurora Optics"}).json()
+    logged = console.post(
+        "/console/activities/new",
+        data={"csrf_token": token, "type": "call", "occurred_at": "2026-01-05T09:30", "tz": "Asia/Tokyo"}
+        | {"company_id": company["id"], "next": f"/console/companies/{company['id']}"},
+    )
+    assert logged.status_code == 303, logged.text
+    [call] = tenant.client.get("/api/v1/activities").json()["data"]
+    assert call["occurred_at"].startswith("2026-01-05T00:30:00")
+    page = console.get(f"/console/companies/{company['id']}").text
+    assert '<label for="log-when">When (Asia/Tokyo)</label>' in page and "2026-01-05 09:30" in page
+
+    # A zone that is not one is ignored: the organization's clock (UTC here) is used.
+    console.cookies.set("okyaku_tz", "Mars%2FOlympus", path="/console")
+    assert '<input type="hidden" name="tz" value="UTC">' in console.get("/console/tasks/new").text

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from okyaku.console.timezones import local_text, utc_text
 from okyaku.crm.entities import ENTITIES
 from okyaku.db.models import Company, Contact, Deal, Pipeline, PipelineStage, User
 from okyaku.errors import ValidationFailed, field_error
@@ -29,6 +31,7 @@ MAX_OPTIONS = 500
 # Past MAX_OPTIONS records the select comes with a search box (the server searches, by name or
 # email) and lists this many matches.
 SEARCH_RESULTS = 50
+UTC_ZONE = ZoneInfo("UTC")
 # The prefix of the hidden fields that carry the values the form was opened with.
 WAS = "was__"
 
@@ -146,14 +149,14 @@ class FormState:
     totals: dict[str, int] = field(default_factory=dict)  # field -> records it can name
 
 
-def as_text(value: Any) -> str:
-    """A stored value as a form control shows it."""
+def as_text(value: Any, zone: ZoneInfo = UTC_ZONE) -> str:
+    """A stored value as a form control shows it (a moment on the wall clock of ``zone``)."""
     if value is None:
         return ""
     if isinstance(value, dict):
         return "\n".join(f"{k} = {'' if v is None else v}" for k, v in sorted(value.items()))
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M")
+        return local_text(value, zone)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -161,8 +164,8 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def record_values(entity: str, record: Any) -> dict[str, str]:
-    return {f.name: as_text(getattr(record, f.name, None)) for f in FIELDS[entity]}
+def record_values(entity: str, record: Any, zone: ZoneInfo = UTC_ZONE) -> dict[str, str]:
+    return {f.name: as_text(getattr(record, f.name, None), zone) for f in FIELDS[entity]}
 
 
 def posted_values(entity: str, form: Mapping[str, Any]) -> dict[str, str]:
@@ -209,6 +212,7 @@ def input_payload(
     *,
     create: bool,
     was: Mapping[str, str] | None = None,
+    zone: ZoneInfo = UTC_ZONE,
 ) -> dict[str, Any]:
     """The API input of a posted form: empty controls are left out of a new record and clear a
     field of an existing one (as ``null`` does in a PATCH)."""
@@ -229,6 +233,8 @@ def input_payload(
             continue
         if text == "" and create:
             continue
+        if spec.kind == "datetime" and text:
+            text = utc_text(text, zone)  # typed on the wall clock of the user's zone
         payload[spec.name] = text or None
     if entity == "deal" and payload.get("stage_id"):
         # The stage select names pipeline and stage at once: its pipeline goes with it.
@@ -380,9 +386,11 @@ def form_state(
     return state
 
 
-def changes_since(entity: str, was: Mapping[str, str], record: Any) -> list[tuple[str, str, str]]:
+def changes_since(
+    entity: str, was: Mapping[str, str], record: Any, zone: ZoneInfo = UTC_ZONE
+) -> list[tuple[str, str, str]]:
     """(label, value when the form was opened, value now) of each field someone else changed."""
-    now = record_values(entity, record)
+    now = record_values(entity, record, zone)
     return [(f.label, was.get(f.name, ""), now[f.name]) for f in FIELDS[entity] if was.get(f.name, "") != now[f.name]]
 
 
@@ -422,10 +430,15 @@ def delete_impact(session: Session, entity: str, record_id: uuid.UUID) -> Delete
 
 
 def create_record(
-    runtime: Runtime, organization_id: uuid.UUID, actor: uuid.UUID | None, entity: str, values: Mapping[str, str]
+    runtime: Runtime,
+    organization_id: uuid.UUID,
+    actor: uuid.UUID | None,
+    entity: str,
+    values: Mapping[str, str],
+    zone: ZoneInfo = UTC_ZONE,
 ) -> uuid.UUID:
     with runtime.transaction(organization_id) as session:
-        body = validated(entity, input_payload(session, entity, values, create=True), create=True)
+        body = validated(entity, input_payload(session, entity, values, create=True, zone=zone), create=True)
         record = ENTITIES[entity].service.create(session, body, actor=actor)
         return uuid.UUID(str(record.id))
 
@@ -456,9 +469,10 @@ def update_from_form(
     *,
     version: int | None,
     was: Mapping[str, str] | None = None,
+    zone: ZoneInfo = UTC_ZONE,
 ) -> None:
     with runtime.transaction(organization_id) as session:
-        payload = input_payload(session, entity, values, create=False, was=was)
+        payload = input_payload(session, entity, values, create=False, was=was, zone=zone)
         body = validated(entity, payload, create=False)
         ENTITIES[entity].service.update(session, record_id, body, expected_version=version, actor=actor)
 

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -53,7 +54,9 @@ def render_form(
     title: str,
     nxt: str = "",
     status_code: int = 200,
+    zone: ZoneInfo | None = None,
 ) -> HTMLResponse:
+    """The form page; ``zone``: the one its dates and times are in (a posted form's own)."""
     plural = forms.PLURAL_NAMES[entity]
     action = f"{CONSOLE}/{plural}/{record_id}/edit" if record_id else f"{CONSOLE}/{plural}/new"
     return page.render(
@@ -70,6 +73,7 @@ def render_form(
             else (record_href(entity, record_id) if record_id and entity in RECORD_PAGES else f"{CONSOLE}/{plural}"),
             "next": nxt,
             "was_prefix": forms.WAS,
+            "form_zone": zone or page.zone,
         },
         status_code=status_code,
     )
@@ -178,13 +182,14 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
         form = await checked_form(request, page)
         values = forms.posted_values(entity, form)
         nxt = str(form.get("next") or "")
+        zone = page.posted_zone(form)
         if forms.search_requested(entity, form):  # a related-record search without JavaScript
             with page.services.runtime.db.organization_scope(page.organization_id) as session:
                 state = forms.form_state(session, entity, values, searches=forms.posted_searches(entity, form))
-            return render_form(page, entity, state, record_id=None, title=f"New {label}", nxt=nxt)
+            return render_form(page, entity, state, record_id=None, title=f"New {label}", nxt=nxt, zone=zone)
         try:
             record_id = forms.create_record(
-                page.services.runtime, page.organization_id, page.session.user_id, entity, values
+                page.services.runtime, page.organization_id, page.session.user_id, entity, values, zone
             )
         except ValidationFailed as error:
             by_field, general = forms.errors_by_field(entity, error)
@@ -197,7 +202,9 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
                     errors=by_field,
                     general_errors=general,
                 )
-            return render_form(page, entity, state, record_id=None, title=f"New {label}", nxt=nxt, status_code=422)
+            return render_form(
+                page, entity, state, record_id=None, title=f"New {label}", nxt=nxt, status_code=422, zone=zone
+            )
         return page.redirect(after_write(entity, record_id, form, "logged" if entity == "activity" else "created"))
 
     @router.get(f"/{plural}/{{record_id}}/edit", response_class=HTMLResponse)
@@ -205,7 +212,7 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
         service = ENTITIES[entity].service
         with page.services.runtime.db.organization_scope(page.organization_id) as session:
             record = service.get(session, record_id)  # NotFound: another organization's id is a 404 page
-            values = forms.record_values(entity, record)
+            values = forms.record_values(entity, record, page.zone)
             state = forms.form_state(session, entity, values, version=record.version, was=dict(values))
         nxt = str(request.query_params.get("next", ""))
         return render_form(page, entity, state, record_id=record_id, title=f"Edit {label}", nxt=nxt)
@@ -219,13 +226,22 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
         runtime = page.services.runtime
         nxt = str(form.get("next") or "")
         searches = forms.posted_searches(entity, form)
+        zone = page.posted_zone(form)
         if forms.search_requested(entity, form):  # a related-record search without JavaScript
             with runtime.db.organization_scope(page.organization_id) as session:
                 state = forms.form_state(session, entity, values, searches=searches, version=version, was=was)
-            return render_form(page, entity, state, record_id=record_id, title=f"Edit {label}", nxt=nxt)
+            return render_form(page, entity, state, record_id=record_id, title=f"Edit {label}", nxt=nxt, zone=zone)
         try:
             forms.update_from_form(
-                runtime, page.organization_id, page.session.user_id, entity, record_id, values, version=version, was=was
+                runtime,
+                page.organization_id,
+                page.session.user_id,
+                entity,
+                record_id,
+                values,
+                version=version,
+                was=was,
+                zone=zone,
             )
         except (ValidationFailed, Conflict) as error:
             with runtime.db.organization_scope(page.organization_id) as session:
@@ -233,13 +249,13 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
                 if isinstance(error, Conflict):
                     # Show what the other person changed; the form now carries the current
                     # version, so saving again is a deliberate overwrite of what is shown.
-                    changed = forms.changes_since(entity, was, record)
+                    changed = forms.changes_since(entity, was, record, zone)
                     state = forms.form_state(
                         session,
                         entity,
                         values,
                         version=record.version,
-                        was=forms.record_values(entity, record),
+                        was=forms.record_values(entity, record, zone),
                         changed_by_others=changed,
                         general_errors=[f"Someone else changed this {label} while you were editing it."],
                     )
@@ -258,7 +274,7 @@ def add_form_routes(router: APIRouter, entity: str) -> None:
                     )
                     status = 422
             return render_form(
-                page, entity, state, record_id=record_id, title=f"Edit {label}", nxt=nxt, status_code=status
+                page, entity, state, record_id=record_id, title=f"Edit {label}", nxt=nxt, status_code=status, zone=zone
             )
         return page.redirect(after_write(entity, record_id, form, "saved"))
 

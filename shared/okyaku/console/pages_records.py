@@ -236,7 +236,7 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "older_activities": older,
                 "prefill": prefill,
                 "here": f"{CONSOLE}/{plural}/{record_id}",
-                "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
+                "now_local": datetime.now(page.zone).strftime("%Y-%m-%dT%H:%M"),  # the user's wall clock
                 "links": links,
                 "card": card,
                 "proposals": proposals,

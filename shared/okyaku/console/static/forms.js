@@ -40,3 +40,14 @@
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
 })();
+// The browser's time zone, for the server to show and read dates and times on the user's wall
+// clock (console/timezones.py). Without JavaScript the organization's clock is used.
+(function () {
+  "use strict";
+  try {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone && document.cookie.indexOf("okyaku_tz=" + encodeURIComponent(zone)) < 0) {
+      document.cookie = "okyaku_tz=" + encodeURIComponent(zone) + "; path=/console; max-age=31536000; SameSite=Lax";
+    }
+  } catch (e) { /* an old browser: the organization's clock it is */ }
+})();
