@@ -132,3 +132,36 @@ def test_form_dates_are_on_the_browsers_clock(browser, big_world) -> None:
         assert "2026-02-02 09:00" in page.locator("li.task", has_text="Tokyo call").inner_text()
     finally:
         context.close()
+
+
+def test_assign_an_owner_to_every_matching_company_with_progress(tab, big_world, screenshots, axe_source) -> None:
+    page = tab
+    page.goto("/console/companies")
+    bulk = page.get_by_role("group", name="With the selected companies")
+    bulk.get_by_label(f"All {MANY} companies matching the list").check()
+    bulk.get_by_label("New owner").select_option(value=str(big_world.org.user_id))
+    name = bulk.get_by_label("New owner").locator("option:checked").inner_text()
+    bulk.get_by_role("button", name="Assign owner").click()
+    page.get_by_role("heading", name="In progress", level=2).wait_for()  # the first step's page
+    check_accessible(page)
+    assert axe_violations(page, axe_source) == []
+    shot(page, screenshots, "41-bulk-progress")
+    # htmx asks for the next steps by itself until all are done.
+    page.get_by_role("heading", name="Done", level=2).wait_for(timeout=60_000)
+    assert f"{MANY} of {MANY} companies handled" in page.locator("#bulk-progress").inner_text()
+    assert page.get_by_role("status").inner_text() == f"{MANY} assigned to {name}; 0 refused."
+    assert axe_violations(page, axe_source) == []
+    page.set_viewport_size(PHONE)
+    assert fits_the_viewport(page), "the bulk progress page scrolls sideways on a phone"
+    shot(page, screenshots, "41-bulk-progress-phone")
+    page.get_by_role("link", name="Back to the companies").click()
+    page.wait_for_url("**/console/companies?notice=assigned_n*")
+    assert page.get_by_role("status").inner_text() == f"Owner assigned to {MANY} records; 0 refused."
+    owners, cursor = [], None
+    while True:
+        listed = big_world.api.get("/api/v1/companies", params={"limit": 200} | ({"cursor": cursor} if cursor else {}))
+        owners += [c["owner_id"] for c in listed.json()["data"]]
+        cursor = listed.json()["next_cursor"]
+        if not cursor:
+            break
+    assert owners == [str(big_world.org.user_id)] * MANY

@@ -147,3 +147,68 @@ def test_form_dates_are_read_and_shown_on_the_users_wall_clock(console, tenant, 
     # A zone that is not one is ignored: the organization's clock (UTC here) is used.
     console.cookies.set("okyaku_tz", "Mars%2FOlympus", path="/console")
     assert '<input type="hidden" name="tz" value="UTC">' in console.get("/console/tasks/new").text
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    form = re.search(r'<form method="post" action="/console/contacts/bulk".*?</form>', html, re.S)
+    assert form, "no bulk form on the page"
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(0)))
+
+
+def test_bulk_assign_and_delete_every_record_matching_a_filter_in_steps(console, db, tenant, publisher) -> None:
+    from okyaku.console.bulk import CHUNK
+    from okyaku.tenancy import create_user
+
+    leads = CHUNK * 2 + 30  # three steps
+    rows = "".join(f"c-{i:04d},Lead{i:04d},lead\n" for i in range(leads))
+    rows += "".join(f"k-{i:04d},Customer{i:04d},customer\n" for i in range(12))
+    assert do_import(db, tenant, "external_id,first_name,lifecycle_stage\n" + rows).created == leads + 12
+    rep = create_user(db, tenant.id, "rep@acme.example", "Rita Rep")
+    token = sign_in(console, tenant.org.api_key)
+
+    listed = console.get("/console/contacts", params={"lifecycle_stage": "lead"}).text
+    assert f"All {leads} contacts matching this search and these filters, on every page" in listed
+    assert '<input type="hidden" name="filter_lifecycle_stage" value="lead">' in listed
+    publisher.events.clear()
+
+    form = {"csrf_token": token, "scope": "all", "action": "assign", "owner": str(rep.id)}
+    form |= {"filter_lifecycle_stage": "lead"}
+    steps = []
+    while True:
+        answer = console.post("/console/contacts/bulk", data=form)
+        assert answer.status_code == 200, answer.text
+        handled = re.search(r"(\d+) of (\d+) contacts handled", answer.text)
+        assert handled, answer.text
+        steps.append((int(handled.group(1)), int(handled.group(2))))
+        if "Back to the contacts" in answer.text:
+            break
+        assert 'hx-trigger="load"' in answer.text and "<noscript><button" in answer.text
+        form = hidden_fields(answer.text)
+        assert len(steps) < 10
+    assert steps == [(CHUNK, leads), (2 * CHUNK, leads), (leads, leads)]
+    assert f"{leads} assigned to Rita Rep; 0 refused." in answer.text
+    for stage, expected in (("lead", [str(rep.id)] * leads), ("customer", [None] * 12)):
+        owners: list[str | None] = []
+        cursor = None
+        while True:
+            params = {"lifecycle_stage": stage, "limit": 200} | ({"cursor": cursor} if cursor else {})
+            page = tenant.client.get("/api/v1/contacts", params=params).json()
+            owners += [c["owner_id"] for c in page["data"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert owners == expected, stage  # every lead assigned, no customer touched
+    # One change event per record, each an update of the owner.
+    assert len(publisher.events) == leads
+    assert {(e.operation, tuple(e.changed_fields)) for e in publisher.events} == {("updated", ("owner_id",))}
+
+    # Delete every customer: confirmed first, with the count and names.
+    start = {"csrf_token": token, "scope": "all", "action": "delete", "filter_lifecycle_stage": "customer"}
+    confirm = console.post("/console/contacts/bulk", data=start)
+    assert "Delete all 12 contacts that match" in confirm.text and "Customer0011" in confirm.text
+    assert tenant.client.get("/api/v1/contacts", params={"lifecycle_stage": "customer"}).json()["data"]
+    done = console.post("/console/contacts/bulk", data={**start, "confirm": "yes", "total": "12"})
+    assert "12 deleted; 0 refused." in done.text and "Back to the contacts" in done.text
+    assert tenant.client.get("/api/v1/contacts", params={"lifecycle_stage": "customer"}).json()["data"] == []
+    bad = console.post("/console/contacts/bulk", data={**start, "action": "explode"})
+    assert bad.status_code == 422

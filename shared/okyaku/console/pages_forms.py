@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from okyaku.console import forms
+from okyaku.console import bulk, forms
+from okyaku.console import queries as qs
 from okyaku.console.web import CONSOLE, Page, SignedInDep, checked_form, safe_next
 from okyaku.crm.entities import ENTITIES
-from okyaku.errors import Conflict, NotFound, ValidationFailed
+from okyaku.errors import Conflict, NotFound, ValidationFailed, field_error
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ def add_bulk_route(router: APIRouter, entity: str) -> None:
     @router.post(f"/{plural}/bulk")
     async def bulk(request: Request, page: SignedInDep) -> Response:
         form = await checked_form(request, page)
+        if form.get("scope") == "all":
+            return bulk_over_selection(page, entity, form)
         ids = selected_ids(form)
         back = safe_next(str(form.get("next") or f"{CONSOLE}/{plural}"))
         action = str(form.get("action") or "")
@@ -136,12 +139,7 @@ def add_bulk_route(router: APIRouter, entity: str) -> None:
                 "confirm_bulk_delete.html",
                 {"title": f"Delete {len(ids)} {plural}", "plural": plural, "ids": ids, "names": names, "back": back},
             )
-        owner = None
-        if action == "assign":
-            try:
-                owner = uuid.UUID(str(form.get("owner") or ""))
-            except ValueError:
-                owner = None
+        owner = new_owner(form) if action == "assign" else None
         result = forms.bulk_apply(
             page.services.runtime,
             page.organization_id,
@@ -157,6 +155,59 @@ def add_bulk_route(router: APIRouter, entity: str) -> None:
             "deleted_n" if action == "delete" else "assigned_n"
         ) + f"&n={result.done}&refused={len(result.refused)}"
         return page.redirect(back + ("&" if "?" in back else "?") + f"notice={notice}")
+
+
+def new_owner(form: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(form.get("owner") or ""))
+    except ValueError:
+        return None
+
+
+def bulk_over_selection(page: Page, entity: str, form: Any) -> Response:
+    """One chunk of a bulk action over every record the list's search and filters match
+    (console/bulk.py): a delete is confirmed first; each page says how far it got."""
+    plural = forms.PLURAL_NAMES[entity]
+    selection = bulk.Selection.from_form(form)
+    back = f"{CONSOLE}/{plural}" + (f"?{selection.query_string()}" if selection.query_string() else "")
+    action = str(form.get("action") or "")
+    if action not in ("assign", "delete"):
+        raise ValidationFailed("choose assign or delete", details=[field_error("action", "expected assign or delete")])
+    owner = new_owner(form) if action == "assign" else None
+    me = page.session.user_id
+    runtime = page.services.runtime
+    context: dict[str, Any] = {
+        "plural": plural,
+        "hidden": selection.hidden_fields(),
+        "back": back,
+        "owner": owner,
+        "chunk": bulk.CHUNK,
+    }
+    with runtime.db.organization_scope(page.organization_id) as session:
+        progress = bulk.Progress.from_form(form, action, 0)
+        if progress.total == 0:
+            progress = bulk.Progress.from_form(form, action, bulk.matching_count(session, entity, selection, me))
+        if owner is not None:
+            context["owner_name"] = next((u.name for u in qs.users(session) if u.id == owner), str(owner))
+        if action == "delete" and form.get("confirm") != "yes":
+            sample, _ = bulk.next_chunk(session, entity, selection, me, None, limit=bulk.CONFIRM_NAMES)
+            names = [qs.record_title(entity, r) for r in sample]
+            return page.render(
+                "bulk_progress.html",
+                {**context, "title": f"Delete {progress.total} {plural}", "confirming": True, "names": names}
+                | {"progress": progress},
+            )
+        rows, cursor = bulk.next_chunk(session, entity, selection, me, progress.cursor)
+        ids = [r.id for r in rows]
+    result = forms.bulk_apply(runtime, page.organization_id, me, entity, ids, owner_id=owner, delete=action == "delete")
+    if result.refused:
+        logger.info("bulk %s over a selection of %s: %d refused", action, plural, len(result.refused))
+    progress = progress.after(result.done, len(result.refused), cursor)
+    verb = "Deleting" if action == "delete" else "Assigning"
+    return page.render(
+        "bulk_progress.html",
+        {**context, "title": f"{verb} {plural}", "progress": progress, "refusals": result.refused[:20]},
+    )
 
 
 def add_form_routes(router: APIRouter, entity: str) -> None:
