@@ -17,12 +17,14 @@ from pathlib import Path
 from sqlalchemy import text
 
 from okyaku.crm.imports import ImportOptions, run_import
-from tests.integration import test_console_writes
+from tests.integration import test_console_writes, test_import_uploads
 from tests.integration.test_console import sign_in
 from tests.integration.test_imports import count, do_import, post_import, query
 
 services = test_console_writes.services
 console = test_console_writes.console
+# The S3 upload path's fixtures (a moto server, a bucket, the CRM app with its upload service).
+s3, bucket, api = test_import_uploads.s3, test_import_uploads.bucket, test_import_uploads.api
 
 CONTACTS = (
     "external_id,first_name,email,Company\n"
@@ -183,3 +185,16 @@ def test_the_console_import_offers_it_and_the_dry_run_says_what_it_would_create(
     done = console.post("/console/import", data=form)
     assert "Created 2," in done.text and "Created 1 company." in done.text
     assert set(companies(db, tenant)) == {"Aurora Optics"}
+
+
+def test_a_big_files_upload_job_takes_the_option_too(api, db, tenant) -> None:
+    ticket = api.start(filename="big.csv", create_companies=True)
+    content = b"first_name,email,company\n" + b"".join(
+        f"P{i},p{i}@example.com,Company {i % 3}\n".encode() for i in range(30)
+    )
+    assert test_import_uploads.send_form(ticket, content).status_code in (200, 201, 204)
+    assert api.complete(ticket["id"]).status_code == 202
+    assert api.uploads.wait()
+    report = api.report(ticket["id"])
+    assert (report["status"], report["created"], report["companies_created"]) == ("completed", 30, 3)
+    assert set(companies(db, tenant)) == {"Company 0", "Company 1", "Company 2"}
