@@ -107,7 +107,7 @@ def test_search_a_company_among_hundreds_as_you_type_and_create_the_contact(
     page.get_by_label("Email").press("Enter")  # Enter in a field saves
     page.get_by_role("heading", name="Vera", level=1).wait_for()
     assert page.get_by_role("link", name="Zenith Optics").is_visible()
-    [contact] = big_world.api.get("/api/v1/contacts").json()["data"]
+    [contact] = [c for c in big_world.api.get("/api/v1/contacts").json()["data"] if c["email"] == "vera@zenith.example"]
     zenith = big_world.api.get("/api/v1/companies", params={"q": "Zenith"}).json()["data"][0]
     assert contact["company_id"] == zenith["id"]
 
@@ -165,3 +165,25 @@ def test_assign_an_owner_to_every_matching_company_with_progress(tab, big_world,
         if not cursor:
             break
     assert owners == [str(big_world.org.user_id)] * MANY
+
+
+def test_import_contacts_creating_their_companies(tab, big_world, screenshots, axe_source, tmp_path) -> None:
+    page = tab
+    csv = tmp_path / "people.csv"
+    csv.write_text("first_name,email,company\nIda,ida@example.com,Kestrel Labs\nJon,jon@example.com,kestrel  labs\n")
+    page.goto("/console/import")
+    page.get_by_label("Records in the file").select_option("contact")
+    page.get_by_label("CSV file").set_input_files(str(csv))
+    page.get_by_label("Create the companies the file names that do not exist yet").check()
+    page.get_by_role("button", name="Check the file (dry run)").click()
+    status = page.get_by_role("status")
+    status.filter(has_text="Would create 1 company.").wait_for()
+    assert "Nothing was written yet." in status.inner_text()
+    assert axe_violations(page, axe_source) == []
+    shot(page, screenshots, "42-import-dry-run-new-companies")
+    assert page.get_by_label("Create the companies the file names that do not exist yet").is_checked()
+    page.get_by_role("button", name="Import 2 rows").click()
+    page.get_by_role("status").filter(has_text="Created 1 company.").wait_for()
+    assert axe_violations(page, axe_source) == []
+    kestrel = big_world.api.get("/api/v1/companies", params={"q": "Kestrel"}).json()["data"]
+    assert [c["name"] for c in kestrel] == ["Kestrel Labs"]
