@@ -103,7 +103,10 @@ def test_today_with_no_priorities_says_so_without_a_numbered_list(console, tenan
     section = re.search(r'<h2 id="priorities-title">.*?</section>', today, re.S)
     assert section, "no priorities section"
     assert "<ol" not in section.group(0) and "<li" not in section.group(0)
-    assert "Nothing to prioritise today: no recommendations for you yet." in section.group(0)
+    assert (
+        '<p class="muted">No recommendations right now: nothing in the facts calls for an action.</p>'
+        in section.group(0)
+    )
 
 
 def test_form_dates_are_read_and_shown_on_the_users_wall_clock(console, tenant, pipeline) -> None:
