@@ -91,6 +91,7 @@ def main() -> None:
             ("tasks, mine", "/console/tasks"),
             ("tasks, everyone's", "/console/tasks?who=everyone"),
             ("new deal form", "/console/deals/new"),
+            ("related-record search (as you type)", "/console/refs/company?field=company_id&q_company_id=a"),
             ("edit contact form", f"/console/contacts/{contact}/edit"),
             ("edit deal form", f"/console/deals/{deal}/edit"),
             ("delete company (confirm)", f"/console/companies/{company}/delete"),

@@ -13,6 +13,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy import text
 
@@ -117,6 +118,29 @@ def measure(db: Database, org: NewOrganization, rows: int) -> None:
     with db.organization_scope(org.organization_id) as session:
         events = session.execute(text("SELECT count(*) FROM outbox WHERE entity_type = 'contact'")).scalar()
     print(f"outbox events for contacts: {events} (created + updated)")
+    measure_new_companies(db, org, rows)
+
+
+NEW_COMPANIES = 2000
+
+
+def measure_new_companies(db: Database, org: NewOrganization, rows: int) -> None:
+    """create_companies: contacts naming NEW_COMPANIES companies not there yet (each spelt two ways),
+    against the same rows naming companies that exist."""
+    spellings = ("Newco {:04d} Ltd", "NEWCO  {:04d} ltd")
+    lines = [f"e-{i},P{i},p{i}@new.example,{spellings[i % 2].format(i % NEW_COMPANIES)}" for i in range(rows)]
+    data = ("External ID,First Name,E-mail,Company\n" + "\n".join(lines) + "\n").encode()
+    options = ImportOptions(entity_type="contact", actor=org.user_id, create_companies=True)
+    dry, dry_s = timed(lambda: run_import(db, org.organization_id, data, replace(options, dry_run=True)))
+    report, seconds = timed(lambda: run_import(db, org.organization_id, data, options))
+    again, again_s = timed(lambda: run_import(db, org.organization_id, data, options))
+    print(f"{rows} contact rows naming {NEW_COMPANIES} new companies (create_companies)")
+    steps = (("dry run", dry, dry_s), ("import", report, seconds), ("same file again", again, again_s))
+    for name, result, took in steps:
+        print(
+            f"{name:<18}{took:>9.2f}{rows / took:>10.0f} rows/s  contacts created {result.created:>6}"
+            f"  companies {'to create' if result.dry_run else 'created'} {result.companies_created}"
+        )
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def test_move_deals_on_the_board_by_drag_and_without_javascript_then_win_one(pag
     page.get_by_role("button", name="Close deal").click()
     page.get_by_role("status").filter(has_text="Deal closed.").wait_for()
     details = page.get_by_role("region", name="Details").inner_text()
-    assert "Won because: Real-time tracking won the trial" in details
+    assert "Won reason\nReal-time tracking won the trial" in details  # the deal's own field (migration 0023)
     assert page.get_by_role("region", name="Details").locator("dl.fields dd").first.inner_text() == "Closed Won"
     history = page.get_by_role("region", name="Stage history").inner_text()
     assert "Proposal → Negotiation" in history and "Negotiation → Closed Won" in history

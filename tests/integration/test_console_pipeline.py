@@ -35,7 +35,8 @@ def test_the_board_shows_open_deals_by_stage_with_count_and_amount(console, tena
     assert "2 deals · 50,000" in qualification
     assert "Aurora telescopes" in qualification and "Aurora Optics" in qualification and "Lens renewal" in qualification
     assert "Mirrors" not in board.text  # closed deals are not on the board
-    assert "0 deals" in column(board.text, "Proposal")
+    proposal = column(board.text, "Proposal")
+    assert "0 deals</p>" in proposal and "0.00" not in proposal  # an empty column has no amount to show
     assert 'aria-current="page">Pipeline<' in board.text
 
     mine = column(console.get("/console/pipeline?owner=me").text, "Qualification")  # the admin's
@@ -81,8 +82,9 @@ def test_won_and_lost_with_a_reason(console, tenant, pipeline) -> None:
     assert won.status_code == 303 and won.headers["location"] == f"/console/deals/{won_id}?notice=closed"
     deal = tenant.client.get(f"/api/v1/deals/{won_id}").json()
     assert deal["stage_id"] == stages["Closed Won"] and deal["status"] == "won" and deal["closed_at"]
-    assert deal["custom_properties"]["won_reason"] == "Best optics in the tender"
-    assert "Won because: Best optics in the tender" in console.get(f"/console/deals/{won_id}").text
+    # The reason is the deal's own field (migration 0023), not a custom property.
+    assert deal["won_reason"] == "Best optics in the tender" and "won_reason" not in deal["custom_properties"]
+    assert "<dt>Won reason</dt><dd>Best optics in the tender</dd>" in console.get(f"/console/deals/{won_id}").text
 
     lost_id = tenant.client.post("/api/v1/deals", json={"name": "Pilot", "amount": "5000"}).json()["id"]
     lost = console.post(
@@ -91,4 +93,11 @@ def test_won_and_lost_with_a_reason(console, tenant, pipeline) -> None:
     )
     assert lost.status_code == 303
     deal = tenant.client.get(f"/api/v1/deals/{lost_id}").json()
-    assert (deal["status"], deal["lost_reason"]) == ("lost", "Chose a cheaper vendor")
+    assert (deal["status"], deal["lost_reason"], deal["won_reason"]) == ("lost", "Chose a cheaper vendor", None)
+    assert "<dt>Lost reason</dt><dd>Chose a cheaper vendor</dd>" in console.get(f"/console/deals/{lost_id}").text
+
+    # The API takes and returns it as any other field.
+    patched = tenant.client.patch(f"/api/v1/deals/{won_id}", json={"won_reason": "  Fastest delivery  "})
+    assert patched.status_code == 200 and patched.json()["won_reason"] == "Fastest delivery"
+    too_long = tenant.client.patch(f"/api/v1/deals/{won_id}", json={"won_reason": "x" * 501})
+    assert too_long.status_code == 422 and too_long.json()["error"]["details"][0]["field"] == "won_reason"

@@ -40,6 +40,12 @@ def register(subparsers: Any) -> None:
         "'COLUMN=custom_properties.NAME' makes it a custom property",
     )
     parser.add_argument("--dry-run", action="store_true", help="validate and count, write nothing")
+    parser.add_argument(
+        "--create-companies",
+        action="store_true",
+        help="create the companies that rows (contacts, deals, activities) name and that do not exist yet, "
+        "one per distinct name (case and spacing ignored), instead of rejecting those rows",
+    )
     parser.add_argument("--show-errors", type=int, default=20, metavar="N", help="row errors to print")
     add_data_dir_argument(parser)
     parser.set_defaults(func=run_import_command)
@@ -70,7 +76,13 @@ def run_import_command(args: argparse.Namespace) -> int:
             db,
             organization_id,
             data,
-            ImportOptions(entity_type=args.entity_type, mapping=mapping, dry_run=args.dry_run, filename=args.file.name),
+            ImportOptions(
+                entity_type=args.entity_type,
+                mapping=mapping,
+                dry_run=args.dry_run,
+                filename=args.file.name,
+                create_companies=args.create_companies,
+            ),
             publisher=publisher_from_settings(settings),
             progress=_progress_bar(),
             errors_limit=args.show_errors,
@@ -113,6 +125,12 @@ def print_report(report: ImportReport) -> None:
         f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, {report.failed} rejected"
     )
     print(f"  {counts}{' (dry run: nothing written)' if report.dry_run else ''}")
+    if report.companies_created:
+        verb = "would create" if report.dry_run else "created"
+        names = ", ".join(report.new_companies)
+        more = report.companies_created - len(report.new_companies)
+        noun = "company" if report.companies_created == 1 else "companies"
+        print(f"  {verb} {report.companies_created} {noun}: {names}{f' and {more} more' if more > 0 else ''}")
     for name, data_type in report.custom_properties.items():
         print(f"  custom property {name}: {data_type}")
     for warning in report.warnings:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from okyaku.console.timezones import local_text, utc_text
 from okyaku.crm.entities import ENTITIES
 from okyaku.db.models import Company, Contact, Deal, Pipeline, PipelineStage, User
 from okyaku.errors import ValidationFailed, field_error
@@ -26,6 +28,10 @@ from okyaku.validation import field_details
 Kind = Literal["text", "email", "number", "date", "datetime", "textarea", "choice", "ref", "stage", "properties"]
 # The most records a related-record select lists (by name); the current choice is always there.
 MAX_OPTIONS = 500
+# Past MAX_OPTIONS records the select comes with a search box (the server searches, by name or
+# email) and lists this many matches.
+SEARCH_RESULTS = 50
+UTC_ZONE = ZoneInfo("UTC")
 # The prefix of the hidden fields that carry the values the form was opened with.
 WAS = "was__"
 
@@ -138,16 +144,19 @@ class FormState:
     version: int | None = None
     was: dict[str, str] = field(default_factory=dict)
     changed_by_others: list[tuple[str, str, str]] = field(default_factory=list)
+    # Related-record fields with too many records for one select: field -> the search typed.
+    searchable: dict[str, str] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)  # field -> records it can name
 
 
-def as_text(value: Any) -> str:
-    """A stored value as a form control shows it."""
+def as_text(value: Any, zone: ZoneInfo = UTC_ZONE) -> str:
+    """A stored value as a form control shows it (a moment on the wall clock of ``zone``)."""
     if value is None:
         return ""
     if isinstance(value, dict):
         return "\n".join(f"{k} = {'' if v is None else v}" for k, v in sorted(value.items()))
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M")
+        return local_text(value, zone)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -155,12 +164,25 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def record_values(entity: str, record: Any) -> dict[str, str]:
-    return {f.name: as_text(getattr(record, f.name, None)) for f in FIELDS[entity]}
+def record_values(entity: str, record: Any, zone: ZoneInfo = UTC_ZONE) -> dict[str, str]:
+    return {f.name: as_text(getattr(record, f.name, None), zone) for f in FIELDS[entity]}
 
 
 def posted_values(entity: str, form: Mapping[str, Any]) -> dict[str, str]:
     return {f.name: str(form.get(f.name) or "").strip() for f in FIELDS[entity]}
+
+
+def posted_searches(entity: str, form: Mapping[str, Any]) -> dict[str, str]:
+    """What was typed in the related-record search boxes (``q_<field>``)."""
+    return {f.name: str(form.get("q_" + f.name) or "").strip() for f in FIELDS[entity] if f.kind == "ref"}
+
+
+def search_requested(entity: str, form: Mapping[str, Any]) -> bool:
+    """The form was sent by a related-record Search button (no JavaScript), with words to search:
+    show it again with the matches instead of saving. (Enter in any field presses the first
+    button, a Search one: with nothing typed to search, that saves.)"""
+    name = str(form.get("search_ref") or "")
+    return bool(name) and bool(posted_searches(entity, form).get(name))
 
 
 def posted_was(entity: str, form: Mapping[str, Any]) -> dict[str, str]:
@@ -190,6 +212,7 @@ def input_payload(
     *,
     create: bool,
     was: Mapping[str, str] | None = None,
+    zone: ZoneInfo = UTC_ZONE,
 ) -> dict[str, Any]:
     """The API input of a posted form: empty controls are left out of a new record and clear a
     field of an existing one (as ``null`` does in a PATCH)."""
@@ -210,6 +233,8 @@ def input_payload(
             continue
         if text == "" and create:
             continue
+        if spec.kind == "datetime" and text:
+            text = utc_text(text, zone)  # typed on the wall clock of the user's zone
         payload[spec.name] = text or None
     if entity == "deal" and payload.get("stage_id"):
         # The stage select names pipeline and stage at once: its pipeline goes with it.
@@ -281,16 +306,57 @@ def reference_options(session: Session, ref: str, current: str) -> list[Option]:
     return options
 
 
+REF_MODELS: dict[str, Any] = {"company": Company, "contact": Contact, "deal": Deal, "user": User}
+
+
+def reference_count(session: Session, ref: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(REF_MODELS[ref])) or 0)
+
+
+def search_reference_options(
+    session: Session, ref: str, q: str, current: str, limit: int = SEARCH_RESULTS
+) -> list[Option]:
+    """Records whose name (contacts: name or email) contains every word of ``q``, in name order;
+    the current choice first when it is not among them."""
+    words = q.split()[:8]
+    model = REF_MODELS[ref]
+    if ref == "contact":
+        haystack: Any = func.concat_ws(" ", Contact.first_name, Contact.last_name, Contact.email)
+        order: tuple[Any, ...] = (Contact.last_name, Contact.first_name, Contact.id)
+    elif ref == "user":
+        haystack = func.concat_ws(" ", User.name, User.email)
+        order = (User.name, User.id)
+    else:
+        haystack = model.name
+        order = (model.name, model.id)
+    statement = select(model).order_by(*order).limit(limit)
+    for word in words:
+        # The word literally: % and _ in it are not wildcards.
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = statement.where(haystack.ilike(f"%{escaped}%", escape="\\"))
+    options = [Option(str(r.id), label_of(ref, r)) for r in session.scalars(statement)]
+    if current and all(o.value != current for o in options):
+        label = current_label(session, ref, current)
+        if label:
+            options.insert(0, Option(current, label))
+    return options
+
+
+def label_of(ref: str, record: Any) -> str:
+    if ref == "contact":
+        return contact_label(record)
+    if ref == "user":
+        return str(record.name or record.email)
+    return str(record.name)
+
+
 def current_label(session: Session, ref: str, value: str) -> str | None:
     try:
         record_id = uuid.UUID(value)
     except ValueError:
         return None
-    model: Any = {"company": Company, "contact": Contact, "deal": Deal, "user": User}[ref]
-    record = session.get(model, record_id)
-    if record is None:
-        return None
-    return contact_label(record) if ref == "contact" else str(record.name)
+    record = session.get(REF_MODELS[ref], record_id)
+    return None if record is None else label_of(ref, record)
 
 
 def stage_groups(session: Session) -> list[OptionGroup]:
@@ -298,19 +364,33 @@ def stage_groups(session: Session) -> list[OptionGroup]:
     return [OptionGroup(p.name, [Option(str(s.id), s.name) for s in p.stages]) for p in pipelines]
 
 
-def form_state(session: Session, entity: str, values: dict[str, str], **extra: Any) -> FormState:
+def form_state(
+    session: Session, entity: str, values: dict[str, str], searches: Mapping[str, str] | None = None, **extra: Any
+) -> FormState:
+    """The form's state; ``searches`` (field -> words) narrows the related-record selects that
+    have a search box (more than MAX_OPTIONS records to choose from)."""
     state = FormState(entity, FIELDS[entity], values, **extra)
+    searches = searches or {}
     for spec in state.fields:
         if spec.kind == "ref" and spec.ref:
-            state.options[spec.name] = reference_options(session, spec.ref, values.get(spec.name, ""))
+            current = values.get(spec.name, "")
+            total = state.totals[spec.name] = reference_count(session, spec.ref)
+            if total > MAX_OPTIONS:
+                q = searches.get(spec.name, "").strip()
+                state.searchable[spec.name] = q
+                state.options[spec.name] = search_reference_options(session, spec.ref, q, current)
+            else:
+                state.options[spec.name] = reference_options(session, spec.ref, current)
         elif spec.kind == "stage":
             state.stage_groups = stage_groups(session)
     return state
 
 
-def changes_since(entity: str, was: Mapping[str, str], record: Any) -> list[tuple[str, str, str]]:
+def changes_since(
+    entity: str, was: Mapping[str, str], record: Any, zone: ZoneInfo = UTC_ZONE
+) -> list[tuple[str, str, str]]:
     """(label, value when the form was opened, value now) of each field someone else changed."""
-    now = record_values(entity, record)
+    now = record_values(entity, record, zone)
     return [(f.label, was.get(f.name, ""), now[f.name]) for f in FIELDS[entity] if was.get(f.name, "") != now[f.name]]
 
 
@@ -350,10 +430,15 @@ def delete_impact(session: Session, entity: str, record_id: uuid.UUID) -> Delete
 
 
 def create_record(
-    runtime: Runtime, organization_id: uuid.UUID, actor: uuid.UUID | None, entity: str, values: Mapping[str, str]
+    runtime: Runtime,
+    organization_id: uuid.UUID,
+    actor: uuid.UUID | None,
+    entity: str,
+    values: Mapping[str, str],
+    zone: ZoneInfo = UTC_ZONE,
 ) -> uuid.UUID:
     with runtime.transaction(organization_id) as session:
-        body = validated(entity, input_payload(session, entity, values, create=True), create=True)
+        body = validated(entity, input_payload(session, entity, values, create=True, zone=zone), create=True)
         record = ENTITIES[entity].service.create(session, body, actor=actor)
         return uuid.UUID(str(record.id))
 
@@ -384,9 +469,10 @@ def update_from_form(
     *,
     version: int | None,
     was: Mapping[str, str] | None = None,
+    zone: ZoneInfo = UTC_ZONE,
 ) -> None:
     with runtime.transaction(organization_id) as session:
-        payload = input_payload(session, entity, values, create=False, was=was)
+        payload = input_payload(session, entity, values, create=False, was=was, zone=zone)
         body = validated(entity, payload, create=False)
         ENTITIES[entity].service.update(session, record_id, body, expected_version=version, actor=actor)
 

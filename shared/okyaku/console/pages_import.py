@@ -65,11 +65,18 @@ def import_router() -> APIRouter:
             message = "This file is over 1 MB: import it with `okyaku import` or the API's upload path."
             return render(page, {**context, "error": message}, 413)
         dry_run = form.get("action") != "import"
+        create_companies = form.get("create_companies") == "yes"
+        context["create_companies"] = create_companies
         from okyaku.crm.imports import ImportOptions, run_import  # loaded by the requests that use it
 
         runtime = page.services.runtime
         options = ImportOptions(
-            entity_type=entity_type, mapping=mapping, dry_run=dry_run, filename=filename, actor=page.session.user_id
+            entity_type=entity_type,
+            mapping=mapping,
+            dry_run=dry_run,
+            filename=filename,
+            actor=page.session.user_id,
+            create_companies=create_companies,
         )
         try:
             report = await run_in_threadpool(

@@ -93,9 +93,8 @@ def pipeline_router() -> APIRouter:
         patch: dict[str, Any] = {"stage_id": str(stage.id)}
         if outcome == "lost":
             patch["lost_reason"] = reason
-        elif reason:
-            # The deal has no column for why it was won: a custom property keeps it with the deal.
-            patch["custom_properties"] = {"won_reason": reason}
+        elif outcome == "won":
+            patch["won_reason"] = reason
         return apply_move(page, deal_id, patch, form, back, "closed")
 
     return router

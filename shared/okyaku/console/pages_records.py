@@ -197,6 +197,9 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 session, entity, q=q.strip() or None, cursor=cursor, sort=sort or None, filters=filters
             )
             context["owners"] = qs.users(session)
+            if next_cursor or cursor:
+                # More than one page: the bulk actions can take every matching record (console/bulk.py).
+                context["matching"] = qs.SERVICES[entity].count(session, filters, q.strip() or None)
             if entity == "deal":
                 context["stage_names"] = {s.id: s.name for p in qs.pipelines(session) for s in p.stages}
                 context["stage_groups"] = qs.pipelines(session)
@@ -236,7 +239,7 @@ def add_entity_routes(router: APIRouter, plural: str) -> None:
                 "older_activities": older,
                 "prefill": prefill,
                 "here": f"{CONSOLE}/{plural}/{record_id}",
-                "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
+                "now_local": datetime.now(page.zone).strftime("%Y-%m-%dT%H:%M"),  # the user's wall clock
                 "links": links,
                 "card": card,
                 "proposals": proposals,

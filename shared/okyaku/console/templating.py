@@ -3,9 +3,11 @@ the filters the pages use."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 
 def template_environment() -> Environment:
@@ -16,7 +18,7 @@ def template_environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["money"] = format_money
-    env.filters["when"] = format_when
+    env.filters["when"] = when_in_zone
     env.filters["pct"] = lambda value: "—" if value is None else f"{float(value) * 100:.0f}%"
     return env
 
@@ -27,6 +29,15 @@ def format_money(value: Any, currency: str | None = None) -> str:
     amount = float(value)
     text = f"{amount:,.0f}" if abs(amount) >= 100 else f"{amount:,.2f}"
     return f"{text} {currency}" if currency else text
+
+
+@pass_context
+def when_in_zone(context: Context, value: Any) -> str:
+    """``format_when`` on the wall clock of the page's zone (console/timezones.py)."""
+    zone = context.get("zone")
+    if zone is not None and isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(zone)
+    return format_when(value)
 
 
 def format_when(value: Any) -> str:

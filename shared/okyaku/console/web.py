@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from okyaku.console import timezones
 from okyaku.console.services import ConsoleServices
 from okyaku.console.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, ConsoleSession, SessionSigner
 from okyaku.db.models import ApiKey
@@ -65,6 +67,17 @@ class Page:
         return self.session.organization_id
 
     @property
+    def zone(self) -> ZoneInfo:
+        """The zone dates and times are shown and typed in: the browser's, else the organization's."""
+        cookie = unquote(self.request.cookies.get(timezones.COOKIE) or "")  # forms.js encodes the "/"
+        return timezones.chosen_zone(cookie, self.services.runtime.settings.ai_chat_timezone)
+
+    def posted_zone(self, form: Mapping[str, Any]) -> ZoneInfo:
+        """The zone a posted form was rendered in (its hidden field), else the page's."""
+        posted = timezones.zone_named(str(form.get(timezones.FIELD) or ""))
+        return posted if posted is not None else self.zone
+
+    @property
     def csrf_token(self) -> str:
         return self.signer.csrf_token(self.session)
 
@@ -81,6 +94,7 @@ class Page:
                 "console": CONSOLE,
                 "chat_enabled": self.services.chat is not None,
                 "bell": self._bell if self.session.signed_in else None,
+                "zone": self.zone,
                 **(context or {}),
             }
         )

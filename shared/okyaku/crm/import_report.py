@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 ImportEntity = Literal["contact", "company", "deal", "activity"]
 IMPORT_ENTITY_TYPES: tuple[str, ...] = get_args(ImportEntity)
 # awaiting_upload and queued: an S3 upload's job (okyaku.crm.import_uploads) before it runs.
+# Names of the companies an import creates that its report lists (the count covers all of them).
+NEW_COMPANY_NAMES_SHOWN = 50
 ImportStatus = Literal["awaiting_upload", "queued", "running", "completed", "dry_run", "failed"]
 
 
@@ -38,6 +40,14 @@ class ImportReport(BaseModel):
     updated: int
     unchanged: int
     failed: int = Field(description="Rows rejected; every other row was imported")
+    companies_created: int = Field(
+        default=0,
+        description="Companies created for rows that named one not there yet (create_companies); "
+        "in a dry run, how many would be",
+    )
+    new_companies: list[str] = Field(
+        default_factory=list, description=f"The names of those companies (the first {NEW_COMPANY_NAMES_SHOWN})"
+    )
     error_count: int = Field(description="Errors found, of which the first ones are listed")
     errors: list[ImportRowError]
     columns: dict[str, str] = Field(description="CSV column -> field it was imported into")
@@ -56,3 +66,6 @@ class ImportOptions:
     dry_run: bool = False
     filename: str | None = None
     actor: uuid.UUID | None = None  # owner of deals and activities that name none
+    # Create the company a row names by name when there is none (one per distinct name), instead
+    # of rejecting the row; a name is matched to existing companies ignoring case and spacing.
+    create_companies: bool = False

@@ -65,6 +65,9 @@ class UploadRequest(BaseModel):
         '"custom_properties.<name>" makes it a custom property',
     )
     dry_run: bool = False
+    create_companies: bool = Field(
+        default=False, description="Create the companies rows name that do not exist yet (contacts, deals, activities)"
+    )
 
 
 class PresignedPost(BaseModel):
@@ -221,6 +224,7 @@ class ImportUploads:
                     options={
                         "mapping": dict(request.mapping),
                         "dry_run": request.dry_run,
+                        "create_companies": request.create_companies,
                         "actor": str(actor) if actor else None,
                         "upload": {"bucket": store.bucket, "key": key, "max_bytes": limit},
                     },
@@ -335,6 +339,7 @@ class ImportUploads:
             entity_type=entity_type,
             mapping=options.get("mapping") or {},
             dry_run=bool(options.get("dry_run")),
+            create_companies=bool(options.get("create_companies")),
             filename=filename,
             actor=uuid.UUID(actor) if actor else None,
         )

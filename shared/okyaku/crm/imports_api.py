@@ -27,6 +27,7 @@ class ImportForm(BaseModel):
     entity_type: ImportEntity
     mapping: dict[str, str | None] = Field(default_factory=dict)
     dry_run: bool = False
+    create_companies: bool = False
 
 
 UPLOAD_SCHEMA: dict[str, Any] = {
@@ -46,6 +47,13 @@ UPLOAD_SCHEMA: dict[str, Any] = {
                             '"custom_properties.<name>" makes it a custom property',
                         },
                         "dry_run": {"type": "boolean", "default": False},
+                        "create_companies": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "Create the companies that rows of contacts, deals or activities "
+                            "name (by name) and that do not exist yet, one per distinct name, instead of "
+                            "rejecting those rows",
+                        },
                     },
                 }
             }
@@ -92,6 +100,7 @@ async def create_import(
             entity_type=options.entity_type,
             mapping=options.mapping,
             dry_run=options.dry_run,
+            create_companies=options.create_companies,
             filename=filename,
             actor=principal.user_id,
         ),
@@ -171,7 +180,7 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
 
 
 def _parse_form(fields: dict[str, str]) -> ImportForm:
-    values: dict[str, Any] = {k: v for k, v in fields.items() if k in ("entity_type", "dry_run")}
+    values: dict[str, Any] = {k: v for k, v in fields.items() if k in ("entity_type", "dry_run", "create_companies")}
     if fields.get("mapping", "").strip():
         try:
             values["mapping"] = json.loads(fields["mapping"])

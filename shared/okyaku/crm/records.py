@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from okyaku.crm.custom_properties import merge_custom_properties, register_custom_properties
-from okyaku.crm.listing import ListParams, SortField, apply_listing, encode_cursor
+from okyaku.crm.listing import ListParams, SortField, apply_listing, encode_cursor, text_query
 from okyaku.db.models import Activity, Base, Company, Contact, Deal, Pipeline, Task, User
 from okyaku.errors import Conflict, NotFound, ValidationFailed, field_error
 from okyaku.events import record_change, record_changes
@@ -89,6 +89,18 @@ class RecordService:
             value = getattr(last, sort_field.column.key)
             next_cursor = encode_cursor(_sort, sort_field.null_as if value is None else value, last.id)
         return PageResult(rows=rows, next_cursor=next_cursor)
+
+    def count(self, session: Session, filters: Mapping[str, Any], q: str | None = None) -> int:
+        """How many records ``list_page`` would go through with these filters and search."""
+        model: Any = self.spec.model
+        statement = select(func.count()).select_from(model)
+        for condition in self._filter_conditions(filters):
+            statement = statement.where(condition)
+        search_column = getattr(model, "search_vector", None)
+        tsquery = text_query(q) if q else None
+        if tsquery and search_column is not None:
+            statement = statement.where(search_column.op("@@")(func.to_tsquery("simple", tsquery)))
+        return int(session.scalar(statement) or 0)
 
     def _filter_conditions(self, filters: Mapping[str, Any]) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []

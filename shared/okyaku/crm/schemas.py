@@ -220,6 +220,7 @@ class DealFields(Input):
     expected_close_date: date | None = None
     closed_at: datetime | None = None
     lost_reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    won_reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
     owner_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     contact_id: uuid.UUID | None = None
@@ -250,6 +251,7 @@ class DealOut(RecordOut):
     expected_close_date: date | None
     closed_at: datetime | None
     lost_reason: str | None
+    won_reason: str | None
     stage_entered_at: datetime
     owner_id: uuid.UUID | None
     company_id: uuid.UUID | None

@@ -227,6 +227,7 @@ class Deal(RecordMixin, Base):
     expected_close_date: Mapped[date | None] = mapped_column(Date)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lost_reason: Mapped[str | None] = mapped_column(String(500))
+    won_reason: Mapped[str | None] = mapped_column(String(500))  # migration 0023
     stage_entered_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

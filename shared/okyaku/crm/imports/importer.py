@@ -19,7 +19,8 @@ from okyaku.crm.imports.catalogue import DEAL_FIELDS, ID_FIELDS, REFERENCES, Imp
 from okyaku.crm.imports.columns import ColumnPlan
 from okyaku.crm.imports.csv_reader import ParsedCsv
 from okyaku.crm.imports.deal_stages import DealStages, StageInfo, load_pipelines
-from okyaku.crm.imports.lookups import Lookups
+from okyaku.crm.imports.lookups import Lookups, NoMatch
+from okyaku.crm.imports.new_companies import CREATING_FIELDS, CannotCreate, NewCompanies
 from okyaku.crm.imports.sql import any_of, column_limits
 from okyaku.crm.imports.values import as_utc, convert_custom_value, infer_column_type, normalize_cell, same_value
 from okyaku.crm.imports.writes import BatchWriter, Update
@@ -54,6 +55,8 @@ class ImportOutcome:
     events: list[ChangeEvent] = field(default_factory=list)
     custom_types: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    companies_created: int = 0
+    new_company_names: list[str] = field(default_factory=list)
 
     def reject(self, errors: Sequence[ImportRowError]) -> None:
         self.failed += 1
@@ -88,6 +91,9 @@ class Importer:
         self.now = datetime.now(UTC)
         self.writer = BatchWriter(session, target, organization_id, options.actor, self.now)
         self.external_id_column = plan.column_of("external_id")
+        creating = options.create_companies and any(f in CREATING_FIELDS for f in plan.fields.values())
+        self.new_companies = NewCompanies(organization_id, self.lookups) if creating else None
+        self._row_companies: list[str] = []  # the companies to create that the current row needs
 
     # -- preparation over the whole file --
 
@@ -154,6 +160,21 @@ class Importer:
                     self.lookups.load(self.session, reference.entity, key, values)
             elif field_name in ID_FIELDS:
                 self.lookups.load_ids(self.session, ID_FIELDS[field_name], values)
+        if self.new_companies is not None:
+            named = set()
+            for index, field_name in self.plan.fields.items():
+                if field_name in CREATING_FIELDS:
+                    named |= {v for v in self._cells(index) if v and not self._known_company(field_name, v)}
+            self.new_companies.prepare(self.session, named, lock=not self.options.dry_run)
+
+    def _known_company(self, field_name: str, value: str) -> bool:
+        try:
+            self.lookups.resolve(REFERENCES[field_name], value)
+        except NoMatch:
+            return False
+        except LookupError:
+            return True  # several match: the row's error says so
+        return True
 
     def _drop_malformed(self, rows: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
         """Rows with the wrong number of fields, and repeated external ids (the first one wins)."""
@@ -191,6 +212,7 @@ class Importer:
         current_by_external_id = self._current_records(batch)
         creates: list[dict[str, Any]] = []
         updates: list[Update] = []
+        new_companies: list[str] = []
         for number, cells in batch:
             external_id = cells[self.external_id_column].strip() if self.external_id_column is not None else ""
             current = current_by_external_id.get(external_id) if external_id else None
@@ -199,6 +221,7 @@ class Importer:
             except RowInvalid as invalid:
                 self.outcome.reject(invalid.errors)
                 continue
+            new_companies.extend(self._row_companies)
             if current is None:
                 creates.append(values)
                 continue
@@ -209,7 +232,13 @@ class Importer:
                 self.outcome.unchanged += 1
         self.outcome.created += len(creates)
         self.outcome.updated += len(updates)
+        companies = self.new_companies.take(new_companies) if self.new_companies is not None else []
+        self.outcome.companies_created += len(companies)
+        self.outcome.new_company_names.extend(c.name for c in companies)
         if not self.options.dry_run:
+            if self.new_companies is not None:  # before the rows that name them
+                events = self.new_companies.write(self.session, companies, self.options.actor, self.now)
+                self.outcome.events.extend(events)
             self.outcome.events.extend(self.writer.write(creates, updates))
 
     def _current_records(self, batch: list[tuple[int, list[str]]]) -> dict[str, dict[str, Any]]:
@@ -232,6 +261,7 @@ class Importer:
         errors: list[ImportRowError] = []
         data: dict[str, Any] = {}
         extras: dict[str, str] = {}
+        self._row_companies = []
         for index, field_name in self.plan.fields.items():
             cell = cells[index].strip()
             if not cell:
@@ -240,7 +270,7 @@ class Importer:
                 errors.append(self.plan.error(number, index, field_name, "contains a NUL character"))
             elif field_name in REFERENCES:
                 try:
-                    resolved = self.lookups.resolve(REFERENCES[field_name], cell)
+                    resolved = self._resolve(field_name, cell)
                 except LookupError as error:
                     errors.append(self.plan.error(number, index, field_name, str(error)))
                     continue
@@ -290,6 +320,22 @@ class Importer:
             self.deal_stages.restage(current, values, provided, stage)
         self._check_limits(number, values)
         return values
+
+    def _resolve(self, field_name: str, cell: str) -> uuid.UUID:
+        """The id a reference cell names; with create_companies, a company named by a name no
+        company has is matched ignoring case and spacing, else is one this import creates."""
+        try:
+            return self.lookups.resolve(REFERENCES[field_name], cell)
+        except NoMatch:
+            if self.new_companies is None or field_name not in CREATING_FIELDS:
+                raise
+        try:
+            company_id, to_create = self.new_companies.resolve(cell)
+        except CannotCreate as error:
+            raise LookupError(str(error)) from error
+        if to_create is not None:
+            self._row_companies.append(to_create)
+        return company_id
 
     def _invisible(self, entity: str, value: str) -> bool:
         try:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
-from okyaku.crm.import_report import ImportOptions, ImportReport, ImportRowError
+from okyaku.crm.import_report import NEW_COMPANY_NAMES_SHOWN, ImportOptions, ImportReport, ImportRowError
 from okyaku.crm.imports.catalogue import ImportTarget, target_for
 from okyaku.crm.imports.columns import ColumnPlan, plan_columns
 from okyaku.crm.imports.csv_reader import ParsedCsv, parse_csv
@@ -123,6 +123,7 @@ def _job_options(options: ImportOptions, parsed: ParsedCsv, columns: dict[str, s
     return {
         "mapping": dict(options.mapping),
         "dry_run": options.dry_run,
+        "create_companies": options.create_companies,
         "delimiter": parsed.delimiter,
         "columns": columns,
     }
@@ -172,6 +173,8 @@ def _finish_job(
                 "error_total": outcome.error_count,
                 "custom_properties": outcome.custom_types,
                 "warnings": outcome.warnings,
+                "companies_created": outcome.companies_created,
+                "new_companies": outcome.new_company_names[:NEW_COMPANY_NAMES_SHOWN],
             },
             finished_at=func.now(),
         )
@@ -262,6 +265,8 @@ def report_of(job: ImportJob, *, errors_limit: int = 100) -> ImportReport:
         updated=job.updated_count,
         unchanged=unchanged,
         failed=job.error_count,
+        companies_created=int(opts.get("companies_created", 0)),
+        new_companies=list(opts.get("new_companies", [])),
         error_count=int(opts.get("error_total", len(job.errors))),
         errors=[ImportRowError.model_validate(e) for e in job.errors[:errors_limit]],
         columns=opts.get("columns", {}),
