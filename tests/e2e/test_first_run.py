@@ -60,6 +60,7 @@ def dev(data_dir: Path) -> Iterator[DevProcess]:
         process.stop()
         raise AssertionError("the first run did not finish:\n" + process.output[-5000:]) from None
     print(f"\nokyaku dev: ready in {ready:.1f} s, first run done {time.monotonic() - started:.1f} s after the start")
+    print("\n".join(line for line in process.lines if "First run:" in line or "Creating demo data:" in line))
     yield process
     process.stop()
 

@@ -45,6 +45,7 @@ STATE_FILE = "first-run.json"
 # the first run analyses what it can in this time; the 15-minute sweep and the queue do the rest.
 CONVERSATION_BUDGET_S = 120.0
 ATTEMPTS = 3
+FIRST_USE_WAIT_S = 180.0
 RETRY_DELAY_S = 5.0
 
 
@@ -80,8 +81,18 @@ def _plain(value: Any) -> dict[str, Any]:
 def _nightly(module: ModuleType, organization_id: uuid.UUID) -> Mapping[str, Any]:
     from okyaku.predictions.triggers import NightlyJob
 
+    triggers = module.triggers
+    # Right after the seed, the function's queue consumer trains each model on first use, holding
+    # the model's version lock while it trains: a retrain started meanwhile waits on that lock past
+    # the statement timeout (and the consumer's on the retrain's). So first let it finish.
+    deadline = time.monotonic() + FIRST_USE_WAIT_S
+    while time.monotonic() < deadline:
+        trained = {model.target for model in triggers.service.models(organization_id)}
+        if set(triggers.targets) <= trained:
+            break
+        time.sleep(2.0)
     # What one message of the nightly fan-out runs: train every target, rescore; raises on failure.
-    result: Mapping[str, Any] = module.triggers.run_nightly_job(NightlyJob(organization_id=organization_id))
+    result: Mapping[str, Any] = triggers.run_nightly_job(NightlyJob(organization_id=organization_id))
     return result
 
 
