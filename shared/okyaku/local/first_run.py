@@ -191,8 +191,8 @@ def _run_with_retries(
     stop: threading.Event | None,
 ) -> Mapping[str, Any]:
     """The step, tried again after a failure as its queue would redeliver the message: right after
-    the seed, the queue consumers are busy with the same records (a model trained on first use
-    holds the training lock), so a first try can time out where a second one passes."""
+    the seed the queue consumers work on the same records, so a first try can time out (a lock, a
+    busy database) where a later one passes."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             _ = host.handler  # imported once, under its own environment, as a first event would
