@@ -65,7 +65,9 @@ class DevProcess:
     runner_token: str = ""
 
     @classmethod
-    def start(cls, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> DevProcess:
+    def start(
+        cls, data_dir: Path, *extra: str, env: dict[str, str] | None = None, ready_timeout: float = 90
+    ) -> DevProcess:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CHANGE_EVENTS"))}
         environment.update(env or {})
         environment["PYTHONUNBUFFERED"] = "1"
@@ -80,7 +82,7 @@ class DevProcess:
         dev = cls(process)
         threading.Thread(target=dev._read, daemon=True).start()
         try:
-            wait_for(lambda: any("Press Ctrl-C" in line for line in dev.lines), "okyaku dev to be ready", 90)
+            wait_for(lambda: any("Press Ctrl-C" in line for line in dev.lines), "okyaku dev to be ready", ready_timeout)
         except AssertionError:
             dev.stop()
             raise AssertionError("okyaku dev did not start:\n" + dev.output) from None

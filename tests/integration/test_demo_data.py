@@ -25,13 +25,14 @@ def test_demo_data_is_realistic_and_every_record_has_its_change_event(
     now = datetime.now(UTC)
     summary = seed_demo_data(runtime, org.organization_id, org.user_id, now=now)
     print(f"\ndemo data: {summary}")  # the time it took, for the record (not asserted)
-    assert (summary.companies, summary.contacts, summary.deals, summary.activities, summary.tasks) == (
+    size = DemoSize()
+    assert (summary.companies, summary.contacts, summary.deals, summary.tasks) == (
         200,
-        350,
-        150,
-        1000,
+        350 + size.customers,
+        150 + size.closed_deals,
         120,
     )
+    assert summary.activities > 1000  # the present's, and the past's that led to each outcome
 
     with db.organization_scope(org.organization_id) as session:
         outbox = session.scalars(select(OutboxEvent)).all()
@@ -71,6 +72,21 @@ def test_demo_data_is_realistic_and_every_record_has_its_change_event(
 
         done = session.scalars(select(Task).where(Task.status == "done")).all()
         assert done and all(t.completed_at is not None for t in done)
+
+        # Enough history for the organization's own models (200 labelled examples, 20 of each
+        # outcome: okyaku.predictions.training), with the outcomes visible in the activity history.
+        assert outcomes["won"] >= 20 and outcomes["lost"] >= 20 and outcomes["won"] + outcomes["lost"] >= 200
+        stages = Counter(c.lifecycle_stage for c in session.scalars(select(Contact)))
+        assert stages["churned"] >= 20 and stages["customer"] + stages["evangelist"] + stages["churned"] >= 200
+        assert summary.churned > 0
+        touches = Counter(a.deal_id for a in activities if a.deal_id is not None)
+
+        def touches_a_month(status: str) -> float:
+            closed = [d for d in deals if d.status == status]
+            days = sum(max((d.closed_at - d.created_at).days, 1) for d in closed)
+            return 30 * sum(touches[d.id] for d in closed) / days
+
+        assert touches_a_month("won") > 1.1 * touches_a_month("lost")  # engagement drives the outcome
 
 
 def test_demo_data_is_deterministic(db: Database, runtime: Runtime) -> None:

@@ -26,6 +26,7 @@ from okyaku.crm.pipelines import DealService, PipelineService
 from okyaku.crm.records import COMPANY_SPEC, CONTACT_SPEC, RecordService
 from okyaku.db.models import Activity, Company, Contact, Deal, DealStageHistory, Task, User
 from okyaku.local.demo_anomalies import plant_anomalies
+from okyaku.local.demo_history import seed_history
 from okyaku.local.demo_rows import backdate, bulk_create
 from okyaku.runtime import Runtime
 
@@ -128,6 +129,10 @@ class DemoSize:
     deals: int = 150
     activities: int = 1000
     tasks: int = 120
+    # The past the models learn from (okyaku.local.demo_history): deals closed over the last year
+    # and customer contacts kept or lost, with the activities that led there.
+    closed_deals: int = 140
+    customers: int = 160
 
     def scaled(self, factor: float) -> DemoSize:
         """Proportionally more or fewer records (at least one of each)."""
@@ -149,6 +154,7 @@ class DemoSummary:
     tasks: int = 0
     users: int = 0
     seconds: float = 0.0
+    churned: int = 0  # customers lost (the churn model's positives)
     # what plant_anomalies put in for the anomaly scan to find: detector type -> record ids
     planted: dict[str, list[str]] = field(default_factory=dict)
 
@@ -379,6 +385,27 @@ def seed_demo_data(
                 lambda values: {**values, "completed_at": values["due_date"] if values["status"] == "done" else None},
             )
         )
+
+        # In this transaction: consumers busy with the present's events would slow it down threefold.
+        say(f"{size.closed_deals} deals closed over the last year, {size.customers} customers kept or lost")
+        history_fake = Faker("en_US")
+        history_fake.seed_instance(seed + 2)
+        history = seed_history(
+            session,
+            closed_deals=size.closed_deals,
+            customers=size.customers,
+            seed=seed,
+            now=now,
+            activity_text=_activity_text,
+            fake=history_fake,
+        )
+        summary.deals += history.deals
+        summary.deals_won += history.won
+        summary.deals_lost += history.lost
+        summary.stage_changes += history.stage_changes
+        summary.contacts += history.customers
+        summary.churned = history.churned
+        summary.activities += history.activities
 
         say("a year of history")
         created = {"created_at": "created", "updated_at": "updated"}

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
-from okyaku.events import record_change
+from okyaku.events.outbox import record_changes
 
 
 def bulk_create(
@@ -21,20 +21,18 @@ def bulk_create(
     derive: Callable[[dict[str, Any]], dict[str, Any]] = lambda values: values,
 ) -> list[Any]:
     """Many records of one kind, validated by the API's own input schema, inserted in one batch,
-    each with its change event written by ``record_change`` exactly as the service writes it."""
+    each with its "created" change event as the service writes it: the outbox rows go in one INSERT
+    per set of fields given (``record_changes``), not one round trip per record."""
     values = [item.model_dump() for item in inputs]
     records = [model(**derive(dict(v))) for v in values]
     session.add_all(records)
     session.flush()
+    by_fields: dict[tuple[str, ...], list[tuple[Any, int]]] = {}
     for record, fields in zip(records, values, strict=True):
-        record_change(
-            session,
-            entity_type=entity_type,
-            entity_id=record.id,
-            operation="created",
-            version=record.version,
-            changed_fields=[name for name, value in fields.items() if value is not None],
-        )
+        given = tuple(sorted(name for name, value in fields.items() if value is not None))
+        by_fields.setdefault(given, []).append((record.id, record.version))
+    for given, changes in by_fields.items():
+        record_changes(session, entity_type=entity_type, changes=changes, operation="created", changed_fields=given)
     return records
 
 
