@@ -362,6 +362,53 @@ def test_an_email_left_sending_by_a_dead_worker_is_sent_again_after_its_lease(
     assert message["Message-ID"] == claimed.message_id
 
 
+def test_an_email_whose_workers_keep_dying_is_given_up_after_the_last_attempt(
+    org: Tenant, runtime: Runtime, smtp: TestSmtpServer, clock: Clock
+) -> None:
+    """A worker killed mid-send (a Lambda timeout, out of memory) never settles: each lease expiry
+    would send it again, for ever. After EMAIL_MAX_ATTEMPTS claims it is failed, not sent again."""
+    settings = runtime.settings.model_copy(update={"email_max_attempts": 2})
+    service = EmailService(
+        Runtime(settings, db=runtime.db, publisher=None),
+        transport=smtp_transport(smtp.port),
+        dispatcher=RecordingDispatcher(),
+        clock=clock,
+    )
+    person = contact(org)
+    queued = (
+        emails_client(service, org)
+        .post("/api/v1/emails", json={"contact_id": person["id"], "subject": "Poison", "body": "x"})
+        .json()
+    )
+    lease = timedelta(seconds=settings.email_send_lease_s)
+    for _ in range(2):  # two workers claim it and die before settling
+        with service.runtime.db.organization_scope(org.id) as session:
+            assert claim_next(session, clock(), lease) is not None
+        clock.now += lease + timedelta(seconds=1)
+    outcome = service.deliver(org.id)
+    assert outcome is not None and outcome.status == "failed"
+    shown = service.get(org.id, uuid.UUID(queued["id"]))
+    assert shown.status == "failed" and shown.attempts == 2 and "outcome is unknown" in (shown.last_error or "")
+    assert smtp.to(person["email"]) == []  # not a third send
+    activity = org.client.get(f"/api/v1/activities/{queued['activity_id']}").json()
+    assert activity["custom_properties"]["email_status"] == "failed"
+    assert service.deliver_due(org.id).as_dict() == {"sent": 0, "retrying": 0, "failed": 0}
+
+
+def test_a_contact_address_that_names_a_second_recipient_is_refused(
+    org: Tenant, service: EmailService, smtp: TestSmtpServer
+) -> None:
+    """The contact schema accepts ``a@b.example,postmaster`` (no space, one @); as a To header that
+    is two recipients. The outbox sends to exactly the contact's one address, or refuses."""
+    person = contact(org, f"ada-{uuid.uuid4().hex[:8]}@customer.example,postmaster")  # the CRM API takes it
+    client = emails_client(service, org)
+    refused = client.post("/api/v1/emails", json={"contact_id": person["id"], "subject": "Hi", "body": "x"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "invalid_recipient"
+    assert client.get("/api/v1/emails", params={"contact_id": person["id"]}).json()["data"] == []
+    assert service.deliver_due(org.id).sent == 0 and smtp.to("postmaster") == []
+
+
 # --- the hourly cap --------------------------------------------------------------------------------
 
 
