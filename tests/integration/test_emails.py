@@ -446,6 +446,58 @@ def test_the_hourly_cap_answers_429_with_a_machine_readable_body(
     assert client.post("/api/v1/emails", json=body).status_code == 202
 
 
+def test_the_hourly_cap_holds_when_two_requests_queue_at_the_same_moment(
+    org: Tenant, runtime: Runtime, owner_db: Any, clock: Clock
+) -> None:
+    """With one e-mail left in the hour, a second request that arrives while the first is still
+    uncommitted waits for it (the advisory lock), then counts it: 429, not a second e-mail."""
+    import time
+
+    from sqlalchemy import text
+
+    from okyaku.email.service import EmailDraft, queue_email
+    from okyaku.errors import RateLimited
+
+    capped = Runtime(runtime.settings.model_copy(update={"email_hourly_limit": 1}), db=runtime.db, publisher=None)
+    service = EmailService(capped, dispatcher=RecordingDispatcher(), clock=clock)
+    person = contact(org)
+    draft = EmailDraft(contact_id=uuid.UUID(person["id"]), subject="Hi", body="x")
+    queued, release = threading.Event(), threading.Event()
+    second: list[object] = []
+
+    def first_request() -> None:
+        with capped.transaction(org.id) as session:
+            queue_email(session, capped.settings, draft, user_id=org.org.user_id, now=clock())
+            queued.set()
+            release.wait(30)  # still uncommitted while the second request arrives
+
+    def second_request() -> None:
+        try:
+            second.append(service.queue(org.id, org.org.user_id, draft))
+        except RateLimited as error:
+            second.append(error)
+
+    first = threading.Thread(target=first_request)
+    first.start()
+    assert queued.wait(30)
+    other = threading.Thread(target=second_request)
+    other.start()
+    deadline = time.monotonic() + 15
+    waiting = 0
+    while time.monotonic() < deadline and not second:  # the second request blocks on the lock
+        with owner_db.session() as session:
+            waiting = session.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+        if waiting:
+            break
+        time.sleep(0.02)
+    release.set()
+    first.join(30)
+    other.join(30)
+    assert waiting == 1, f"the second request did not wait for the first: {second}"
+    assert len(second) == 1 and isinstance(second[0], RateLimited) and second[0].code == "email_hourly_limit"
+    assert len(service.list(org.id, EmailDraftFilters(contact_id=person["id"]))[0]) == 1
+
+
 # --- approved drafts ---------------------------------------------------------------------------------
 
 
@@ -553,10 +605,10 @@ def test_approving_a_draft_beyond_the_hourly_cap_answers_429_and_leaves_it_pendi
     assert approved.status == "approved" and kicked == [uuid.UUID(approved.result["email_id"])]
 
 
-def EmailDraftFilters() -> Any:
+def EmailDraftFilters(contact_id: str | None = None) -> Any:
     from okyaku.email.service import EmailFilters
 
-    return EmailFilters()
+    return EmailFilters(contact_id=uuid.UUID(contact_id) if contact_id else None)
 
 
 def wait_until_settled(service: EmailService, organization_id: uuid.UUID, email_id: uuid.UUID) -> Any:
