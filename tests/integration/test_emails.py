@@ -305,6 +305,26 @@ def test_a_5xx_fails_the_email_with_the_reason_and_a_4xx_is_retried(
     assert smtp.to(gone["email"]) == [] and smtp.to(busy["email"]) == []
 
 
+def test_a_bad_reply_to_quit_after_the_message_was_accepted_does_not_send_it_again(
+    org: Tenant, service: EmailService, smtp: TestSmtpServer
+) -> None:
+    """The server took the message (250 after DATA), then answered QUIT with an error: it is sent;
+    retrying would deliver a second copy, failing it would say it never left."""
+    person = contact(org)
+    client = emails_client(service, org)
+    for reply in ("421 4.4.2 closing the connection", "554 5.0.0 goodbye"):
+        queued = client.post("/api/v1/emails", json={"contact_id": person["id"], "subject": reply, "body": "x"})
+        smtp.handler.quit_reply = reply
+        try:
+            outcome = service.deliver(org.id, uuid.UUID(queued.json()["id"]))
+        finally:
+            smtp.handler.quit_reply = None
+        assert outcome is not None and outcome.status == "sent", outcome
+    assert service.deliver_due(org.id).as_dict() == {"sent": 0, "retrying": 0, "failed": 0}
+    subjects = sorted(m["Subject"] for m in smtp.to(person["email"]))
+    assert subjects == ["421 4.4.2 closing the connection", "554 5.0.0 goodbye"]  # each once
+
+
 # --- never twice --------------------------------------------------------------------------------------
 
 
