@@ -325,6 +325,21 @@ def test_a_bad_reply_to_quit_after_the_message_was_accepted_does_not_send_it_aga
     assert subjects == ["421 4.4.2 closing the connection", "554 5.0.0 goodbye"]  # each once
 
 
+def test_a_notification_whose_title_has_a_line_break_is_sent_on_one_subject_line(smtp: TestSmtpServer) -> None:
+    """An anomaly's title carries a record's name, which may hold a line break (the CRM strips only
+    its ends): the notification goes out with it folded into one line, not refused for ever."""
+    from okyaku.anomalies.mail import Email
+    from okyaku.email.transports import TransportMailer
+
+    to = f"owner-{uuid.uuid4().hex[:8]}@okyaku.example"
+    mailer = TransportMailer("alerts@okyaku.example", smtp_transport(smtp.port))
+    mailer.send(
+        Email(to=to, subject="[Okyaku] High: No activity on Aurora\r\nBcc: x@else.example", html="<p>x</p>", text="x")
+    )
+    (message,) = smtp.to(to)
+    assert message["Subject"] == "[Okyaku] High: No activity on Aurora Bcc: x@else.example" and message["Bcc"] is None
+
+
 # --- never twice --------------------------------------------------------------------------------------
 
 

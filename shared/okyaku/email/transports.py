@@ -186,7 +186,8 @@ class TransportMailer:
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = email.to
-        message["Subject"] = email.subject
+        # One header line: a record's name in an anomaly's title may hold a line break.
+        message["Subject"] = " ".join(email.subject.split())
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = new_message_id(self.sender)
         message.set_content(email.text)
