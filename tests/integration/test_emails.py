@@ -305,6 +305,41 @@ def test_a_5xx_fails_the_email_with_the_reason_and_a_4xx_is_retried(
     assert smtp.to(gone["email"]) == [] and smtp.to(busy["email"]) == []
 
 
+def test_a_bad_reply_to_quit_after_the_message_was_accepted_does_not_send_it_again(
+    org: Tenant, service: EmailService, smtp: TestSmtpServer
+) -> None:
+    """The server took the message (250 after DATA), then answered QUIT with an error: it is sent;
+    retrying would deliver a second copy, failing it would say it never left."""
+    person = contact(org)
+    client = emails_client(service, org)
+    for reply in ("421 4.4.2 closing the connection", "554 5.0.0 goodbye"):
+        queued = client.post("/api/v1/emails", json={"contact_id": person["id"], "subject": reply, "body": "x"})
+        smtp.handler.quit_reply = reply
+        try:
+            outcome = service.deliver(org.id, uuid.UUID(queued.json()["id"]))
+        finally:
+            smtp.handler.quit_reply = None
+        assert outcome is not None and outcome.status == "sent", outcome
+    assert service.deliver_due(org.id).as_dict() == {"sent": 0, "retrying": 0, "failed": 0}
+    subjects = sorted(m["Subject"] for m in smtp.to(person["email"]))
+    assert subjects == ["421 4.4.2 closing the connection", "554 5.0.0 goodbye"]  # each once
+
+
+def test_a_notification_whose_title_has_a_line_break_is_sent_on_one_subject_line(smtp: TestSmtpServer) -> None:
+    """An anomaly's title carries a record's name, which may hold a line break (the CRM strips only
+    its ends): the notification goes out with it folded into one line, not refused for ever."""
+    from okyaku.anomalies.mail import Email
+    from okyaku.email.transports import TransportMailer
+
+    to = f"owner-{uuid.uuid4().hex[:8]}@okyaku.example"
+    mailer = TransportMailer("alerts@okyaku.example", smtp_transport(smtp.port))
+    mailer.send(
+        Email(to=to, subject="[Okyaku] High: No activity on Aurora\r\nBcc: x@else.example", html="<p>x</p>", text="x")
+    )
+    (message,) = smtp.to(to)
+    assert message["Subject"] == "[Okyaku] High: No activity on Aurora Bcc: x@else.example" and message["Bcc"] is None
+
+
 # --- never twice --------------------------------------------------------------------------------------
 
 
@@ -362,6 +397,53 @@ def test_an_email_left_sending_by_a_dead_worker_is_sent_again_after_its_lease(
     assert message["Message-ID"] == claimed.message_id
 
 
+def test_an_email_whose_workers_keep_dying_is_given_up_after_the_last_attempt(
+    org: Tenant, runtime: Runtime, smtp: TestSmtpServer, clock: Clock
+) -> None:
+    """A worker killed mid-send (a Lambda timeout, out of memory) never settles: each lease expiry
+    would send it again, for ever. After EMAIL_MAX_ATTEMPTS claims it is failed, not sent again."""
+    settings = runtime.settings.model_copy(update={"email_max_attempts": 2})
+    service = EmailService(
+        Runtime(settings, db=runtime.db, publisher=None),
+        transport=smtp_transport(smtp.port),
+        dispatcher=RecordingDispatcher(),
+        clock=clock,
+    )
+    person = contact(org)
+    queued = (
+        emails_client(service, org)
+        .post("/api/v1/emails", json={"contact_id": person["id"], "subject": "Poison", "body": "x"})
+        .json()
+    )
+    lease = timedelta(seconds=settings.email_send_lease_s)
+    for _ in range(2):  # two workers claim it and die before settling
+        with service.runtime.db.organization_scope(org.id) as session:
+            assert claim_next(session, clock(), lease) is not None
+        clock.now += lease + timedelta(seconds=1)
+    outcome = service.deliver(org.id)
+    assert outcome is not None and outcome.status == "failed"
+    shown = service.get(org.id, uuid.UUID(queued["id"]))
+    assert shown.status == "failed" and shown.attempts == 2 and "outcome is unknown" in (shown.last_error or "")
+    assert smtp.to(person["email"]) == []  # not a third send
+    activity = org.client.get(f"/api/v1/activities/{queued['activity_id']}").json()
+    assert activity["custom_properties"]["email_status"] == "failed"
+    assert service.deliver_due(org.id).as_dict() == {"sent": 0, "retrying": 0, "failed": 0}
+
+
+def test_a_contact_address_that_names_a_second_recipient_is_refused(
+    org: Tenant, service: EmailService, smtp: TestSmtpServer
+) -> None:
+    """The contact schema accepts ``a@b.example,postmaster`` (no space, one @); as a To header that
+    is two recipients. The outbox sends to exactly the contact's one address, or refuses."""
+    person = contact(org, f"ada-{uuid.uuid4().hex[:8]}@customer.example,postmaster")  # the CRM API takes it
+    client = emails_client(service, org)
+    refused = client.post("/api/v1/emails", json={"contact_id": person["id"], "subject": "Hi", "body": "x"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "invalid_recipient"
+    assert client.get("/api/v1/emails", params={"contact_id": person["id"]}).json()["data"] == []
+    assert service.deliver_due(org.id).sent == 0 and smtp.to("postmaster") == []
+
+
 # --- the hourly cap --------------------------------------------------------------------------------
 
 
@@ -397,6 +479,58 @@ def test_the_hourly_cap_answers_429_with_a_machine_readable_body(
     )  # another organization's hour is its own
     clock.now += timedelta(hours=1, seconds=1)
     assert client.post("/api/v1/emails", json=body).status_code == 202
+
+
+def test_the_hourly_cap_holds_when_two_requests_queue_at_the_same_moment(
+    org: Tenant, runtime: Runtime, owner_db: Any, clock: Clock
+) -> None:
+    """With one e-mail left in the hour, a second request that arrives while the first is still
+    uncommitted waits for it (the advisory lock), then counts it: 429, not a second e-mail."""
+    import time
+
+    from sqlalchemy import text
+
+    from okyaku.email.service import EmailDraft, queue_email
+    from okyaku.errors import RateLimited
+
+    capped = Runtime(runtime.settings.model_copy(update={"email_hourly_limit": 1}), db=runtime.db, publisher=None)
+    service = EmailService(capped, dispatcher=RecordingDispatcher(), clock=clock)
+    person = contact(org)
+    draft = EmailDraft(contact_id=uuid.UUID(person["id"]), subject="Hi", body="x")
+    queued, release = threading.Event(), threading.Event()
+    second: list[object] = []
+
+    def first_request() -> None:
+        with capped.transaction(org.id) as session:
+            queue_email(session, capped.settings, draft, user_id=org.org.user_id, now=clock())
+            queued.set()
+            release.wait(30)  # still uncommitted while the second request arrives
+
+    def second_request() -> None:
+        try:
+            second.append(service.queue(org.id, org.org.user_id, draft))
+        except RateLimited as error:
+            second.append(error)
+
+    first = threading.Thread(target=first_request)
+    first.start()
+    assert queued.wait(30)
+    other = threading.Thread(target=second_request)
+    other.start()
+    deadline = time.monotonic() + 15
+    waiting = 0
+    while time.monotonic() < deadline and not second:  # the second request blocks on the lock
+        with owner_db.session() as session:
+            waiting = session.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+        if waiting:
+            break
+        time.sleep(0.02)
+    release.set()
+    first.join(30)
+    other.join(30)
+    assert waiting == 1, f"the second request did not wait for the first: {second}"
+    assert len(second) == 1 and isinstance(second[0], RateLimited) and second[0].code == "email_hourly_limit"
+    assert len(service.list(org.id, EmailDraftFilters(contact_id=person["id"]))[0]) == 1
 
 
 # --- approved drafts ---------------------------------------------------------------------------------
@@ -506,10 +640,10 @@ def test_approving_a_draft_beyond_the_hourly_cap_answers_429_and_leaves_it_pendi
     assert approved.status == "approved" and kicked == [uuid.UUID(approved.result["email_id"])]
 
 
-def EmailDraftFilters() -> Any:
+def EmailDraftFilters(contact_id: str | None = None) -> Any:
     from okyaku.email.service import EmailFilters
 
-    return EmailFilters()
+    return EmailFilters(contact_id=uuid.UUID(contact_id) if contact_id else None)
 
 
 def wait_until_settled(service: EmailService, organization_id: uuid.UUID, email_id: uuid.UUID) -> Any:

@@ -14,6 +14,7 @@ class RefusingHandler(CatchingHandler):
     def __init__(self) -> None:
         super().__init__()
         self.refuse: dict[str, str] = {}
+        self.quit_reply: str | None = None  # e.g. "421 ...": a server that ends badly after taking the message
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         reply = self.refuse.get(address.lower())
@@ -21,6 +22,9 @@ class RefusingHandler(CatchingHandler):
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        return self.quit_reply or "221 Bye"
 
 
 class TestSmtpServer(SmtpCatcher):

@@ -72,9 +72,14 @@ def email_router() -> APIRouter:
     async def send(request: Request, page: SignedInDep, contact_id: uuid.UUID) -> Response:
         form = await checked_form(request, page)
         reply_raw = str(form.get("reply_to_activity_id") or "").strip()
-        reply_to = uuid.UUID(reply_raw) if reply_raw else None
         subject = str(form.get("subject") or "").strip()
         body = str(form.get("body") or "").strip()
+        try:
+            reply_to = uuid.UUID(reply_raw) if reply_raw else None
+        except ValueError:  # a hand-made post: the form again, not a server error
+            context = compose_context(page, contact_id, None)
+            context.update({"subject": subject, "body": body, "problem": "The e-mail to reply to is not a valid id."})
+            return page.render("email_compose.html", context, status_code=422)
         errors = {}
         if not subject:
             errors["subject"] = "Write a subject."
@@ -125,8 +130,13 @@ def email_router() -> APIRouter:
     @router.get("/outbox/{email_id}", response_class=HTMLResponse)
     def message(page: SignedInDep, email_id: uuid.UUID, queued: int = 0) -> Response:
         email = email_service(page.services).get(page.organization_id, email_id)
-        rendered = build_message(email)
-        headers = [(k, str(v)) for k, v in rendered.items() if k not in ("Content-Type", "Content-Transfer-Encoding")]
+        try:
+            rendered = build_message(email)
+            headers = [
+                (k, str(v)) for k, v in rendered.items() if k not in ("Content-Type", "Content-Transfer-Encoding")
+            ]
+        except (ValueError, TypeError):  # the worker failed it for this reason; show what is stored
+            headers = [("From", email.sender), ("To", email.recipient), ("Subject", email.subject)]
         return page.render(
             "outbox_message.html",
             {

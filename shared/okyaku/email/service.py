@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, text, update
@@ -152,6 +153,11 @@ def _reply_headers(session: Session, activity_id: uuid.UUID) -> tuple[str, str]:
     return parent.message_id, references_for(parent.message_id, earlier)
 
 
+def _one_address(address: str) -> bool:
+    """``address`` read as a header is exactly itself: one recipient, no display name, no list."""
+    return getaddresses([address]) == [("", address)]
+
+
 def queue_email(
     session: Session,
     settings: Settings,
@@ -174,6 +180,14 @@ def queue_email(
             "the contact has no e-mail address",
             code="no_email_address",
             details=[field_error("contact_id", "the contact has no e-mail address")],
+        )
+    if not _one_address(contact.email):
+        # The contact schema takes ``a@b.example,postmaster`` (one @, no space): as a To header that
+        # is a second recipient nobody chose.
+        raise ValidationFailed(
+            "the contact's e-mail address is not one address",
+            code="invalid_recipient",
+            details=[field_error("contact_id", "the contact's e-mail address names more than one recipient")],
         )
     if draft.deal_id is not None and session.get(Deal, draft.deal_id) is None:
         raise ValidationFailed(
@@ -397,6 +411,17 @@ class EmailService:
             email = claim_next(session, self.clock(), lease, email_id)
         if email is None:
             return None
+        if email.attempts > self.settings.email_max_attempts:
+            # Claimed again after its lease ran out: every earlier worker died before settling (a
+            # timeout, out of memory). Another try could be another copy in the inbox: give up.
+            return self._settle(
+                organization_id,
+                email,
+                None,
+                f"gave up after {email.attempts - 1} attempts: the last one's worker stopped before it finished "
+                "(its outcome is unknown)",
+                restore_attempts=True,
+            )
         if email.activity_id is None:
             # The activity (or its contact) was deleted while the e-mail waited: deleting cancels.
             return self._settle(organization_id, email, None, "its activity was deleted before it was sent")
@@ -422,6 +447,7 @@ class EmailService:
         error: str | None,
         *,
         permanent: bool = True,
+        restore_attempts: bool = False,
     ) -> Outcome:
         now = self.clock()
         with self.runtime.transaction(organization_id) as session:
@@ -430,6 +456,8 @@ class EmailService:
                 # Our lease ran out and another worker took the e-mail over: its outcome is the one kept.
                 logger.warning("e-mail %s was taken over while this attempt ran; not settling it", claimed.id)
                 return Outcome(claimed.id, email.status if email else "gone", error)
+            if restore_attempts:  # this claim sent nothing: it is not an attempt
+                email.attempts -= 1
             email.lease_until = None
             email.updated_at = now
             email.last_error = error

@@ -54,6 +54,18 @@ def _smtp_reason(code: int, text: bytes | str) -> str:
     return f"SMTP {code}: {detail}".strip()
 
 
+def _hang_up(smtp: smtplib.SMTP) -> None:
+    """QUIT, ignoring how it goes: once the server took the message (250 after DATA) it is sent,
+    and an error on QUIT (``with smtplib.SMTP`` raises one for any reply but 221) must not have it
+    retried (a second copy) or failed (it left)."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError) as error:
+        logger.info("SMTP QUIT ended badly (%s); the message's outcome stands", error)
+    finally:
+        smtp.close()
+
+
 @dataclass
 class SmtpTransport:
     host: str
@@ -66,12 +78,15 @@ class SmtpTransport:
 
     def send(self, message: EmailMessage) -> str:
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+            try:
                 if self.starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if self.username:
                     smtp.login(self.username, self.password)
                 smtp.send_message(message)
+            finally:
+                _hang_up(smtp)
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _text in error.recipients.values()]
             reason = "; ".join(f"{to}: {_smtp_reason(c, t)}" for to, (c, t) in error.recipients.items())
@@ -171,7 +186,8 @@ class TransportMailer:
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = email.to
-        message["Subject"] = email.subject
+        # One header line: a record's name in an anomaly's title may hold a line break.
+        message["Subject"] = " ".join(email.subject.split())
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = new_message_id(self.sender)
         message.set_content(email.text)
