@@ -79,7 +79,7 @@ class Page:
                 "query": self.request.url.query,
                 "static": CONSOLE + "/static",
                 "console": CONSOLE,
-                "chat_enabled": self.services.chat is not None,
+                "chat_enabled": self.services.chat_enabled,
                 **(context or {}),
             }
         )
