@@ -23,6 +23,10 @@ from okyaku.local.template import parse_template
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_MS = 150.0
+# The floor on a quiet machine (README figures): on a busy one every import is slower alike, so the
+# goal is also judged as a ratio to the floor measured in the same run, 1 + 150 / 447 ≈ 1.34.
+QUIET_FLOOR_MS = 447.0
+GOAL_RATIO = 1 + GOAL_MS / QUIET_FLOOR_MS
 # Wall time and this process's CPU time of the import: on a machine shared with other work the CPU
 # time is the steadier figure (time spent waiting for a core is not counted in it).
 TIMER = (
@@ -159,29 +163,43 @@ def print_table(rows: list[Row], references: dict[str, Row], runs: int) -> None:
     )
     print("(cpu: the process's own CPU time; the steadier figure when the machine is shared)")
     print(
-        f"{'handler':<27}{'triggers':<18}{'median':>8}{'min':>7}{'max':>7}{'vs floor':>9}  {'goal':<12}"
-        f"{'cpu':>6}{'vs floor':>9}  goal"
+        f"{'handler':<32}{'triggers':<18}{'median':>8}{'min':>7}{'max':>7}{'vs floor':>9}  {'goal':<12}"
+        f"{'cpu':>6}{'vs floor':>9}  {'goal':<12}{'x floor':>8}"
     )
     for row in rows:
         delta, cpu_delta = row.median - floor, row.cpu_median - cpu_floor
         print(
-            f"{row.name:<27}{row.triggers:<18}{row.median:>8.0f}{min(row.samples):>7.0f}{max(row.samples):>7.0f}"
+            f"{row.name:<32}{row.triggers:<18}{row.median:>8.0f}{min(row.samples):>7.0f}{max(row.samples):>7.0f}"
             f"{delta:>+9.0f}  {verdict(row, delta):<12}{row.cpu_median:>6.0f}{cpu_delta:>+9.0f}  "
-            f"{verdict(row, cpu_delta)}"
+            f"{verdict(row, cpu_delta):<12}{row.cpu_median / cpu_floor:>8.2f}"
         )
     judged = [r for r in rows if r.judged]
     gc_on = [r for r in rows if not r.gc_paused]
     wall_ok = sum(verdict(r, r.median - floor) == "ok" for r in judged)
     cpu_ok = sum(verdict(r, r.cpu_median - cpu_floor) == "ok" for r in judged)
     gc_on_ok = sum(verdict(r, r.cpu_median - cpu_floor) == "ok" for r in gc_on)
+
+    def by_ratio(r: Row) -> str:
+        return verdict(r, (r.cpu_median / cpu_floor - 1) * QUIET_FLOOR_MS)
+
+    ratio_ok = sum(by_ratio(r) == "ok" for r in judged)
     worst = max((r for r in judged if "http" in r.triggers), key=lambda r: r.median - floor, default=None)
     print(
         f"GOAL: {wall_ok} of {len(judged)} functions meet it by wall time, {cpu_ok} of {len(judged)} by CPU time"
         + (f"; slowest HTTP function {worst.name} {worst.median - floor:+.0f} ms wall" if worst else "")
         + (f" (load {load:.1f}: trust the CPU column)" if load > (os.cpu_count() or 1) * 0.5 else "")
     )
+    print(
+        f"      by CPU time as a ratio to the floor (<= {GOAL_RATIO:.2f}, the goal over a quiet "
+        f"{QUIET_FLOOR_MS:.0f} ms floor): {ratio_ok} of {len(judged)}"
+        + (f"; missed by {', '.join(r.name for r in judged if by_ratio(r) != 'ok')}" if ratio_ok < len(judged) else "")
+    )
     if gc_on:
-        print(f"      without the gc pause: {gc_on_ok} of {len(gc_on)} HTTP functions meet it by CPU time")
+        gc_ratio_ok = sum(by_ratio(r) == "ok" for r in gc_on)
+        print(
+            f"      without the gc pause: {gc_on_ok} of {len(gc_on)} HTTP functions meet it by CPU time, "
+            f"{gc_ratio_ok} of {len(gc_on)} by the ratio"
+        )
 
 
 def main() -> None:
