@@ -30,6 +30,8 @@ SAM_VENV = ROOT / ".venv-sam"
 SAM = SAM_VENV / "bin" / "sam"
 BUILD = ROOT / ".aws-sam" / "build"
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes: a function's code and all its layers, unzipped
+# Held to 85 % of it, so that the next dependency does not break a deployment (issue 27).
+SIZE_BUDGET = 0.85
 LAMBDA_GLIBC = (2, 26)  # python3.11 runs on Amazon Linux 2
 BARE_PYTHON = getattr(sys, "_base_executable", sys.executable)  # the interpreter under .venv
 
@@ -162,6 +164,7 @@ def directory_bytes(path: Path) -> int:
 
 
 def test_every_function_fits_lambdas_unzipped_size_limit(built: Built) -> None:
+    """Every function of the template (new ones included), its code and its layers, unzipped."""
     rows = []
     for function_id, resource in built.template["Resources"].items():  # type: ignore[attr-defined]
         if resource["Type"] != "AWS::Serverless::Function":
@@ -169,22 +172,63 @@ def test_every_function_fits_lambdas_unzipped_size_limit(built: Built) -> None:
         code = directory_bytes(BUILD / function_id)
         layers = sum(directory_bytes(path.parent) for path in built.layer_paths(function_id))
         rows.append((function_id, code, layers))
-        assert code + layers <= LAMBDA_UNZIPPED_LIMIT, (function_id, code + layers)
+    assert {r[0] for r in rows} == set(FUNCTIONS)
     print(f"\nsam build --cached: {built.seconds:.1f} s")
-    print(f"{'function':<22}{'code':>10}{'layers':>14}{'of 250 MiB':>12}")
+    print(f"{'function':<26}{'code':>10}{'layers':>14}{'MB':>8}{'of 250 MiB':>12}")
     for function_id, code, layers in rows:
-        print(f"{function_id:<22}{code:>10,}{layers:>14,}{(code + layers) / LAMBDA_UNZIPPED_LIMIT:>12.0%}")
+        total = code + layers
+        print(f"{function_id:<26}{code:>10,}{layers:>14,}{total / 1e6:>8.1f}{total / LAMBDA_UNZIPPED_LIMIT:>12.1%}")
+    over = {
+        f: f"{(c + la) / LAMBDA_UNZIPPED_LIMIT:.1%}"
+        for f, c, la in rows
+        if c + la > SIZE_BUDGET * LAMBDA_UNZIPPED_LIMIT
+    }
+    assert over == {}, f"over {SIZE_BUDGET:.0%} of Lambda's unzipped limit: {over}"
 
+
+# What the ML functions do with numpy and scikit-learn (okyaku.predictions: training, calibration,
+# cross-fitting, metrics, joblib artefacts), run from the built layers: the layer is trimmed of
+# subpackages and symbols (infrastructure/layers/trim.sh), and this is what must still work.
+ML_WORKLOAD = """
+    import io
+    import joblib
+    import numpy as np
+    import numpy.typing
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4))
+    x[::17, 2] = np.nan
+    y = (np.nan_to_num(x[:, 0]) + rng.normal(size=600) > 0).astype(int)
+    imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+    logistic = Pipeline([("i", imputer), ("s", StandardScaler()), ("m", LogisticRegression(max_iter=500))])
+    models = [
+        logistic.fit(x, y),
+        HistGradientBoostingClassifier(max_iter=20, early_stopping=True, random_state=0).fit(x, y),
+        HistGradientBoostingRegressor(max_iter=20).fit(x, y.astype(float)),
+    ]
+    folds = list(StratifiedKFold(3).split(x, y))
+    train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    p = models[0].predict_proba(x)[:, 1]
+    IsotonicRegression(out_of_bounds="clip", increasing=True).fit(p, y).predict(p)
+    LogisticRegression(C=1e6, max_iter=1000).fit(p.reshape(-1, 1), y)
+    assert roc_auc_score(y, p) > 0.6 and log_loss(y, p) > 0 and brier_score_loss(y, p) > 0
+    for model in models:
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer, compress=3)
+        joblib.load(io.BytesIO(buffer.getvalue())).predict(x[:5])
+    print("sklearn", LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]).predict([[2.5]])[0])
+"""
 
 # What each function does with its layers, beyond importing its handler.
+# (Every function with OkyakuMlLayer also runs ML_WORKLOAD.)
 EXERCISE = {
-    "ScoringFunction": """
-        import numpy as np
-        from sklearn.linear_model import LogisticRegression
-        x = np.array([[0.0], [1.0], [2.0], [3.0]])
-        model = LogisticRegression().fit(x, [0, 0, 1, 1])
-        print("sklearn", model.predict([[2.5]])[0])
-    """,
     # change points from the layers; no statsmodels there, so the weekday-median baseline
     "AnomaliesFunction": """
         from datetime import date
@@ -217,9 +261,9 @@ LOADED_FILES = (
 @pytest.mark.parametrize("function_id", FUNCTIONS)
 def test_each_built_function_imports_from_its_layers_alone(built: Built, function_id: str) -> None:
     paths = [BUILD / function_id, *built.layer_paths(function_id)]
-    script = "import okyaku, app\nprint('handler', callable(app.handler))\n" + textwrap.dedent(
-        EXERCISE.get(function_id, "")
-    )
+    uses_ml = BUILD / "OkyakuMlLayer" / "python" in paths
+    script = "import okyaku, app\nprint('handler', callable(app.handler))\n"
+    script += textwrap.dedent(ML_WORKLOAD if uses_ml else "") + textwrap.dedent(EXERCISE.get(function_id, ""))
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(str(p) for p in paths),
@@ -236,7 +280,7 @@ def test_each_built_function_imports_from_its_layers_alone(built: Built, functio
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "handler True" in result.stdout
-    if function_id == "ScoringFunction":
+    if uses_ml:
         assert "sklearn 1" in result.stdout
     # Nothing came from outside the build (the project's venv, the interpreter's site-packages).
     check = subprocess.run(

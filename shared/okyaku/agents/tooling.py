@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class ToolArgs(BaseModel):
     """Arguments of a tool; unknown fields are refused so a typo is an error, not ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ToolFailed(OkyakuError):

@@ -8,14 +8,13 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from okyaku.agents.approvals import ApprovalService
-from okyaku.agents.framework import AgentTool, ToolContext
+from okyaku.agents.tooling import AgentTool, ToolContext
 from okyaku.agents.tools.services import ToolServices
-from okyaku.agents.tools.write import CreateTaskArgs, DraftEmailArgs, create_task, draft_email
 from okyaku.chat.dates import resolve_range, resolve_relative
 from okyaku.chat.plan import DateRange, RelativeDate
 from okyaku.chat.resolve import Candidate, find_records
@@ -23,6 +22,7 @@ from okyaku.chat.schemas import ChatAction
 from okyaku.runtime import Runtime
 
 if TYPE_CHECKING:
+    from okyaku.agents.approvals import ApprovalService
     from okyaku.embeddings.search import SemanticSearch
 
 CHAT_AGENT = "chat"
@@ -69,15 +69,25 @@ class ChatActions:
     def __init__(
         self,
         runtime: Runtime,
-        approvals: ApprovalService,
+        approvals: ApprovalService | None,
         clock: Callable[[], datetime],
         *,
         search: SemanticSearch | None = None,
     ) -> None:
         self.runtime = runtime
-        self.approvals = approvals
+        self._approvals = approvals
         self.clock = clock
         self.services = ToolServices(runtime, search=search)  # the agents' lazily built search
+
+    @cached_property
+    def approvals(self) -> ApprovalService:
+        """The agents' approval queue (None given: built here). Deferred to the first action: with
+        the agents' write tools it is a third of chat's cold import, and most turns are questions."""
+        if self._approvals is not None:
+            return self._approvals
+        from okyaku.agents.approvals import ApprovalService
+
+        return ApprovalService(self.runtime, clock=self.clock)
 
     def _context(self, organization_id: uuid.UUID, user_id: uuid.UUID | None, question: str) -> ToolContext:
         return ToolContext(
@@ -135,6 +145,8 @@ class ChatActions:
         today: date,
         conversation_id: uuid.UUID,
     ) -> ActionOutcome:
+        from okyaku.agents.tools.write import CreateTaskArgs, create_task  # deferred: see approvals
+
         ctx = self._context(organization_id, user_id, question)
         contact: Candidate | None = None
         if args.contact_name:
@@ -166,6 +178,8 @@ class ChatActions:
         *,
         conversation_id: uuid.UUID,
     ) -> ActionOutcome:
+        from okyaku.agents.tools.write import DraftEmailArgs, draft_email  # deferred: see approvals
+
         ctx = self._context(organization_id, user_id, question)
         contact, problem = self._contact(ctx, args.contact_name)
         if problem or contact is None:

@@ -20,7 +20,6 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from okyaku.agents.approvals import ApprovalService
 from okyaku.chat import store
 from okyaku.chat.actions import ActionOutcome, ChatActions, TaskActionArgs
 from okyaku.chat.answer import templated_answer
@@ -48,6 +47,7 @@ from okyaku.runtime import Runtime
 from okyaku.tenancy import Principal
 
 if TYPE_CHECKING:
+    from okyaku.agents.approvals import ApprovalService
     from okyaku.embeddings.search import SemanticSearch
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class ChatService:
         self.row_limit = settings.ai_chat_row_limit
         self.timeout_ms = settings.ai_chat_statement_timeout_ms
         self.planner = LLMPlanner(llm, row_limit=self.row_limit) if llm is not None else None
-        self.actions = ChatActions(runtime, approvals or ApprovalService(runtime, clock=clock), clock, search=search)
+        self.actions = ChatActions(runtime, approvals, clock, search=search)
 
     # --- asking ---------------------------------------------------------------------------------
 

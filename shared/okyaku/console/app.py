@@ -4,19 +4,22 @@ static assets and HTML error pages. Domain services are called in-process.
 No ``from __future__ import annotations``: FastAPI reads the route annotations at run time."""
 
 import hashlib
+import importlib
 import logging
+import threading
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
 
 from okyaku.console import pages_anomalies
-from okyaku.console.pages_agents import agents_router
 from okyaku.console.pages_ai import ai_router
-from okyaku.console.pages_chat import chat_router
 from okyaku.console.pages_conversation import conversation_router
 from okyaku.console.pages_email import email_router
 from okyaku.console.pages_forms import forms_router
@@ -64,6 +67,59 @@ def load_static() -> dict[str, StaticFile]:
             etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
             assets[entry.name] = StaticFile(body, STATIC_TYPES[suffix], etag)
     return assets
+
+
+class DeferredPages(BaseRoute):
+    """A page module's routes, imported at the first request under one of its paths.
+
+    For the pages whose module pulls in a whole feature at import (chat's service, the agents'
+    approval queue): a console cold start serving any other page does not load it. Every route of
+    the module must be under one of ``prefixes`` (tests/unit/test_cold_imports.py checks it)."""
+
+    def __init__(self, app: FastAPI, prefixes: tuple[str, ...], factory: str) -> None:
+        self.app_ = app
+        self.prefixes = prefixes
+        self.factory = factory  # "module:function" returning the module's APIRouter
+        self._routes: list[BaseRoute] | None = None
+        self._lock = threading.Lock()
+
+    def loaded_routes(self) -> list[BaseRoute]:
+        with self._lock:
+            if self._routes is None:
+                module, function = self.factory.split(":")
+                router: APIRouter = getattr(importlib.import_module(module), function)()
+                # Routes made as app.include_router makes them (the app's dependency overrides apply).
+                holder = APIRouter(dependency_overrides_provider=self.app_)
+                holder.include_router(router)
+                self._routes = list(holder.routes)
+            return self._routes
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
+            return Match.NONE, {}
+        partial: tuple[Match, Scope] | None = None
+        for route in self.loaded_routes():
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return match, {**child, "okyaku.page_route": route}
+            if match is Match.PARTIAL and partial is None:
+                partial = (match, {**child, "okyaku.page_route": route})
+        return partial or (Match.NONE, {})
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope["okyaku.page_route"].handle(scope, receive, send)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        for route in self.loaded_routes():
+            try:
+                return route.url_path_for(name, **path_params)
+            except NoMatchFound:
+                pass
+        raise NoMatchFound(name, path_params)
+
+
+def include_deferred(app: FastAPI, prefixes: tuple[str, ...], factory: str) -> None:
+    app.router.routes.append(DeferredPages(app, prefixes, factory))
 
 
 def redirect_page(location: str) -> Response:
@@ -141,9 +197,10 @@ def create_console_app(services: ConsoleServices) -> FastAPI:
         page.start_session(services.signer.new_anonymous())
         return page.redirect(CONSOLE + "/login?signed_out=1")
 
-    if services.chat is not None:
-        app.include_router(chat_router())
-    app.include_router(agents_router())
+    # Chat's and the agents' pages are imported at their first request (see DeferredPages).
+    if services.chat_enabled:
+        include_deferred(app, (CONSOLE + "/chat",), "okyaku.console.pages_chat:chat_router")
+    include_deferred(app, (CONSOLE + "/approvals", CONSOLE + "/runs"), "okyaku.console.pages_agents:agents_router")
     app.include_router(ai_router())
     # Before the record pages: /contacts/new is not a record id.
     app.include_router(forms_router())

@@ -92,7 +92,7 @@ class Page:
                 "query": self.request.url.query,
                 "static": CONSOLE + "/static",
                 "console": CONSOLE,
-                "chat_enabled": self.services.chat is not None,
+                "chat_enabled": self.services.chat_enabled,
                 "bell": self._bell if self.session.signed_in else None,
                 "zone": self.zone,
                 **(context or {}),

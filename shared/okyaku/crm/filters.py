@@ -15,7 +15,7 @@ from okyaku.crm.schemas import ActivityType, LeadStatus, LifecycleStage, TaskPri
 class Filters(BaseModel):
     """Paging, sorting and search common to every list; unknown parameters are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, description="next_cursor of the previous page")

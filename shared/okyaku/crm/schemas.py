@@ -40,7 +40,7 @@ CustomProperties = dict[str, str | int | float | bool | None]
 class Input(BaseModel):
     """Unknown fields are refused, so a typo is a 422 rather than silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Patch(Input):
@@ -50,7 +50,7 @@ class Patch(Input):
 
 
 class RecordOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, defer_build=True)
 
     id: uuid.UUID
     version: int
