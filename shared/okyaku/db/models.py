@@ -252,7 +252,7 @@ class DealStageHistory(Base):
     __table_args__ = (
         # a stage's stays, for the next-best-action stage norms (0024): its entries, then each
         # entry's next row in the same deal's history
-        Index("ix_deal_stage_history_org_stage", "organization_id", "to_stage_id", "changed_at"),
+        Index("ix_deal_stage_history_org_stage", "organization_id", "to_stage_id"),
         Index("ix_deal_stage_history_deal_changed", "deal_id", "changed_at", "id"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

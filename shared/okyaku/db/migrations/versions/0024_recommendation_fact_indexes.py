@@ -20,9 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index(op.f("ix_tasks_deal_id"), "tasks", ["deal_id"], unique=False)
-    op.create_index(
-        "ix_deal_stage_history_org_stage", "deal_stage_history", ["organization_id", "to_stage_id", "changed_at"]
-    )
+    op.create_index("ix_deal_stage_history_org_stage", "deal_stage_history", ["organization_id", "to_stage_id"])
     op.create_index("ix_deal_stage_history_deal_changed", "deal_stage_history", ["deal_id", "changed_at", "id"])
 
 
