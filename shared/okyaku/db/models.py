@@ -250,8 +250,8 @@ class Deal(RecordMixin, Base):
 class DealStageHistory(Base):
     __tablename__ = "deal_stage_history"
     __table_args__ = (
-        # a stage's stays, for the next-best-action stage norms (0024): its entries, then each
-        # entry's next row in the same deal's history
+        # a stage's stays, for the next-best-action stage norms (0024): the deals that entered it,
+        # then those deals' histories in order
         Index("ix_deal_stage_history_org_stage", "organization_id", "to_stage_id"),
         Index("ix_deal_stage_history_deal_changed", "deal_id", "changed_at", "id"),
     )

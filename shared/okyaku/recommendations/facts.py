@@ -169,21 +169,24 @@ _STAGE_STAYS = text(
      WHERE left_at IS NOT NULL
     """
 )
-# The same stays for a few stages only (one record's cards): each entry into one of them, and the
-# row after it in the same deal's history (the window's lead(), by index: 0024), so a record's
-# refresh reads its stages' entries and not the organization's whole history.
+# The same stays for a few stages only (one record's cards): the window over the histories of the
+# deals that ever entered one of them, and nothing else. The deals are collected first, as an
+# array (an init plan, run once), so that the history is read by deal id (0024's indexes) and no
+# plan can turn it into a scan of the organization's history per row.
 _STAGE_STAYS_OF = text(
     """
-    SELECT h.to_stage_id AS stage_id, EXTRACT(EPOCH FROM (n.changed_at - h.changed_at)) / 86400.0 AS days
-      FROM deal_stage_history h
-      CROSS JOIN LATERAL (
-            SELECT n.changed_at
-              FROM deal_stage_history n
-             WHERE n.deal_id = h.deal_id AND n.changed_at <= :now AND (n.changed_at, n.id) > (h.changed_at, h.id)
-             ORDER BY n.changed_at, n.id
-             LIMIT 1
-      ) n
-     WHERE h.to_stage_id = ANY(:stages) AND h.changed_at <= :now
+    WITH stays AS (
+        SELECT to_stage_id AS stage_id, changed_at AS entered,
+               lead(changed_at) OVER (PARTITION BY deal_id ORDER BY changed_at, id) AS left_at
+          FROM deal_stage_history
+         WHERE changed_at <= :now
+           AND deal_id = ANY(ARRAY(
+                SELECT deal_id FROM deal_stage_history WHERE to_stage_id = ANY(:stages) AND changed_at <= :now
+           ))
+    )
+    SELECT stage_id, EXTRACT(EPOCH FROM (left_at - entered)) / 86400.0 AS days
+      FROM stays
+     WHERE left_at IS NOT NULL AND stage_id = ANY(:stages)
     """
 )
 

@@ -1,8 +1,8 @@
 """indexes the next-best-action facts of one record read
 
 Refreshing one record's cards reads its deal's open tasks (``tasks.deal_id`` had no index: every
-refresh scanned the organization's tasks) and the stays in that deal's stage (the stage's entries,
-then each entry's next row in the same deal's history), so neither grows with the organization.
+refresh scanned the organization's tasks) and the stays in that deal's stage (the deals that
+entered the stage, then those deals' histories in order), so neither reads the whole organization.
 
 Revision ID: 0024
 Revises: 0001
