@@ -250,6 +250,12 @@ class Deal(RecordMixin, Base):
 
 class DealStageHistory(Base):
     __tablename__ = "deal_stage_history"
+    __table_args__ = (
+        # a stage's stays, for the next-best-action stage norms (0024): the deals that entered it,
+        # then those deals' histories in order
+        Index("ix_deal_stage_history_org_stage", "organization_id", "to_stage_id"),
+        Index("ix_deal_stage_history_deal_changed", "deal_id", "changed_at", "id"),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     organization_id: Mapped[uuid.UUID] = org_fk()
     deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -313,7 +319,7 @@ class Task(RecordMixin, Base):
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
-    deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('simple', coalesce(title,'') || ' ' || coalesce(description,''))", persisted=True),

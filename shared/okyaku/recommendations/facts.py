@@ -119,28 +119,41 @@ def person_name(first: str | None, last: str | None, email: str | None) -> str:
 # --- organization-wide ---------------------------------------------------------------------------
 
 
+# One round trip for the typical deal value, whatever the organization's size: each median's
+# middle elements are picked in SQL (the amounts sorted there), and the arithmetic is
+# ``statistics.median``'s, in Python, so the figure is the same as over the fetched amounts.
+_DEAL_VALUES = text(
+    """
+    WITH amounts AS (
+        SELECT array_agg(d.amount ORDER BY d.amount) FILTER (WHERE s.is_won) AS won,
+               array_agg(d.amount ORDER BY d.amount) AS every
+          FROM deals d JOIN pipeline_stages s ON s.id = d.stage_id
+         WHERE d.amount IS NOT NULL AND d.created_at <= :now
+    )
+    SELECT coalesce(cardinality(won), 0) AS won_n, won[(cardinality(won) + 1) / 2] AS won_low,
+           won[cardinality(won) / 2 + 1] AS won_high,
+           coalesce(cardinality(every), 0) AS every_n, every[(cardinality(every) + 1) / 2] AS every_low,
+           every[cardinality(every) / 2 + 1] AS every_high,
+           (SELECT currency FROM deals GROUP BY currency ORDER BY count(*) DESC LIMIT 1) AS currency
+      FROM amounts
+    """
+)
+
+
+def _median(n: int, low: Any, high: Any) -> float:
+    """``statistics.median`` of n sorted floats given its middle one (odd n) or two (even n)."""
+    return float(low) if n % 2 else (float(low) + float(high)) / 2
+
+
 def organization_facts(session: Session, now: datetime, config: RecommendationSettings) -> OrganizationFacts:
     """The value of a typical deal: the median won amount, else the median of all amounts."""
-    won = [
-        float(a or 0)
-        for a in session.scalars(
-            select(Deal.amount)
-            .join(PipelineStage, PipelineStage.id == Deal.stage_id)
-            .where(PipelineStage.is_won.is_(True), Deal.amount.is_not(None), Deal.created_at <= now)
-        )
-    ]
-    currency = session.scalar(select(Deal.currency).group_by(Deal.currency).order_by(func.count().desc()).limit(1))
-    if len(won) >= config.min_value_samples:
-        return OrganizationFacts(now, statistics.median(won), "median won deal", currency or "USD")
-    amounts = [
-        float(a or 0)
-        for a in session.scalars(select(Deal.amount).where(Deal.amount.is_not(None), Deal.created_at <= now))
-    ]
-    if len(amounts) >= config.min_value_samples:
-        return OrganizationFacts(now, statistics.median(amounts), "median deal", currency or "USD")
-    return OrganizationFacts(
-        now, config.default_deal_value, "default (too few deals with an amount)", currency or "USD"
-    )
+    row = session.execute(_DEAL_VALUES, {"now": now}).one()
+    currency = row.currency or "USD"
+    if row.won_n >= config.min_value_samples:
+        return OrganizationFacts(now, _median(row.won_n, row.won_low, row.won_high), "median won deal", currency)
+    if row.every_n >= config.min_value_samples:
+        return OrganizationFacts(now, _median(row.every_n, row.every_low, row.every_high), "median deal", currency)
+    return OrganizationFacts(now, config.default_deal_value, "default (too few deals with an amount)", currency)
 
 
 _STAGE_STAYS = text(
@@ -156,13 +169,45 @@ _STAGE_STAYS = text(
      WHERE left_at IS NOT NULL
     """
 )
+# The same stays for a few stages only (one record's cards): the window over the histories of the
+# deals that ever entered one of them, and nothing else. The deals are collected first, as an
+# array (an init plan, run once), so that the history is read by deal id (0024's indexes) and no
+# plan can turn it into a scan of the organization's history per row.
+_STAGE_STAYS_OF = text(
+    """
+    WITH stays AS (
+        SELECT to_stage_id AS stage_id, changed_at AS entered,
+               lead(changed_at) OVER (PARTITION BY deal_id ORDER BY changed_at, id) AS left_at
+          FROM deal_stage_history
+         WHERE changed_at <= :now
+           AND deal_id = ANY(ARRAY(
+                SELECT deal_id FROM deal_stage_history WHERE to_stage_id = ANY(:stages) AND changed_at <= :now
+           ))
+    )
+    SELECT stage_id, EXTRACT(EPOCH FROM (left_at - entered)) / 86400.0 AS days
+      FROM stays
+     WHERE left_at IS NOT NULL AND stage_id = ANY(:stages)
+    """
+)
 
 
-def stage_norms(session: Session, now: datetime, config: RecommendationSettings) -> dict[uuid.UUID, StageNorm]:
-    """Median days per stage over the completed stays in the organization's stage history; a
-    stage with fewer than ``min_stage_samples`` stays gets the labelled default."""
+def stage_norms(
+    session: Session,
+    now: datetime,
+    config: RecommendationSettings,
+    stage_ids: Sequence[uuid.UUID] | None = None,
+) -> dict[uuid.UUID, StageNorm]:
+    """Median days per stage over the completed stays in the organization's stage history (of
+    every stage, or of ``stage_ids``); a stage with fewer than ``min_stage_samples`` stays gets
+    the labelled default."""
+    if stage_ids is None:
+        rows = session.execute(_STAGE_STAYS, {"now": now})
+    elif stage_ids:
+        rows = session.execute(_STAGE_STAYS_OF, {"now": now, "stages": list(stage_ids)})
+    else:
+        return {}
     stays: dict[uuid.UUID, list[float]] = {}
-    for row in session.execute(_STAGE_STAYS, {"now": now}):
+    for row in rows:
         stays.setdefault(row.stage_id, []).append(float(row.days))
     return {
         stage_id: StageNorm(statistics.median(days), len(days), "history")
@@ -194,24 +239,33 @@ def _open_tasks(
     return [(r.deal_id, r.contact_id, TaskFact(r.id, r.title, r.due_date or now + timedelta(days=365))) for r in rows]
 
 
+# A target's scores are of one entity type; naming it lets ix_predictions_entity narrow by id.
+_SCORED_ENTITY = {"lead_score": "contact", "churn_risk": "contact", "deal_forecast": "deal"}
 _LATEST_SCORES = """
-    SELECT DISTINCT ON (entity_id) entity_id, score, method, created_at
+    (SELECT DISTINCT ON (entity_id) {ask} AS ask, entity_id, score, method, created_at
       FROM predictions
-     WHERE target = :target AND created_at <= :now {narrow}
-     ORDER BY entity_id, created_at DESC
+     WHERE target = :target_{ask} AND entity_type = :entity_type_{ask} AND created_at <= :now_{ask} {narrow}
+     ORDER BY entity_id, created_at DESC)
 """
 
 
 def _scores(
-    session: Session, target: str, ids: Sequence[uuid.UUID] | None, now: datetime
-) -> dict[uuid.UUID, ScoreFact]:
-    """The latest stored score at or before ``now`` per entity (predictions keep their history)."""
-    params: dict[str, Any] = {"target": target, "now": now}
+    session: Session, asks: Sequence[tuple[str, datetime]], ids: Sequence[uuid.UUID] | None
+) -> list[dict[uuid.UUID, ScoreFact]]:
+    """Per (target, moment) asked: the latest stored score at or before that moment per entity
+    (predictions keep their history); all of them in one round trip."""
+    params: dict[str, Any] = {}
     narrow = ""
     if ids is not None:
         narrow, params["ids"] = "AND entity_id = ANY(:ids)", list(ids)
-    rows = session.execute(text(_LATEST_SCORES.format(narrow=narrow)), params)
-    return {r.entity_id: ScoreFact(float(r.score), str(r.method), r.created_at) for r in rows}
+    parts = []
+    for ask, (target, moment) in enumerate(asks):
+        params |= {f"target_{ask}": target, f"entity_type_{ask}": _SCORED_ENTITY[target], f"now_{ask}": moment}
+        parts.append(_LATEST_SCORES.format(ask=ask, narrow=narrow))
+    out: list[dict[uuid.UUID, ScoreFact]] = [{} for _ in asks]
+    for r in session.execute(text(" UNION ALL ".join(parts)), params):
+        out[r.ask][r.entity_id] = ScoreFact(float(r.score), str(r.method), r.created_at)
+    return out
 
 
 def load_deals(
@@ -260,17 +314,30 @@ def load_deals(
     ids = [d.id for d in deals]
     contact_ids = [d.contact_id for d in deals if d.contact_id is not None]
     narrow = deal_ids is not None
-    deal_touch = dict(
-        session.execute(
-            select(Activity.deal_id, func.max(Activity.occurred_at))
-            .where(
-                Activity.deal_id.is_not(None),
-                Activity.occurred_at <= now,
-                _ids_filter(Activity.deal_id, ids if narrow else None),
-            )
-            .group_by(Activity.deal_id)
-        ).all()
+    # The last touch of each deal and its last proposal e-mail, in one pass over its activities.
+    words = [f"%{w}%" for w in config.proposal_words]
+    mentions = or_(*[Activity.subject.ilike(w) for w in words], *[Activity.body.ilike(w) for w in words])
+    sent_proposal = and_(
+        Activity.type == "email", or_(Activity.direction.is_(None), Activity.direction != "inbound"), mentions
     )
+    deal_touch: dict[uuid.UUID, datetime] = {}
+    proposals: dict[uuid.UUID, datetime] = {}
+    for r in session.execute(
+        select(
+            Activity.deal_id,
+            func.max(Activity.occurred_at).label("last"),
+            func.max(Activity.occurred_at).filter(sent_proposal).label("proposal"),
+        )
+        .where(
+            Activity.deal_id.is_not(None),
+            Activity.occurred_at <= now,
+            _ids_filter(Activity.deal_id, ids if narrow else None),
+        )
+        .group_by(Activity.deal_id)
+    ):
+        deal_touch[r.deal_id] = r.last
+        if r.proposal is not None:
+            proposals[r.deal_id] = r.proposal
     contact_touch = dict(
         session.execute(
             select(Activity.contact_id, func.max(Activity.occurred_at))
@@ -282,30 +349,14 @@ def load_deals(
             .group_by(Activity.contact_id)
         ).all()
     )
-    words = [f"%{w}%" for w in config.proposal_words]
-    mentions = or_(*[Activity.subject.ilike(w) for w in words], *[Activity.body.ilike(w) for w in words])
-    proposals = dict(
-        session.execute(
-            select(Activity.deal_id, func.max(Activity.occurred_at))
-            .where(
-                Activity.deal_id.is_not(None),
-                Activity.type == "email",
-                or_(Activity.direction.is_(None), Activity.direction != "inbound"),
-                Activity.occurred_at <= now,
-                mentions,
-                _ids_filter(Activity.deal_id, ids if narrow else None),
-            )
-            .group_by(Activity.deal_id)
-        ).all()
-    )
     tasks: dict[uuid.UUID, list[TaskFact]] = {}
     for deal_id, _contact, fact in _open_tasks(
         session, now, and_(Task.deal_id.is_not(None), _ids_filter(Task.deal_id, ids if narrow else None))
     ):
         assert deal_id is not None
         tasks.setdefault(deal_id, []).append(fact)
-    forecasts = _scores(session, "deal_forecast", ids if narrow else None, now)
-    norms = stage_norms(session, now, config)
+    (forecasts,) = _scores(session, [("deal_forecast", now)], ids if narrow else None)
+    norms = stage_norms(session, now, config, sorted({d.stage_id for d in deals}) if narrow else None)
     out: list[DealFacts] = []
     for d in deals:
         pipeline_stages = [s for s in by_pipeline.get(d.pipeline_id, []) if not (s.is_won or s.is_lost)]
@@ -410,9 +461,10 @@ def load_contacts(
         if deal_id is not None:  # a deal's task is that deal's card; the contact still counts it as open
             overdue_elsewhere.add(fact.task_id)
     scope = ids if narrow else None
-    leads = _scores(session, "lead_score", scope, now)
-    churn = _scores(session, "churn_risk", scope, now)
-    churn_before = _scores(session, "churn_risk", scope, now - timedelta(days=config.churn_lookback_days))
+    before = now - timedelta(days=config.churn_lookback_days)
+    leads, churn, churn_before = _scores(
+        session, [("lead_score", now), ("churn_risk", now), ("churn_risk", before)], scope
+    )
     out = []
     for c in contacts:
         last, count = activity.get(c.id, (None, 0))

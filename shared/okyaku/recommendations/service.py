@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from okyaku.agents.approvals import ApprovalService
@@ -201,15 +201,28 @@ class RecommendationService:
     def _scope(
         self, session: Session, entity_type: CardEntity, entity_id: uuid.UUID
     ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        """The deals and contacts whose cards the entity shows, read with its existence check in
+        one statement. RLS: another organization's id is simply not found."""
         model: Any = {"deal": Deal, "contact": Contact, "company": Company}[entity_type]
-        if session.get(model, entity_id) is None:  # RLS: another organization's id is simply not found
+        deals: Any = None
+        contacts: Any = None
+        if entity_type == "contact":
+            deals = select(func.array_agg(Deal.id)).where(Deal.contact_id == entity_id).scalar_subquery()
+        elif entity_type == "company":
+            deals = select(func.array_agg(Deal.id)).where(Deal.company_id == entity_id).scalar_subquery()
+            contacts = select(func.array_agg(Contact.id)).where(Contact.company_id == entity_id).scalar_subquery()
+        row = session.execute(
+            select(
+                model.id, literal(None) if deals is None else deals, literal(None) if contacts is None else contacts
+            ).where(model.id == entity_id)
+        ).one_or_none()
+        if row is None:
             raise NotFound(f"{entity_type} {entity_id} not found", details={"id": str(entity_id)})
         if entity_type == "deal":
             return [entity_id], []
         if entity_type == "contact":
-            return list(session.scalars(select(Deal.id).where(Deal.contact_id == entity_id))), [entity_id]
-        deals = list(session.scalars(select(Deal.id).where(Deal.company_id == entity_id)))
-        return deals, list(session.scalars(select(Contact.id).where(Contact.company_id == entity_id)))
+            return list(row[1] or []), [entity_id]
+        return list(row[1] or []), list(row[2] or [])
 
     def priorities(self, organization_id: uuid.UUID, user_id: uuid.UUID | None, *, limit: int = 20) -> dict[str, Any]:
         """Today's list for a user: visible cards on the records they own, best first."""
