@@ -76,7 +76,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(runtime: Runtime, smtp: TestSmtpServer, clock: Clock) -> EmailService:
-    return EmailService(runtime, transport=smtp_transport(smtp.port), dispatcher=RecordingDispatcher(), clock=clock)
+    return smtp_outbox(runtime, smtp.port, clock)
+
+
+def smtp_outbox(runtime: Runtime, port: int, clock: Clock) -> EmailService:
+    """The outbox sending to the SMTP server on ``port``, its jobs recorded (run them by hand)."""
+    return EmailService(runtime, transport=smtp_transport(port), dispatcher=RecordingDispatcher(), clock=clock)
 
 
 def emails_client(service: EmailService, tenant: Tenant) -> TestClient:
@@ -265,12 +270,7 @@ def test_a_server_that_is_down_is_retried_with_the_same_message_id_and_nothing_i
 
 
 def test_transient_failures_give_up_after_the_last_attempt(org: Tenant, runtime: Runtime, clock: Clock) -> None:
-    service = EmailService(
-        with_settings(runtime, email_max_attempts=2),
-        transport=smtp_transport(free_port()),
-        dispatcher=RecordingDispatcher(),
-        clock=clock,
-    )
+    service = smtp_outbox(with_settings(runtime, email_max_attempts=2), free_port(), clock)  # nobody listens
     person = contact(org)
     queued = (
         emails_client(service, org)
@@ -348,10 +348,7 @@ def test_a_notification_whose_title_has_a_line_break_is_sent_on_one_subject_line
 def test_two_workers_racing_send_each_email_once(
     org: Tenant, runtime: Runtime, smtp: TestSmtpServer, clock: Clock
 ) -> None:
-    workers = [
-        EmailService(runtime, transport=smtp_transport(smtp.port), dispatcher=RecordingDispatcher(), clock=clock)
-        for _ in range(2)
-    ]
+    workers = [smtp_outbox(runtime, smtp.port, clock) for _ in range(2)]
     client = emails_client(workers[0], org)
     people = [contact(org) for _ in range(4)]
     ids = [
@@ -404,20 +401,14 @@ def test_an_email_whose_workers_keep_dying_is_given_up_after_the_last_attempt(
 ) -> None:
     """A worker killed mid-send (a Lambda timeout, out of memory) never settles: each lease expiry
     would send it again, for ever. After EMAIL_MAX_ATTEMPTS claims it is failed, not sent again."""
-    settings = runtime.settings.model_copy(update={"email_max_attempts": 2})
-    service = EmailService(
-        Runtime(settings, db=runtime.db, publisher=None),
-        transport=smtp_transport(smtp.port),
-        dispatcher=RecordingDispatcher(),
-        clock=clock,
-    )
+    service = smtp_outbox(with_settings(runtime, email_max_attempts=2), smtp.port, clock)
     person = contact(org)
     queued = (
         emails_client(service, org)
         .post("/api/v1/emails", json={"contact_id": person["id"], "subject": "Poison", "body": "x"})
         .json()
     )
-    lease = timedelta(seconds=settings.email_send_lease_s)
+    lease = timedelta(seconds=service.settings.email_send_lease_s)
     for _ in range(2):  # two workers claim it and die before settling
         with service.runtime.db.organization_scope(org.id) as session:
             assert claim_next(session, clock(), lease) is not None
@@ -452,12 +443,7 @@ def test_a_contact_address_that_names_a_second_recipient_is_refused(
 def test_the_hourly_cap_answers_429_with_a_machine_readable_body(
     org: Tenant, make_tenant: Any, runtime: Runtime, smtp: TestSmtpServer, clock: Clock
 ) -> None:
-    service = EmailService(
-        with_settings(runtime, email_hourly_limit=2),
-        transport=smtp_transport(smtp.port),
-        dispatcher=RecordingDispatcher(),
-        clock=clock,
-    )
+    service = smtp_outbox(with_settings(runtime, email_hourly_limit=2), smtp.port, clock)
     client = emails_client(service, org)
     person = contact(org)
     body = {"contact_id": person["id"], "subject": "Hi", "body": "x"}
@@ -494,7 +480,7 @@ def test_the_hourly_cap_holds_when_two_requests_queue_at_the_same_moment(
     from okyaku.email.service import EmailDraft, queue_email
     from okyaku.errors import RateLimited
 
-    capped = Runtime(runtime.settings.model_copy(update={"email_hourly_limit": 1}), db=runtime.db, publisher=None)
+    capped = with_settings(runtime, email_hourly_limit=1)
     service = EmailService(capped, dispatcher=RecordingDispatcher(), clock=clock)
     person = contact(org)
     draft = EmailDraft(contact_id=uuid.UUID(person["id"]), subject="Hi", body="x")
@@ -576,7 +562,7 @@ def test_approving_a_draft_beyond_the_hourly_cap_answers_429_and_leaves_it_pendi
     capped = with_settings(runtime, email_hourly_limit=1)
     kicked: list[uuid.UUID] = []
     approvals = ApprovalService(capped, clock=clock, on_email_queued=lambda _org, email_id: kicked.append(email_id))
-    service = EmailService(capped, transport=smtp_transport(smtp.port), dispatcher=RecordingDispatcher(), clock=clock)
+    service = smtp_outbox(capped, smtp.port, clock)
     person = contact(org)
     assert (
         emails_client(service, org)
