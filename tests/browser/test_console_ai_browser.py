@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -19,43 +18,31 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from okyaku.config import Settings
-from okyaku.console.app import create_console_app
-from okyaku.console.services import ConsoleServices, console_services
-from okyaku.console.sessions import SessionSigner
-from okyaku.crm.api import create_crm_app
 from okyaku.db import Database
 from okyaku.db.models import Activity
 from okyaku.llm import LLMConfig, LLMGateway
 from okyaku.local.postgres import LocalDatabase
 from okyaku.recommendations.models import Recommendation
-from okyaku.runtime import Runtime
-from okyaku.tenancy import NewOrganization, create_organization
-from tests.browser.conftest import LoopbackServer, axe_violations
-from tests.browser.test_console_browser import (
-    LAPTOP,
-    PHONE,
-    UNLABELLED,
+from okyaku.tenancy import create_organization
+from tests.browser.conftest import (
+    ConsoleWorld,
+    accessible_at_both_widths,
+    api_client,
+    axe_violations,
     check_accessible,
-    fits_the_viewport,
+    console_runtime,
+    console_server,
+    laptop_tab,
     shot,
-    sign_in,
 )
-from tests.conftest import STAGES, RecordingPublisher
+from tests.browser.test_console_browser import sign_in
+from tests.conftest import STAGES
 from tests.support.fixtures import llm_settings_for
 from tests.support.hashing_embedder import HashingEmbedder
 from tests.support.openai_server import Reply, ScriptedOpenAIServer
 
 
-@dataclass
-class World:
-    url: str
-    services: ConsoleServices
-    runtime: Runtime
-    openai: ScriptedOpenAIServer
-    ours: NewOrganization
-    ids: dict[str, str] = field(default_factory=dict)
-
+class World(ConsoleWorld):
     def card(self, deal_or_contact: str, rule: str) -> Recommendation:
         with self.runtime.db.organization_scope(self.ours.organization_id) as session:
             found = session.scalar(
@@ -142,47 +129,22 @@ def seed(client: TestClient, user_id: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world(pg: LocalDatabase, db: Database) -> Iterator[World]:
-    settings = Settings(database_url=pg.app_url, database_migration_url=pg.owner_url)
-    runtime = Runtime(settings, db=db, publisher=RecordingPublisher())
+    runtime = console_runtime(pg, db)
     ours = create_organization(db, f"AI cards {uuid.uuid4().hex[:6]}", "rep@cards.example")
-    with TestClient(create_crm_app(runtime), headers={"Authorization": f"Bearer {ours.api_key}"}) as client:
+    with api_client(runtime, ours.api_key) as client:
         ids = seed(client, str(ours.user_id))
     with ScriptedOpenAIServer() as openai:
         # A high breaker threshold: the "language model down" test must not open it for the agent tests.
         llm = LLMGateway(LLMConfig.from_settings(llm_settings_for(openai.base_url, llm_breaker_failure_threshold=1000)))
-        services = console_services(
-            runtime,
-            llm=llm,
-            signer=SessionSigner("ai-browser-test-secret", ttl_s=3600),
-            embedder=HashingEmbedder(),
-            explanations="template",
-        )
-        with LoopbackServer(create_console_app(services)) as server:
-            yield World(server.url, services, runtime, openai, ours, ids)
+        with console_server(runtime, llm, "ai-browser-test-secret", embedder=HashingEmbedder()) as (url, services):
+            yield World(url, services, runtime, openai, ours, ids)
         llm.close()
 
 
 @pytest.fixture
 def page(browser: Any, world: World) -> Iterator[Any]:
-    context = browser.new_context(viewport=LAPTOP, base_url=world.url)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-def accessible_at_both_widths(page: Any, axe_source: str, screenshots: Any, name: str, *, fresh: bool = True) -> None:
-    """axe-clean, every control labelled, no sideways scrolling on a phone; on a freshly loaded page
-    (``fresh``) the first Tab also reaches the skip link."""
-    if fresh:
-        check_accessible(page)
-    else:
-        assert page.evaluate(UNLABELLED) == []
-    assert axe_violations(page, axe_source) == []
-    shot(page, screenshots, name)
-    page.set_viewport_size(PHONE)
-    assert fits_the_viewport(page), f"{name} scrolls sideways on a phone"
-    shot(page, screenshots, name + "-phone")
-    page.set_viewport_size(LAPTOP)
+    with laptop_tab(browser, world.url) as tab:
+        yield tab
 
 
 def open_record(page: Any, path: str) -> None:

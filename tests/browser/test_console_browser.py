@@ -14,18 +14,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from okyaku.agents.schemas import RunRequest
-from okyaku.config import Settings
-from okyaku.console.app import create_console_app
-from okyaku.console.services import ConsoleServices, console_services
-from okyaku.console.sessions import SessionSigner
-from okyaku.crm.api import create_crm_app
+from okyaku.console.services import ConsoleServices
 from okyaku.crm.schemas import DealUpdate
 from okyaku.db import Database
 from okyaku.embeddings.indexer import EmbeddingIndexer
@@ -33,13 +28,23 @@ from okyaku.llm import LLMConfig, LLMGateway
 from okyaku.local.postgres import LocalDatabase
 from okyaku.runtime import Runtime
 from okyaku.tenancy import NewOrganization, Principal, create_organization
-from tests.browser.conftest import LoopbackServer
-from tests.conftest import STAGES, RecordingPublisher, free_port
+from tests.browser.conftest import (  # noqa: F401  (LAPTOP, PHONE, UNLABELLED, ...: other modules import them from here)
+    LAPTOP,
+    PHONE,
+    UNLABELLED,
+    api_client,
+    at_phone_width,
+    check_accessible,
+    console_runtime,
+    console_server,
+    fits_the_viewport,
+    laptop_tab,
+    shot,
+    sign_in_with,
+)
+from tests.conftest import STAGES, free_port
 from tests.support.fixtures import llm_settings_for
 from tests.support.openai_server import Reply, ScriptedOpenAIServer
-
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1366, "height": 900}
 
 
 @dataclass
@@ -158,65 +163,31 @@ def seed(client: TestClient, *, prefix: str = "") -> dict[str, str]:
 def world(pg: LocalDatabase, db: Database) -> Iterator[World]:
     from okyaku.embeddings.llm_adapter import LocalModelEmbedder
 
-    settings = Settings(database_url=pg.app_url, database_migration_url=pg.owner_url)
-    runtime = Runtime(settings, db=db, publisher=RecordingPublisher())
+    runtime = console_runtime(pg, db)
     ours = create_organization(db, f"Ours {uuid.uuid4().hex[:6]}", "reviewer@ours.example")
     theirs = create_organization(db, f"Theirs {uuid.uuid4().hex[:6]}", "admin@theirs.example")
-    crm = create_crm_app(runtime)
-    with TestClient(crm, headers={"Authorization": f"Bearer {ours.api_key}"}) as client:
+    with api_client(runtime, ours.api_key) as client:
         ids = seed(client)
-    with TestClient(crm, headers={"Authorization": f"Bearer {theirs.api_key}"}) as client:
+    with api_client(runtime, theirs.api_key) as client:
         their_ids = seed(client, prefix="Zephyr ")
     embedder = LocalModelEmbedder()
     EmbeddingIndexer(db, embedder).backfill(organization_ids=[ours.organization_id, theirs.organization_id])
     with ScriptedOpenAIServer() as openai:
         llm = LLMGateway(LLMConfig.from_settings(llm_settings_for(openai.base_url)))
-        services = console_services(
-            runtime,
-            llm=llm,
-            signer=SessionSigner("browser-test-secret", ttl_s=3600),
-            embedder=embedder,
-            explanations="template",
-        )
-        with LoopbackServer(create_console_app(services)) as server:
-            yield World(server.url, services, runtime, openai, ours, theirs, ids, their_ids)
+        with console_server(runtime, llm, "browser-test-secret", embedder=embedder) as (url, services):
+            yield World(url, services, runtime, openai, ours, theirs, ids, their_ids)
         llm.close()
 
 
 @pytest.fixture
 def page(browser: Any, world: World) -> Iterator[Any]:
-    context = browser.new_context(viewport=LAPTOP, base_url=world.url)
-    tab = context.new_page()
-    yield tab
-    context.close()
+    with laptop_tab(browser, world.url) as tab:
+        yield tab
 
 
 def sign_in(page: Any, world: World, api_key: str | None = None) -> None:
-    page.goto("/console/login")
-    page.get_by_label("API key").fill(api_key or world.ours.api_key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console/today")  # Today is the landing page
+    sign_in_with(page, api_key or world.ours.api_key)
     assert page.get_by_role("heading", name="Today", level=1).is_visible()
-
-
-def shot(page: Any, screenshots: Path, name: str) -> None:
-    page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
-
-
-def fits_the_viewport(page: Any) -> bool:
-    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
-
-
-UNLABELLED = """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
-  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.outerHTML)"""
-
-
-def check_accessible(page: Any) -> None:
-    """Every control has a label, the page has its landmarks, and the first Tab reaches the skip link."""
-    assert page.evaluate(UNLABELLED) == []
-    assert page.locator("main#main").count() == 1 and page.locator("h1").count() == 1
-    page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
 
 
 def test_sign_in_see_the_dashboard_on_laptop_and_phone_then_sign_out(page, world, screenshots) -> None:
@@ -243,10 +214,7 @@ def test_sign_in_see_the_dashboard_on_laptop_and_phone_then_sign_out(page, world
     check_accessible(page)
     shot(page, screenshots, "02-dashboard")
 
-    page.set_viewport_size(PHONE)
-    assert fits_the_viewport(page), "the dashboard scrolls sideways on a phone"
-    shot(page, screenshots, "02-dashboard-phone")
-    page.set_viewport_size(LAPTOP)
+    at_phone_width(page, screenshots, "02-dashboard")
 
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/console/login?signed_out=1")
@@ -274,10 +242,7 @@ def test_search_by_keyword_and_by_meaning_then_open_records(page, world, screens
     assert page.get_by_role("link", name="Aurora Optics").is_visible()
     check_accessible(page)
     shot(page, screenshots, "04-contact-record")
-    page.set_viewport_size(PHONE)
-    assert fits_the_viewport(page), "the record page scrolls sideways on a phone"
-    shot(page, screenshots, "04-contact-record-phone")
-    page.set_viewport_size(LAPTOP)
+    at_phone_width(page, screenshots, "04-contact-record")
 
     # "where are our trucks" shares no word with any deal: keyword search finds nothing, search by
     # meaning finds the fleet-tracking deal of the freight company.
@@ -377,10 +342,7 @@ def test_approve_edit_then_approve_reject_and_the_stale_record_conflict(page, wo
     assert reason in card.inner_text()
     check_accessible(page)
     shot(page, screenshots, "09-approval-queue")
-    page.set_viewport_size(PHONE)
-    assert fits_the_viewport(page), "the approval queue scrolls sideways on a phone"
-    shot(page, screenshots, "09-approval-queue-phone")
-    page.set_viewport_size(LAPTOP)
+    at_phone_width(page, screenshots, "09-approval-queue")
 
     card.get_by_role("button", name="Approve", exact=True).click()
     page.wait_for_url("**notice=approved")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,21 +24,26 @@ from sqlalchemy import func, select
 from okyaku.anomalies import detectors
 from okyaku.anomalies.series import SeriesSettings, judge_recent
 from okyaku.anomalies.store import notify_new, upsert_findings
-from okyaku.config import Settings
-from okyaku.console.app import create_console_app
-from okyaku.console.services import ConsoleServices, console_services
-from okyaku.console.sessions import SessionSigner
 from okyaku.conversation.responses import CompetitorIn
-from okyaku.crm.api import create_crm_app
 from okyaku.db import Database
 from okyaku.db.models import Activity
 from okyaku.llm import LLMConfig, LLMGateway
 from okyaku.local.postgres import LocalDatabase
-from okyaku.runtime import Runtime
-from okyaku.tenancy import NewOrganization, create_organization
-from tests.browser.conftest import LoopbackServer, axe_violations
-from tests.browser.test_console_browser import LAPTOP, PHONE, check_accessible, fits_the_viewport, shot, sign_in
-from tests.conftest import STAGES, RecordingPublisher
+from okyaku.tenancy import create_organization
+from tests.browser.conftest import (
+    ConsoleWorld as World,
+)
+from tests.browser.conftest import (
+    accessible_at_both_widths,
+    api_client,
+    axe_violations,
+    console_runtime,
+    console_server,
+    laptop_tab,
+    shot,
+)
+from tests.browser.test_console_browser import sign_in
+from tests.conftest import STAGES
 from tests.support.fixtures import llm_settings_for
 from tests.support.openai_server import Reply, ScriptedOpenAIServer
 
@@ -93,20 +97,6 @@ def meeting_analysis() -> dict[str, Any]:
         "competitors": [{"name": "Salesforce", "quote": "Salesforce"}],
         "sentiment": {"score": -0.4, "label": "negative", "quotes": ["She worries the price is too high"]},
     }
-
-
-@dataclass
-class World:
-    url: str
-    services: ConsoleServices
-    runtime: Runtime
-    openai: ScriptedOpenAIServer
-    ours: NewOrganization
-    ids: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def organization_id(self) -> uuid.UUID:
-        return self.ours.organization_id
 
 
 def seed(client: TestClient) -> dict[str, str]:
@@ -181,10 +171,9 @@ def plant_anomalies(world: World) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world(pg: LocalDatabase, db: Database) -> Iterator[World]:
-    settings = Settings(database_url=pg.app_url, database_migration_url=pg.owner_url)
-    runtime = Runtime(settings, db=db, publisher=RecordingPublisher())
+    runtime = console_runtime(pg, db)
     org = create_organization(db, f"Insights {uuid.uuid4().hex[:6]}", "rep@insights.example")
-    with TestClient(create_crm_app(runtime), headers={"Authorization": f"Bearer {org.api_key}"}) as client:
+    with api_client(runtime, org.api_key) as client:
         ids = seed(client)
     with ScriptedOpenAIServer() as openai:
         # No retries, and a breaker that does not open: "down, then up" is the next request.
@@ -192,13 +181,10 @@ def world(pg: LocalDatabase, db: Database) -> Iterator[World]:
             LLMConfig.from_settings(llm_settings_for(openai.base_url)), max_retries=0, breaker_failure_threshold=1000
         )
         llm = LLMGateway(config)
-        services = console_services(
-            runtime, llm=llm, signer=SessionSigner("ai-browser-secret", ttl_s=3600), explanations="template"
-        )
-        assert services.conversation is not None and services.anomalies is not None
-        services.conversation.replace_competitors(org.organization_id, [CompetitorIn(name="Salesforce")])
-        with LoopbackServer(create_console_app(services)) as server:
-            world = World(server.url, services, runtime, openai, org, ids)
+        with console_server(runtime, llm, "ai-browser-secret") as (url, services):
+            assert services.conversation is not None and services.anomalies is not None
+            services.conversation.replace_competitors(org.organization_id, [CompetitorIn(name="Salesforce")])
+            world = World(url, services, runtime, openai, org, ids)
             world.ids.update({f"anomaly:{k}": v for k, v in plant_anomalies(world).items()})
             yield world
         llm.close()
@@ -206,22 +192,9 @@ def world(pg: LocalDatabase, db: Database) -> Iterator[World]:
 
 @pytest.fixture
 def page(browser: Any, world: World) -> Iterator[Any]:
-    context = browser.new_context(viewport=LAPTOP, base_url=world.url)
-    tab = context.new_page()
-    yield tab
-    context.close()
+    with laptop_tab(browser, world.url) as tab:
+        yield tab
     world.openai.fault = None
-
-
-def assert_axe_clean(page: Any, axe_source: str) -> None:
-    assert axe_violations(page, axe_source) == []
-
-
-def at_phone_width(page: Any, screenshots: Any, name: str) -> None:
-    page.set_viewport_size(PHONE)
-    assert fits_the_viewport(page), f"{name} scrolls sideways on a phone"
-    shot(page, screenshots, name + "-phone")
-    page.set_viewport_size(LAPTOP)
 
 
 def activity_item(page: Any, subject: str) -> Any:
@@ -270,10 +243,7 @@ def test_an_activity_s_analysis_with_its_quotes_highlighted(page, world, screens
     assert "Priya has a $45k budget" in call.inner_text()
     assert call.get_by_role("button", name="Analyze again").is_visible()
     assert len(world.openai.requests_to("chat")) == requests
-    check_accessible(page)
-    assert_axe_clean(page, axe_source)
-    shot(page, screenshots, "40-activity-insights")
-    at_phone_width(page, screenshots, "40-activity-insights")
+    accessible_at_both_widths(page, axe_source, screenshots, "40-activity-insights")
 
 
 def test_analyze_now_while_the_model_is_down_then_up(page, world, screenshots, axe_source) -> None:
@@ -292,7 +262,7 @@ def test_analyze_now_while_the_model_is_down_then_up(page, world, screenshots, a
     marks = meeting.locator("blockquote.quoted-text mark").all_inner_texts()
     assert any("Salesforce" in m for m in marks) and any("2026-12-20" in m for m in marks), marks
     assert "without the language model" in meeting.inner_text()
-    assert_axe_clean(page, axe_source)
+    assert axe_violations(page, axe_source) == []
     shot(page, screenshots, "41-activity-waiting-for-the-model")
 
     page.reload()  # the waiting state is stored: it survives the page
@@ -329,7 +299,7 @@ def test_summarize_a_draft_stores_nothing(page, world, screenshots, axe_source) 
     assert "We will send the ROI model by 2026-12-20" in summary.locator("mark").all_inner_texts()
     assert activities() == before
     assert page.get_by_label("Notes").input_value() == MEETING  # the draft is still there to log
-    assert_axe_clean(page, axe_source)
+    assert axe_violations(page, axe_source) == []
     shot(page, screenshots, "42-draft-summary")
 
 
@@ -351,10 +321,7 @@ def test_anomalies_acknowledge_and_dismiss_with_a_note(page, world, screenshots,
     assert "critical" in cards.first.inner_text()  # worst first
     chart = page.get_by_role("img", name="activities per day: the series, its baseline (dashed) and flagged days (red)")
     assert chart.locator("circle.flagged").count() >= 1 and chart.locator("polyline.baseline").count() == 1
-    check_accessible(page)
-    assert_axe_clean(page, axe_source)
-    shot(page, screenshots, "43-anomalies")
-    at_phone_width(page, screenshots, "43-anomalies")
+    accessible_at_both_widths(page, axe_source, screenshots, "43-anomalies")
 
     page.get_by_label("Severity").select_option("critical")
     page.get_by_role("button", name="Filter").click()
@@ -409,10 +376,7 @@ def test_the_weekly_insights_week_by_week(page, world, screenshots, axe_source) 
     attention = page.get_by_role("region", name="Deals needing attention")
     assert "No activity on Raman welding cells" in attention.inner_text()  # the open anomaly of the deal
     assert page.get_by_role("region", name="Top performers").is_visible()
-    check_accessible(page)
-    assert_axe_clean(page, axe_source)
-    shot(page, screenshots, "44-insights")
-    at_phone_width(page, screenshots, "44-insights")
+    accessible_at_both_widths(page, axe_source, screenshots, "44-insights")
 
     page.get_by_role("link", name=f"Week of {older.isoformat()}").click()
     page.wait_for_url(f"**week={older.isoformat()}")
@@ -434,10 +398,7 @@ def test_the_bell_and_mark_read(page, world, screenshots, axe_source) -> None:
     page.wait_for_url("**/console/notifications")
     critical = page.locator("li.notification.severity-critical")
     assert critical.count() == 1 and "No activity on Raman welding cells" in critical.inner_text()
-    check_accessible(page)
-    assert_axe_clean(page, axe_source)
-    shot(page, screenshots, "45-notifications")
-    at_phone_width(page, screenshots, "45-notifications")
+    accessible_at_both_widths(page, axe_source, screenshots, "45-notifications")
 
     critical.get_by_role("button", name="Mark read").click()
     assert page.get_by_role("status").first.inner_text() == "Marked read."

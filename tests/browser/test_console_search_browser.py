@@ -13,21 +13,25 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from okyaku.config import Settings
-from okyaku.console.app import create_console_app
 from okyaku.console.forms import MAX_OPTIONS
-from okyaku.console.services import console_services
-from okyaku.console.sessions import SessionSigner
-from okyaku.crm.api import create_crm_app
 from okyaku.crm.imports import ImportOptions, run_import
 from okyaku.db import Database
 from okyaku.llm import LLMConfig, LLMGateway
 from okyaku.local.postgres import LocalDatabase
-from okyaku.runtime import Runtime
 from okyaku.tenancy import NewOrganization, create_organization
-from tests.browser.conftest import LoopbackServer, axe_violations
-from tests.browser.test_console_browser import LAPTOP, PHONE, check_accessible, fits_the_viewport, shot
-from tests.conftest import RecordingPublisher
+from tests.browser.conftest import (
+    LAPTOP,
+    PHONE,
+    api_client,
+    axe_violations,
+    check_accessible,
+    console_runtime,
+    console_server,
+    fits_the_viewport,
+    laptop_tab,
+    shot,
+    sign_in_with,
+)
 from tests.support.fixtures import llm_settings_for
 from tests.support.hashing_embedder import HashingEmbedder
 from tests.support.openai_server import ScriptedOpenAIServer
@@ -45,36 +49,23 @@ class BigWorld:
 @pytest.fixture(scope="module")
 def big_world(pg: LocalDatabase, db: Database) -> Iterator[BigWorld]:
     """One organization with MANY companies (imported), served on a loopback port."""
-    settings = Settings(database_url=pg.app_url, database_migration_url=pg.owner_url)
-    runtime = Runtime(settings, db=db, publisher=RecordingPublisher())
+    runtime = console_runtime(pg, db)
     org = create_organization(db, f"Big {uuid.uuid4().hex[:6]}", "rep@big.example")
     names = "".join(f"Account {i:04d}\n" for i in range(MANY - 1)) + "Zenith Optics\n"
     run_import(db, org.organization_id, ("name\n" + names).encode(), ImportOptions(entity_type="company"))
     with ScriptedOpenAIServer() as openai:
         llm = LLMGateway(LLMConfig.from_settings(llm_settings_for(openai.base_url)))
-        services = console_services(
-            runtime,
-            llm=llm,
-            signer=SessionSigner("browser-test-secret", ttl_s=3600),
-            embedder=HashingEmbedder(),
-            explanations="template",
-        )
-        api = TestClient(create_crm_app(runtime), headers={"Authorization": f"Bearer {org.api_key}"})
-        with api, LoopbackServer(create_console_app(services)) as server:
-            yield BigWorld(server.url, org, api)
+        console = console_server(runtime, llm, "browser-test-secret", embedder=HashingEmbedder())
+        with api_client(runtime, org.api_key) as api, console as (url, _):
+            yield BigWorld(url, org, api)
         llm.close()
 
 
 @pytest.fixture
 def tab(browser: Any, big_world: BigWorld) -> Iterator[Any]:
-    context = browser.new_context(viewport=LAPTOP, base_url=big_world.url)
-    page = context.new_page()
-    page.goto("/console/login")
-    page.get_by_label("API key").fill(big_world.org.api_key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console/today")
-    yield page
-    context.close()
+    with laptop_tab(browser, big_world.url) as page:
+        sign_in_with(page, big_world.org.api_key)
+        yield page
 
 
 def test_search_a_company_among_hundreds_as_you_type_and_create_the_contact(

@@ -9,19 +9,12 @@ import uuid
 
 from okyaku.crm.schemas import CompanyUpdate
 from tests.browser import test_console_browser as base
-from tests.browser.test_console_browser import LAPTOP, PHONE, check_accessible, fits_the_viewport, shot, sign_in
+from tests.browser.conftest import LAPTOP, PHONE, both_widths, check_accessible
+from tests.browser.test_console_browser import sign_in
 
 # The browser suite's world (two organizations seeded through the API) and its page fixture.
 world = base.world
 page = base.page
-
-
-def both_widths(page, screenshots, name: str) -> None:
-    shot(page, screenshots, name)
-    page.set_viewport_size(PHONE)
-    assert fits_the_viewport(page), f"{name} scrolls sideways on a phone"
-    shot(page, screenshots, name + "-phone")
-    page.set_viewport_size(LAPTOP)
 
 
 def test_create_a_company_a_contact_at_it_and_a_deal_for_it(page, world, screenshots) -> None:

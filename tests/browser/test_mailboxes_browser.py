@@ -15,18 +15,20 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from okyaku.config import Settings
-from okyaku.console.app import create_console_app
-from okyaku.console.services import console_services
-from okyaku.console.sessions import SessionSigner
 from okyaku.db import Database
 from okyaku.llm import LLMConfig, LLMGateway
 from okyaku.local.postgres import LocalDatabase
-from okyaku.runtime import Runtime
 from okyaku.tenancy import NewOrganization, create_organization
-from tests.browser.conftest import LoopbackServer, axe_violations
-from tests.browser.test_console_browser import LAPTOP, PHONE, UNLABELLED, fits_the_viewport
-from tests.conftest import RecordingPublisher
+from tests.browser.conftest import (
+    LAPTOP,
+    PHONE,
+    UNLABELLED,
+    axe_violations,
+    console_runtime,
+    console_server,
+    fits_the_viewport,
+    laptop_tab,
+)
 from tests.support.dovecot import Dovecot, running_dovecot
 from tests.support.fixtures import llm_settings_for
 from tests.support.openai_server import closed_port_url
@@ -42,36 +44,24 @@ class MailWorld:
 
 @pytest.fixture(scope="module")
 def mail_world(pg: LocalDatabase, db: Database) -> Iterator[MailWorld]:
-    settings = Settings(
-        database_url=pg.app_url, database_migration_url=pg.owner_url, mailbox_encryption_key=Fernet.generate_key()
-    )
-    runtime = Runtime(settings, db=db, publisher=RecordingPublisher())
+    runtime = console_runtime(pg, db, mailbox_encryption_key=Fernet.generate_key())
     domain = f"mail-{uuid.uuid4().hex[:6]}.example"
     address = f"rep@{domain}"
     org = create_organization(db, f"Mail {uuid.uuid4().hex[:6]}", address)
     llm = LLMGateway(LLMConfig.from_settings(llm_settings_for(closed_port_url())))
-    services = console_services(
-        runtime,
-        llm=llm,
-        signer=SessionSigner("mail-test-secret", ttl_s=3600),
-        explanations="template",
-        insight_providers=(),
-    )
     with (
         running_dovecot(Path(tempfile.mkdtemp(prefix="okyaku-dovecot-"))) as dovecot,
-        LoopbackServer(create_console_app(services)) as server,
+        console_server(runtime, llm, "mail-test-secret", insight_providers=()) as (url, _),
     ):
         dovecot.add_user(address, "right-password")
-        yield MailWorld(server.url, org, address, dovecot)
+        yield MailWorld(url, org, address, dovecot)
     llm.close()
 
 
 @pytest.fixture
 def page(browser: Any, mail_world: MailWorld) -> Iterator[Any]:
-    context = browser.new_context(viewport=LAPTOP, base_url=mail_world.url)
-    tab = context.new_page()
-    yield tab
-    context.close()
+    with laptop_tab(browser, mail_world.url) as tab:
+        yield tab
 
 
 def connect(page: Any, world: MailWorld, password: str) -> None:

@@ -4,10 +4,8 @@ analysis and its pending proposals (the scripted OpenAI-compatible server stands
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -22,22 +20,10 @@ from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
 from tests.support.fixtures import FAST
 from tests.support.openai_server import Reply, ScriptedOpenAIServer
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 NOTE = "Spoke with Raj. I'll send the order form by Friday. He confirmed we are in Negotiation now."
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    """Poll until ``check`` returns something truthy (a deadline against hangs, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def use_environment(
@@ -98,7 +84,7 @@ def test_a_call_note_is_analysed_within_one_queue_delivery(
                 answer = client.get(path).json()
                 return answer if answer.get("status") == "analysed" else None
 
-            answer = wait_for(analysed, "the analysis")
+            answer = wait_for(analysed, "the analysis", 60)
             assert answer["history"][0]["trigger"] == "event"
             assert {p["action"] for p in answer["proposals"]} == {"create_task", "update_deal"}
             assert all(p["status"] == "pending" for p in answer["proposals"])
@@ -142,7 +128,7 @@ def test_deliveries_during_an_outage_wait_for_the_model_none_dead_lettered_and_t
                 settled = conversation_queue(runner)["pending"] == 0
                 return answers if settled and all(a["status"] == "waiting_for_llm" for a in answers) else None
 
-            answers = wait_for(all_waiting, "every activity to wait for the model")
+            answers = wait_for(all_waiting, "every activity to wait for the model", 60)
             assert all(a["degraded"] and a["waiting"]["attempts"] == 1 for a in answers)  # tried once each
             assert answers[0]["rules"]["action_items"][0]["due_date"] == "2026-11-06"  # the rules floor speaks
             queue = conversation_queue(runner)

@@ -5,10 +5,7 @@ organization."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -19,21 +16,9 @@ from okyaku.db import Database
 from okyaku.local.postgres import LocalDatabase
 from okyaku.local.runner import LocalRunner
 from okyaku.tenancy import create_organization
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    """Poll until ``check`` returns something truthy (a deadline against hangs, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_okyaku_dev_sends_to_its_local_catcher_through_the_emails_function(

@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -31,10 +30,10 @@ from okyaku.config import Settings
 from okyaku.events.model import ChangeEvent
 from okyaku.local.runner import LocalRunner
 from okyaku.runtime import Runtime
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_TEMPLATE = ROOT / "tests" / "data" / "runner" / "template.yaml"
-T = TypeVar("T")
 
 
 def okyaku_command() -> list[str]:
@@ -42,18 +41,6 @@ def okyaku_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "import sys; from okyaku.cli import main; sys.exit(main())"]
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    """Poll until ``check`` returns something truthy (a deadline against hangs, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

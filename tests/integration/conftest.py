@@ -7,13 +7,37 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from okyaku.config import Settings
+from okyaku.console.app import create_console_app
+from okyaku.console.services import ConsoleServices, console_services
+from okyaku.console.sessions import SessionSigner
 from okyaku.crm import schemas
 from okyaku.crm.records import ACTIVITY_SPEC, CONTACT_SPEC, ActivityService, RecordService
 from okyaku.runtime import Runtime
 from okyaku.tenancy import create_organization
 from tests.integration.recommendations_support import Clock, Scenario
+from tests.support.hashing_embedder import HashingEmbedder
+
+
+# The console over HTTP (no browser), for every console test and the agents tests that look at it;
+# a module may override ``services`` (test_console_insights does) and ``console`` follows it.
+@pytest.fixture
+def services(runtime, make_gateway, openai_server) -> ConsoleServices:
+    return console_services(
+        runtime,
+        llm=make_gateway(openai_server.base_url),
+        signer=SessionSigner("test-secret", ttl_s=3600),
+        embedder=HashingEmbedder(),
+        explanations="template",
+    )
+
+
+@pytest.fixture
+def console(services) -> TestClient:
+    with TestClient(create_console_app(services), base_url="http://testserver", follow_redirects=False) as client:
+        yield client
 
 
 @pytest.fixture

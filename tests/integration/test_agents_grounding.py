@@ -17,16 +17,14 @@ from okyaku.console.services import ConsoleServices
 from okyaku.tenancy import Principal
 from tests.integration import test_agents_api as api_tests
 from tests.integration import test_agents_runs as runs_tests
-from tests.integration import test_console as console_tests
 from tests.integration.test_agents_api import run
 from tests.integration.test_agents_runs import make_crm, run_agent
 from tests.integration.test_console import sign_in
 from tests.support.openai_server import Reply, ScriptedOpenAIServer
 
-# The fixtures of the agents and console tests, used here as there.
+# The fixtures of the agents tests, used here as there (the console's are in conftest.py).
 clock, make_agents_client, agents = api_tests.clock, api_tests.make_agents_client, api_tests.agents
 make_service, service = runs_tests.make_service, runs_tests.service
-services, console = console_tests.services, console_tests.console
 
 RAMBLING = (
     "As an AI sales assistant I think this lead is a great opportunity. Leads like this usually convert "

@@ -20,7 +20,6 @@ from tests.integration.test_agents_runs import make_crm
 
 # The agents app's fixtures (a client per API key over one app, its clock), shared with that module.
 agents, clock, make_agents_client = agents_api.agents, agents_api.clock, agents_api.make_agents_client
-services, console = console_tests.services, console_tests.console  # the console's, likewise
 
 POLICY = "/api/v1/ai/approvals/policy"
 DEFAULTS = {"approver_role": "member", "admin_only_actions": ["draft_email"], "allow_self_approval": True}

@@ -11,33 +11,14 @@ import re
 import uuid
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from okyaku.console.app import create_console_app
-from okyaku.console.services import ConsoleServices, console_services
+from okyaku.console.services import ConsoleServices
 from okyaku.console.sessions import COOKIE_NAME, SessionSigner
 from okyaku.entry import function_handler
 from tests.integration.test_agents_runs import make_crm
-from tests.support.hashing_embedder import HashingEmbedder
 from tests.support.openai_server import Reply
-
-
-@pytest.fixture
-def services(runtime, make_gateway, openai_server) -> ConsoleServices:
-    return console_services(
-        runtime,
-        llm=make_gateway(openai_server.base_url),
-        signer=SessionSigner("test-secret", ttl_s=3600),
-        embedder=HashingEmbedder(),
-        explanations="template",
-    )
-
-
-@pytest.fixture
-def console(services) -> TestClient:
-    with TestClient(create_console_app(services), base_url="http://testserver", follow_redirects=False) as client:
-        yield client
 
 
 def csrf_of(html: str) -> str:

@@ -7,12 +7,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from tests.integration import test_console_writes
 from tests.integration.test_agents_runs import make_crm
 from tests.integration.test_console import sign_in
-
-services = test_console_writes.services
-console = test_console_writes.console
 
 
 def test_log_a_call_from_a_deal_page_as_the_api_would(console, tenant, pipeline, publisher) -> None:

@@ -11,11 +11,7 @@ from sqlalchemy import select
 
 from okyaku.recommendations.models import Recommendation
 from tests.conftest import STAGES
-from tests.integration import test_console_writes
 from tests.integration.test_console import sign_in
-
-services = test_console_writes.services
-console = test_console_writes.console
 
 
 def late_deal(tenant, pipeline) -> dict:  # type: ignore[no-untyped-def, type-arg]

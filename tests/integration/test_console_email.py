@@ -10,11 +10,7 @@ from sqlalchemy import text
 
 from okyaku.email.service import EmailDraft, EmailService
 from okyaku.runtime import Runtime
-from tests.integration import test_console_writes
 from tests.integration.test_console import sign_in
-
-console = test_console_writes.console
-services = test_console_writes.services
 
 
 class RecordingDispatcher:

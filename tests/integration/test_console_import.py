@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.integration import test_console_writes
 from tests.integration.test_console import sign_in
-
-services = test_console_writes.services
-console = test_console_writes.console
 
 CSV = "First name,Last name,Work mail,Notes\nVera,Rubin,vera@aurora.example,met at a fair\nTom,Baker,not-an-email,\n"
 

@@ -16,13 +16,10 @@ from okyaku.anomalies.store import notify_new, upsert_findings
 from okyaku.console.app import create_console_app
 from okyaku.console.services import console_services
 from okyaku.console.sessions import SessionSigner
-from tests.integration import test_console_writes
 from tests.integration.test_agents_runs import make_crm
 from tests.integration.test_console import sign_in
 from tests.support.hashing_embedder import HashingEmbedder
 from tests.support.openai_server import Reply
-
-console = test_console_writes.console
 
 
 @pytest.fixture

@@ -9,12 +9,8 @@ import re
 import pytest
 
 from okyaku.console.forms import MAX_OPTIONS, SEARCH_RESULTS
-from tests.integration import test_console_writes
 from tests.integration.test_console import sign_in
 from tests.integration.test_imports import do_import
-
-services = test_console_writes.services
-console = test_console_writes.console
 
 MANY = MAX_OPTIONS + 20
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import re
 
-from tests.integration import test_console_writes
 from tests.integration.test_agents_runs import make_crm
 from tests.integration.test_console import sign_in
-
-services = test_console_writes.services
-console = test_console_writes.console
 
 
 def names(html: str) -> list[str]:

@@ -7,12 +7,8 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 from okyaku.tenancy import create_user
-from tests.integration import test_console_writes
 from tests.integration.test_agents_runs import make_crm
 from tests.integration.test_console import csrf_of, sign_in
-
-services = test_console_writes.services
-console = test_console_writes.console
 
 
 def task_items(html: str) -> dict[str, str]:

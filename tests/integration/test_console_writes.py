@@ -9,34 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-from fastapi.testclient import TestClient
-
-from okyaku.console.app import create_console_app
-from okyaku.console.services import ConsoleServices, console_services
-from okyaku.console.sessions import SessionSigner
 from tests.integration.test_agents_runs import make_crm
 from tests.integration.test_console import csrf_of, sign_in
-from tests.support.hashing_embedder import HashingEmbedder
 
 VOLATILE = {"id", "created_at", "updated_at", "stage_entered_at"}
-
-
-@pytest.fixture
-def services(runtime, make_gateway, openai_server) -> ConsoleServices:
-    return console_services(
-        runtime,
-        llm=make_gateway(openai_server.base_url),
-        signer=SessionSigner("test-secret", ttl_s=3600),
-        embedder=HashingEmbedder(),
-        explanations="template",
-    )
-
-
-@pytest.fixture
-def console(services) -> TestClient:
-    with TestClient(create_console_app(services), base_url="http://testserver", follow_redirects=False) as client:
-        yield client
 
 
 def created_id(response: Any) -> str:

@@ -5,7 +5,6 @@ approved draft_email sent, and the function's three triggers with their real eve
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import uuid
@@ -18,9 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from okyaku.agents.approvals import ApprovalService
-from okyaku.agents.tooling import ToolContext
-from okyaku.agents.tools.services import ToolServices
-from okyaku.agents.tools.write import DraftEmailArgs, draft_email
+from okyaku.agents.tools.write import DraftEmailArgs
 from okyaku.email.api import create_emails_app
 from okyaku.email.dispatch import EmailJob, ThreadEmailDispatcher
 from okyaku.email.service import EmailService, claim_next
@@ -31,6 +28,7 @@ from okyaku.local.lambda_host import load_handler_module
 from okyaku.local.template import parse_template
 from okyaku.runtime import Runtime
 from tests.conftest import ROOT, Tenant, free_port
+from tests.support.drafts import propose_draft_email
 from tests.support.smtp_server import TestSmtpServer
 
 
@@ -78,7 +76,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(runtime: Runtime, smtp: TestSmtpServer, clock: Clock) -> EmailService:
-    return EmailService(runtime, transport=smtp_transport(smtp.port), dispatcher=RecordingDispatcher(), clock=clock)
+    return smtp_outbox(runtime, smtp.port, clock)
+
+
+def smtp_outbox(runtime: Runtime, port: int, clock: Clock) -> EmailService:
+    """The outbox sending to the SMTP server on ``port``, its jobs recorded (run them by hand)."""
+    return EmailService(runtime, transport=smtp_transport(port), dispatcher=RecordingDispatcher(), clock=clock)
 
 
 def emails_client(service: EmailService, tenant: Tenant) -> TestClient:
@@ -92,6 +95,11 @@ def contact(tenant: Tenant, email: str | None = None) -> dict[str, Any]:
     )
     assert response.status_code == 201, response.text
     return cast(dict[str, Any], response.json())
+
+
+def with_settings(runtime: Runtime, **update: Any) -> Runtime:
+    """The same database under other settings (a cap, SMTP), publishing nothing."""
+    return Runtime(runtime.settings.model_copy(update=update), db=runtime.db, publisher=None)
 
 
 def admin_email(tenant: Tenant) -> str:
@@ -262,13 +270,7 @@ def test_a_server_that_is_down_is_retried_with_the_same_message_id_and_nothing_i
 
 
 def test_transient_failures_give_up_after_the_last_attempt(org: Tenant, runtime: Runtime, clock: Clock) -> None:
-    settings = runtime.settings.model_copy(update={"email_max_attempts": 2})
-    service = EmailService(
-        Runtime(settings, db=runtime.db, publisher=None),
-        transport=smtp_transport(free_port()),
-        dispatcher=RecordingDispatcher(),
-        clock=clock,
-    )
+    service = smtp_outbox(with_settings(runtime, email_max_attempts=2), free_port(), clock)  # nobody listens
     person = contact(org)
     queued = (
         emails_client(service, org)
@@ -346,10 +348,7 @@ def test_a_notification_whose_title_has_a_line_break_is_sent_on_one_subject_line
 def test_two_workers_racing_send_each_email_once(
     org: Tenant, runtime: Runtime, smtp: TestSmtpServer, clock: Clock
 ) -> None:
-    workers = [
-        EmailService(runtime, transport=smtp_transport(smtp.port), dispatcher=RecordingDispatcher(), clock=clock)
-        for _ in range(2)
-    ]
+    workers = [smtp_outbox(runtime, smtp.port, clock) for _ in range(2)]
     client = emails_client(workers[0], org)
     people = [contact(org) for _ in range(4)]
     ids = [
@@ -402,20 +401,14 @@ def test_an_email_whose_workers_keep_dying_is_given_up_after_the_last_attempt(
 ) -> None:
     """A worker killed mid-send (a Lambda timeout, out of memory) never settles: each lease expiry
     would send it again, for ever. After EMAIL_MAX_ATTEMPTS claims it is failed, not sent again."""
-    settings = runtime.settings.model_copy(update={"email_max_attempts": 2})
-    service = EmailService(
-        Runtime(settings, db=runtime.db, publisher=None),
-        transport=smtp_transport(smtp.port),
-        dispatcher=RecordingDispatcher(),
-        clock=clock,
-    )
+    service = smtp_outbox(with_settings(runtime, email_max_attempts=2), smtp.port, clock)
     person = contact(org)
     queued = (
         emails_client(service, org)
         .post("/api/v1/emails", json={"contact_id": person["id"], "subject": "Poison", "body": "x"})
         .json()
     )
-    lease = timedelta(seconds=settings.email_send_lease_s)
+    lease = timedelta(seconds=service.settings.email_send_lease_s)
     for _ in range(2):  # two workers claim it and die before settling
         with service.runtime.db.organization_scope(org.id) as session:
             assert claim_next(session, clock(), lease) is not None
@@ -450,13 +443,7 @@ def test_a_contact_address_that_names_a_second_recipient_is_refused(
 def test_the_hourly_cap_answers_429_with_a_machine_readable_body(
     org: Tenant, make_tenant: Any, runtime: Runtime, smtp: TestSmtpServer, clock: Clock
 ) -> None:
-    settings = runtime.settings.model_copy(update={"email_hourly_limit": 2})
-    service = EmailService(
-        Runtime(settings, db=runtime.db, publisher=None),
-        transport=smtp_transport(smtp.port),
-        dispatcher=RecordingDispatcher(),
-        clock=clock,
-    )
+    service = smtp_outbox(with_settings(runtime, email_hourly_limit=2), smtp.port, clock)
     client = emails_client(service, org)
     person = contact(org)
     body = {"contact_id": person["id"], "subject": "Hi", "body": "x"}
@@ -493,7 +480,7 @@ def test_the_hourly_cap_holds_when_two_requests_queue_at_the_same_moment(
     from okyaku.email.service import EmailDraft, queue_email
     from okyaku.errors import RateLimited
 
-    capped = Runtime(runtime.settings.model_copy(update={"email_hourly_limit": 1}), db=runtime.db, publisher=None)
+    capped = with_settings(runtime, email_hourly_limit=1)
     service = EmailService(capped, dispatcher=RecordingDispatcher(), clock=clock)
     person = contact(org)
     draft = EmailDraft(contact_id=uuid.UUID(person["id"]), subject="Hi", body="x")
@@ -539,39 +526,16 @@ def test_the_hourly_cap_holds_when_two_requests_queue_at_the_same_moment(
 def test_an_approved_draft_email_is_sent_once_through_the_outbox(
     org: Tenant, runtime: Runtime, smtp: TestSmtpServer, clock: Clock
 ) -> None:
-    settings = runtime.settings.model_copy(
-        update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_starttls": False}
-    )
-    hosted = Runtime(settings, db=runtime.db, publisher=None)
+    hosted = with_settings(runtime, smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False)
     approvals = ApprovalService(hosted, clock=clock)  # the default: a worker thread, SMTP from the settings
     person = contact(org)
-    ctx = ToolContext(
-        runtime=hosted,
-        organization_id=org.id,
-        execution_id=uuid.uuid4(),
-        agent="deal_assistant",
-        task="follow up",
-        requested_by=org.org.user_id,
-        services=ToolServices(hosted),
-        clock=clock,
-    )
     args = DraftEmailArgs(
         contact_id=uuid.UUID(person["id"]),
         subject="Next steps",
         body="Hi Ada, shall we meet?",
         reasoning="no reply in 2 weeks",
     )
-    proposal = asyncio.run(draft_email.execute(ctx, args))  # type: ignore[arg-type]
-    action = approvals.propose(
-        org.id,
-        execution_id=None,
-        agent="deal_assistant",
-        action="draft_email",
-        proposal=proposal,
-        low_risk=False,
-        context={},
-        requested_by=org.org.user_id,
-    )
+    action = propose_draft_email(hosted, approvals, org.id, args, requested_by=org.org.user_id, clock=clock)
     service = EmailService(hosted, dispatcher=RecordingDispatcher(), clock=clock)
     assert service.list(org.id, EmailDraftFilters())[0] == []  # nothing is sent before approval
 
@@ -595,10 +559,10 @@ def test_approving_a_draft_beyond_the_hourly_cap_answers_429_and_leaves_it_pendi
 ) -> None:
     from okyaku.errors import RateLimited
 
-    capped = Runtime(runtime.settings.model_copy(update={"email_hourly_limit": 1}), db=runtime.db, publisher=None)
+    capped = with_settings(runtime, email_hourly_limit=1)
     kicked: list[uuid.UUID] = []
     approvals = ApprovalService(capped, clock=clock, on_email_queued=lambda _org, email_id: kicked.append(email_id))
-    service = EmailService(capped, transport=smtp_transport(smtp.port), dispatcher=RecordingDispatcher(), clock=clock)
+    service = smtp_outbox(capped, smtp.port, clock)
     person = contact(org)
     assert (
         emails_client(service, org)
@@ -606,27 +570,8 @@ def test_approving_a_draft_beyond_the_hourly_cap_answers_429_and_leaves_it_pendi
         .status_code
         == 202
     )
-    ctx = ToolContext(
-        runtime=capped,
-        organization_id=org.id,
-        execution_id=uuid.uuid4(),
-        agent="deal_assistant",
-        task="follow up",
-        requested_by=None,
-        services=ToolServices(capped),
-        clock=clock,
-    )
     args = DraftEmailArgs(contact_id=uuid.UUID(person["id"]), subject="Second", body="y", reasoning="a follow-up")
-    proposal = asyncio.run(draft_email.execute(ctx, args))  # type: ignore[arg-type]
-    action = approvals.propose(
-        org.id,
-        execution_id=None,
-        agent="deal_assistant",
-        action="draft_email",
-        proposal=proposal,
-        low_risk=False,
-        context={},
-    )
+    action = propose_draft_email(capped, approvals, org.id, args, clock=clock)
     with pytest.raises(RateLimited) as refused:
         approvals.approve(org.id, action.id, reviewer_id=org.org.user_id)
     assert refused.value.code == "email_hourly_limit"

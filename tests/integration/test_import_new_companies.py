@@ -17,12 +17,10 @@ from pathlib import Path
 from sqlalchemy import text
 
 from okyaku.crm.imports import ImportOptions, run_import
-from tests.integration import test_console_writes, test_import_uploads
+from tests.integration import test_import_uploads
 from tests.integration.test_console import sign_in
 from tests.integration.test_imports import count, do_import, post_import, query
 
-services = test_console_writes.services
-console = test_console_writes.console
 # The S3 upload path's fixtures (a moto server, a bucket, the CRM app with its upload service).
 s3, bucket, api = test_import_uploads.s3, test_import_uploads.bucket, test_import_uploads.api
 

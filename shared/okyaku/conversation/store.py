@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, case, cast, delete, exists, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Select, String, case, cast, delete, exists, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -75,22 +75,25 @@ class ActivitySnapshot:
         return self.subject or ""
 
 
+def _snapshot_select() -> Select[*tuple[Any, ...]]:
+    """The columns of an ActivitySnapshot, in its field order; callers add the WHERE."""
+    return select(
+        Activity.id,
+        Activity.version,
+        Activity.type,
+        Activity.direction,
+        Activity.occurred_at,
+        Activity.subject,
+        Activity.body,
+        Activity.contact_id,
+        Activity.deal_id,
+        Activity.company_id,
+        content_hash_sql().label("content_hash"),
+    )
+
+
 def load_activity(session: Session, activity_id: uuid.UUID) -> ActivitySnapshot | None:
-    row = session.execute(
-        select(
-            Activity.id,
-            Activity.version,
-            Activity.type,
-            Activity.direction,
-            Activity.occurred_at,
-            Activity.subject,
-            Activity.body,
-            Activity.contact_id,
-            Activity.deal_id,
-            Activity.company_id,
-            content_hash_sql().label("content_hash"),
-        ).where(Activity.id == activity_id)
-    ).first()
+    row = session.execute(_snapshot_select().where(Activity.id == activity_id)).first()
     return None if row is None else ActivitySnapshot(**row._asdict())
 
 
@@ -98,21 +101,7 @@ def load_activities(session: Session, activity_ids: Collection[uuid.UUID]) -> li
     """Several activities at once (a record page's timeline), in no particular order."""
     if not activity_ids:
         return []
-    rows = session.execute(
-        select(
-            Activity.id,
-            Activity.version,
-            Activity.type,
-            Activity.direction,
-            Activity.occurred_at,
-            Activity.subject,
-            Activity.body,
-            Activity.contact_id,
-            Activity.deal_id,
-            Activity.company_id,
-            content_hash_sql().label("content_hash"),
-        ).where(Activity.id.in_(list(activity_ids)))
-    )
+    rows = session.execute(_snapshot_select().where(Activity.id.in_(list(activity_ids))))
     return [ActivitySnapshot(**row._asdict()) for row in rows]
 
 
