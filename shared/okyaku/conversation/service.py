@@ -36,7 +36,15 @@ from okyaku.clock import work_deadline
 from okyaku.conversation.analyzer import AnalysisResult, ConversationAnalyzer, TextToAnalyse
 from okyaku.conversation.models import ConversationAnalysisRow
 from okyaku.conversation.prompts import ANALYZE
-from okyaku.conversation.proposals import propose_updates, store_proposals
+from okyaku.conversation.proposals import (
+    RULES_AGENT,
+    propose_updates,
+    rules_item_key_of,
+    rules_proposal_keys,
+    rules_task_proposals,
+    store_proposals,
+    withdraw_rules_proposals,
+)
 from okyaku.conversation.responses import (
     NO_TEXT,
     NOT_ANALYSED_LLM_DOWN,
@@ -66,6 +74,7 @@ from okyaku.conversation.store import (
     load_activity,
     lock_activity,
     mark_waiting,
+    never_analysed_activity_ids,
     next_analysis_version,
     organization_name,
     replace_competitors,
@@ -129,6 +138,8 @@ class SweepReport:
     still_unanalysed: int = 0
     llm_available: bool = True
     complete: bool = True
+    # tasks the rules floor proposed while the LLM was unavailable (see propose_from_rules)
+    rules_proposals: int = 0
 
 
 @dataclass(frozen=True)
@@ -298,6 +309,9 @@ class ConversationService:
                 completion_tokens=result.usage.completion_tokens,
             )
             clear_waiting(session, analysed.id)
+            withdrawn = withdraw_rules_proposals(session, analysed.id, now=now)
+            if withdrawn:
+                logger.info("activity %s: %d rules-floor proposals superseded by the LLM", analysed.id, withdrawn)
             if earlier is None:  # the first analysis of this text makes its proposals, once
                 proposals = propose_updates(session, result.analysis, current)
                 ttl = timedelta(hours=self.runtime.settings.ai_approval_ttl_hours)
@@ -342,11 +356,52 @@ class ConversationService:
                 else:
                     report.unchanged += 1
             if not (report.llm_available and report.complete):
+                if not report.llm_available:
+                    # Meanwhile the rules floor proposes the unmistakable tasks, so the approval
+                    # queue is not empty for want of a model; the LLM's analysis supersedes them.
+                    for rest in organizations[position:]:
+                        report.rules_proposals += self.propose_from_rules(rest, deadline=deadline)
                 for rest in organizations[position:]:
                     with self.runtime.db.organization_scope(rest) as session:
                         report.still_unanalysed += count_unanalysed(session)
                 break
         return report
+
+    def propose_from_rules(self, organization_id: uuid.UUID, *, deadline: float | None = None) -> int:
+        """Tasks the rules floor proposes for activities the LLM has never analysed: each explicit,
+        dated commitment once per activity (never again, whatever became of it); how many were
+        made. One transaction per activity, under its lock, so concurrent sweeps make each once."""
+        made = 0
+        after: uuid.UUID | None = None
+        batch = self.runtime.settings.conversation_sweep_batch
+        ttl = timedelta(hours=self.runtime.settings.ai_approval_ttl_hours)
+        while deadline is None or time.monotonic() < deadline:
+            with self.runtime.db.organization_scope(organization_id) as session:
+                page = never_analysed_activity_ids(session, limit=batch, after=after)
+                org_name = organization_name(session, organization_id) if page else None
+            if not page:
+                break
+            after = page[-1]
+            for activity_id in page:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return made
+                with self.runtime.db.organization_scope(organization_id) as session:
+                    lock_activity(session, activity_id)
+                    activity = load_activity(session, activity_id)
+                    if activity is None or analyses_of(session, activity_id):
+                        continue  # deleted, or analysed by the LLM meanwhile
+                    rules = _rules_floor(
+                        activity.text, activity.occurred_at.date(), activity.type, activity.direction, org_name, ()
+                    )
+                    proposed = rules_proposal_keys(session, activity_id)
+                    fresh = [p for p in rules_task_proposals(rules, activity) if rules_item_key_of(p) not in proposed]
+                    if fresh:
+                        now = self.clock()
+                        ids = store_proposals(
+                            session, fresh, activity=activity, analysis_id=None, now=now, ttl=ttl, agent=RULES_AGENT
+                        )
+                        made += len(ids)
+        return made
 
     def _sweep_order(self, organization_id: uuid.UUID, batch: int) -> Iterator[uuid.UUID]:
         """Activities never tried first (id order), then those waiting for the model, the least
