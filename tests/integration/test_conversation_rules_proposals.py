@@ -5,6 +5,7 @@ withdraws those still pending. Postgres real; the LLM a closed port, then the sc
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time
 
 from okyaku.agents.approvals import ApprovalService
 from okyaku.agents.models import PendingAction
@@ -30,6 +31,11 @@ NOTE = CALL_NOTE + (
 )
 
 
+def on_the_day(service: ConversationService, day: date = date(2026, 11, 18)) -> ConversationService:
+    service.clock = lambda: datetime.combine(day, time(16, 0), tzinfo=UTC)
+    return service
+
+
 def test_explicit_commitment_is_strict() -> None:
     assert is_explicit_commitment("I'll send the revised proposal by Friday")
     assert is_explicit_commitment("Priya will book a security review with IT next Tuesday")
@@ -42,6 +48,19 @@ def test_explicit_commitment_is_strict() -> None:
     assert not is_explicit_commitment("The kickoff call is scheduled for December 1")
 
 
+def test_a_promise_whose_day_has_passed_is_not_queued(
+    tenant,  # type: ignore[no-untyped-def]
+    runtime,
+    make_service: Callable[..., ConversationService],  # noqa: F811
+    dead_llm_url: str,
+) -> None:
+    create_activity(tenant, body="We will send the signed order form by Friday. Next week we'll call their CFO.")
+    late = on_the_day(make_service(dead_llm_url), date(2026, 11, 21))  # Friday Nov 20 has passed
+    assert late.sweep(organization_ids=[tenant.id]).rules_proposals == 1
+    [task] = rows(runtime, tenant.id, PendingAction)
+    assert "call their CFO" in task.changes["title"]["after"]
+
+
 def test_without_the_llm_the_rules_floor_proposes_tasks_once_and_the_llm_supersedes_them(
     tenant,  # type: ignore[no-untyped-def]
     crm,  # noqa: F811
@@ -51,7 +70,8 @@ def test_without_the_llm_the_rules_floor_proposes_tasks_once_and_the_llm_superse
     openai_server,
 ) -> None:
     activity = create_activity(tenant, crm, body=NOTE)
-    down = make_service(dead_llm_url)
+    # The sweep runs on the day of the call: both promises are still ahead.
+    down = on_the_day(make_service(dead_llm_url))
 
     report = down.sweep(organization_ids=[tenant.id])
     assert (report.llm_available, report.rules_proposals) == (False, 2)
@@ -67,11 +87,11 @@ def test_without_the_llm_the_rules_floor_proposes_tasks_once_and_the_llm_superse
 
     # Another sweep, and a restarted service: nothing proposed twice.
     assert down.sweep(organization_ids=[tenant.id]).rules_proposals == 0
-    assert make_service(dead_llm_url).sweep(organization_ids=[tenant.id]).rules_proposals == 0
+    assert on_the_day(make_service(dead_llm_url)).sweep(organization_ids=[tenant.id]).rules_proposals == 0
     assert len(rows(runtime, tenant.id, PendingAction)) == 2
 
     # Approving one creates the task through the CRM services.
-    approved = ApprovalService(runtime).approve(tenant.id, send.id, reviewer_id=tenant.org.user_id)
+    approved = ApprovalService(runtime, clock=down.clock).approve(tenant.id, send.id, reviewer_id=tenant.org.user_id)
     assert approved.status == "approved", approved.result
     tasks = tenant.client.get("/api/v1/tasks", params={"deal_id": crm["deal"]["id"]}).json()["data"]
     assert [(t["title"], t["due_date"][:10]) for t in tasks] == [
@@ -91,4 +111,4 @@ def test_without_the_llm_the_rules_floor_proposes_tasks_once_and_the_llm_superse
     pending = [a for a in after if a.status == "pending"]
     assert pending and {a.agent for a in pending} == {"conversation"}
     # Analysed by the LLM: the rules floor proposes nothing more for it, even with the model down.
-    assert make_service(dead_llm_url).sweep(organization_ids=[tenant.id]).rules_proposals == 0
+    assert on_the_day(make_service(dead_llm_url)).sweep(organization_ids=[tenant.id]).rules_proposals == 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -218,14 +218,15 @@ def rules_item_key(item: ActionItem | RulesActionItem) -> str:
     return hashlib.sha256(f"{words}|{item.due_date}".encode()).hexdigest()[:32]
 
 
-def rules_task_proposals(rules: RulesFindings, activity: ActivitySnapshot) -> list[Proposed]:
-    """The rules floor's tasks: explicit commitments dated on or after the activity's day (a date
-    before it is rarely a due date: "we spoke on Monday")."""
-    day = activity.occurred_at.date()
+def rules_task_proposals(rules: RulesFindings, activity: ActivitySnapshot, *, today: date) -> list[Proposed]:
+    """The rules floor's tasks: explicit commitments due today or later, and not before the
+    activity's day (a date before it is rarely a due date: "we spoke on Monday"). A promise whose
+    day has passed is history, not work to queue: months of imported notes would flood the queue."""
+    earliest = max(activity.occurred_at.date(), today)
     kept = [
         item
         for item in rules.action_items
-        if item.due_date is not None and item.due_date >= day and is_explicit_commitment(item.quote)
+        if item.due_date is not None and item.due_date >= earliest and is_explicit_commitment(item.quote)
     ]
     unique = {rules_item_key(item): item for item in reversed(kept)}  # the first of repeated sentences
     return _task_proposals(

@@ -394,9 +394,13 @@ class ConversationService:
                         activity.text, activity.occurred_at.date(), activity.type, activity.direction, org_name, ()
                     )
                     proposed = rules_proposal_keys(session, activity_id)
-                    fresh = [p for p in rules_task_proposals(rules, activity) if rules_item_key_of(p) not in proposed]
+                    now = self.clock()
+                    fresh = [
+                        p
+                        for p in rules_task_proposals(rules, activity, today=now.date())
+                        if rules_item_key_of(p) not in proposed
+                    ]
                     if fresh:
-                        now = self.clock()
                         ids = store_proposals(
                             session, fresh, activity=activity, analysis_id=None, now=now, ttl=ttl, agent=RULES_AGENT
                         )
