@@ -4,6 +4,7 @@ withdraws those still pending. Postgres real; the LLM a closed port, then the sc
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 
@@ -18,6 +19,7 @@ from tests.integration.test_conversation import (  # noqa: F401  (fixtures used 
     create_activity,
     crm,
     good_analysis,
+    make_client,
     make_service,
     rows,
 )
@@ -68,6 +70,7 @@ def test_without_the_llm_the_rules_floor_proposes_tasks_once_and_the_llm_superse
     make_service: Callable[..., ConversationService],  # noqa: F811
     dead_llm_url: str,
     openai_server,
+    make_client,  # noqa: F811
 ) -> None:
     activity = create_activity(tenant, crm, body=NOTE)
     # The sweep runs on the day of the call: both promises are still ahead.
@@ -84,6 +87,13 @@ def test_without_the_llm_the_rules_floor_proposes_tasks_once_and_the_llm_superse
     assert send.context["source"]["id"] == activity["id"] and send.context["method"] == "rules"
     assert send.changes["deal_id"]["after"] == crm["deal"]["id"]
     assert "Owner: Priya" in by_due["2026-11-24"].changes["description"]["after"]
+
+    # The activity's page links them, as it does the LLM's proposals.
+    answer = make_client(down).get(f"/api/v1/ai/conversation/activities/{activity['id']}").json()
+    assert answer["status"] == "waiting_for_llm"
+    assert sorted(p["id"] for p in answer["proposals"]) == sorted(str(a.id) for a in made)
+    [timeline] = down.stored_analyses(tenant.id, [uuid.UUID(activity["id"])]).values()
+    assert sorted(p.id for p in timeline.proposals) == sorted(a.id for a in made)
 
     # Another sweep, and a restarted service: nothing proposed twice.
     assert down.sweep(organization_ids=[tenant.id]).rules_proposals == 0

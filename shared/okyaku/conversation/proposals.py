@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -247,6 +248,23 @@ def rules_proposal_keys(session: Session, activity_id: uuid.UUID) -> set[str]:
     """The items the rules floor has proposed for this activity, in any status."""
     keys = session.scalars(select(PendingAction.context["item_key"].astext).where(_rules_proposals_of(activity_id)))
     return {k for k in keys if k}
+
+
+def rules_proposals_for(session: Session, activity_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[PendingAction]]:
+    """The rules floor's proposals of these activities (any status), per activity: an activity's
+    page links them to the approval queue as it does the LLM's."""
+    if not activity_ids:
+        return {}
+    rows = session.scalars(
+        select(PendingAction).where(
+            PendingAction.agent == RULES_AGENT,
+            PendingAction.context["source"]["id"].astext.in_([str(i) for i in activity_ids]),
+        )
+    )
+    found: dict[uuid.UUID, list[PendingAction]] = {}
+    for row in rows:
+        found.setdefault(uuid.UUID(row.context["source"]["id"]), []).append(row)
+    return found
 
 
 def withdraw_rules_proposals(session: Session, activity_id: uuid.UUID, *, now: datetime) -> int:
