@@ -144,6 +144,18 @@ def test_the_activities_wait_for_the_model_and_the_rules_floor_speaks_for_them(d
     assert any(a["rules"]["action_items"] for a in answers)
 
 
+def test_the_rules_floor_queued_the_demos_upcoming_commitments_for_approval(dev: DevProcess) -> None:
+    # The demo's recent e-mails promise to "get back to you by Friday": without the model, the rules
+    # floor proposes those still ahead as tasks, so the approval queue is not empty on day one.
+    with dev.client() as client:
+        page = get(client, "/api/v1/ai/approvals", status="pending", agent="conversation rules floor", limit=100)
+    assert page["data"], "the approval queue is empty after the first run"
+    today = datetime.now(UTC).date().isoformat()
+    for action in page["data"]:
+        assert action["action"] == "create_task" and "rules floor" in action["reasoning"]
+        assert action["changes"]["due_date"]["after"][:10] >= today
+
+
 def test_a_second_start_does_not_do_it_again(dev: DevProcess, data_dir: Path) -> None:
     with dev.client() as client:
         models = get(client, "/api/v1/ai/predictions/models")

@@ -8,28 +8,37 @@ applies it through the CRM services. Every proposal's reasoning quotes the words
   expected close date, an amount — one proposal with the fields that would really change;
 - the activity's contact: a job title or phone number stated for that person;
 - a task per action item that has a due date, linked to the activity's contact, deal and company.
+
+Without the LLM, the rules floor proposes the last kind only (agent "conversation rules floor"):
+a task per action item that is an explicit commitment with a due date on or after the activity's
+day, each once per activity and item, withdrawn when the LLM's analysis of the activity arrives.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from okyaku.agents.models import PendingAction
-from okyaku.conversation.schema import ConversationAnalysis
+from okyaku.conversation.rules import is_explicit_commitment
+from okyaku.conversation.schema import ActionItem, ConversationAnalysis, RulesActionItem, RulesFindings
 from okyaku.conversation.store import ActivitySnapshot
 from okyaku.crm.schemas import ContactUpdate, DealUpdate, TaskCreate
 from okyaku.db.models import Contact, Deal, PipelineStage
 
 AGENT = "conversation"
+# The proposer the reviewer sees for tasks the rules floor found without the LLM.
+RULES_AGENT = "conversation rules floor"
 
 
 @dataclass
@@ -149,7 +158,9 @@ def _contact_proposal(session: Session, analysis: ConversationAnalysis, contact_
     )
 
 
-def _task_proposals(analysis: ConversationAnalysis, activity: ActivitySnapshot) -> list[Proposed]:
+def _task_proposals(
+    analysis: ConversationAnalysis | RulesFindings, activity: ActivitySnapshot, *, from_rules: bool = False
+) -> list[Proposed]:
     proposals = []
     for item in analysis.action_items:
         if item.due_date is None:
@@ -178,10 +189,14 @@ def _task_proposals(analysis: ConversationAnalysis, activity: ActivitySnapshot) 
                 entity_type="task",
                 entity_id=None,
                 changes=changes,
-                reasoning=f"Action item due {item.due_date.isoformat()} (owner: {owner}): {_said(item.quote)}",
+                reasoning=(
+                    ("Found by the rules floor (no language model): commitment" if from_rules else "Action item")
+                    + f" due {item.due_date.isoformat()} (owner: {owner}): {_said(item.quote)}"
+                ),
                 base_version=None,
                 low_risk=True,
-                context={"quotes": {"task": item.quote}},
+                context={"quotes": {"task": item.quote}}
+                | ({"method": "rules", "item_key": rules_item_key(item)} if from_rules else {}),
             )
         )
     return proposals
@@ -197,21 +212,92 @@ def propose_updates(session: Session, analysis: ConversationAnalysis, activity: 
     return proposals
 
 
+def rules_item_key(item: ActionItem | RulesActionItem) -> str:
+    """The same commitment (words, case and spacing aside, and its date) is the same item, whatever
+    its position: an edit elsewhere in the text does not propose it again."""
+    words = " ".join(item.quote.casefold().split())
+    return hashlib.sha256(f"{words}|{item.due_date}".encode()).hexdigest()[:32]
+
+
+def rules_task_proposals(rules: RulesFindings, activity: ActivitySnapshot, *, today: date) -> list[Proposed]:
+    """The rules floor's tasks: explicit commitments due today or later, and not before the
+    activity's day (a date before it is rarely a due date: "we spoke on Monday"). A promise whose
+    day has passed is history, not work to queue: months of imported notes would flood the queue."""
+    earliest = max(activity.occurred_at.date(), today)
+    kept = [
+        item
+        for item in rules.action_items
+        if item.due_date is not None and item.due_date >= earliest and is_explicit_commitment(item.quote)
+    ]
+    unique = {rules_item_key(item): item for item in reversed(kept)}  # the first of repeated sentences
+    return _task_proposals(
+        RulesFindings(action_items=[i for i in kept if unique.get(rules_item_key(i)) is i]), activity, from_rules=True
+    )
+
+
+def rules_item_key_of(proposal: Proposed) -> str | None:
+    key = proposal.context.get("item_key")
+    return key if isinstance(key, str) else None
+
+
+def _rules_proposals_of(activity_id: uuid.UUID) -> Any:
+    return (PendingAction.agent == RULES_AGENT) & (PendingAction.context["source"]["id"].astext == str(activity_id))
+
+
+def rules_proposal_keys(session: Session, activity_id: uuid.UUID) -> set[str]:
+    """The items the rules floor has proposed for this activity, in any status."""
+    keys = session.scalars(select(PendingAction.context["item_key"].astext).where(_rules_proposals_of(activity_id)))
+    return {k for k in keys if k}
+
+
+def rules_proposals_for(session: Session, activity_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[PendingAction]]:
+    """The rules floor's proposals of these activities (any status), per activity: an activity's
+    page links them to the approval queue as it does the LLM's."""
+    if not activity_ids:
+        return {}
+    rows = session.scalars(
+        select(PendingAction).where(
+            PendingAction.agent == RULES_AGENT,
+            PendingAction.context["source"]["id"].astext.in_([str(i) for i in activity_ids]),
+        )
+    )
+    found: dict[uuid.UUID, list[PendingAction]] = {}
+    for row in rows:
+        found.setdefault(uuid.UUID(row.context["source"]["id"]), []).append(row)
+    return found
+
+
+def withdraw_rules_proposals(session: Session, activity_id: uuid.UUID, *, now: datetime) -> int:
+    """The LLM has analysed the activity: the rules floor's proposals still pending are withdrawn,
+    so a reviewer never sees the same task twice (the LLM's own proposals take their place)."""
+    result = session.execute(
+        update(PendingAction)
+        .where(_rules_proposals_of(activity_id), PendingAction.status == "pending")
+        .values(
+            status="withdrawn",
+            updated_at=now,
+            result={"reason": "superseded by the language model's analysis of this activity"},
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def store_proposals(
     session: Session,
     proposals: list[Proposed],
     *,
     activity: ActivitySnapshot,
-    analysis_id: uuid.UUID,
+    analysis_id: uuid.UUID | None,
     now: datetime,
     ttl: timedelta,
+    agent: str = AGENT,
 ) -> list[uuid.UUID]:
     """Pending actions in the caller's transaction, so they exist exactly when the analysis does."""
     ids: list[uuid.UUID] = []
     for proposal in proposals:
         row = PendingAction(
             id=uuid.uuid4(),
-            agent=AGENT,
+            agent=agent,
             execution_id=None,
             action=proposal.action,
             operation=proposal.operation,
@@ -222,7 +308,7 @@ def store_proposals(
             context={
                 **proposal.context,
                 "source": {"type": "activity", "id": str(activity.id), "version": activity.version},
-                "analysis_id": str(analysis_id),
+                **({"analysis_id": str(analysis_id)} if analysis_id is not None else {}),
             },
             status="pending",
             low_risk=proposal.low_risk,

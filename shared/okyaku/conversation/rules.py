@@ -294,6 +294,30 @@ def _us_or_speaker(sentence: Sentence, perspective: Perspective) -> tuple[Owner,
     return ("us", None) if perspective.first_person_is_us else ("them", None)
 
 
+# Words that make a sentence less than a promise: enough to keep it off the approval queue.
+_HEDGED = re.compile(
+    r"\b(?:maybe|perhaps|might|possibly|probably|hopefully|try to|trying to|if|unless|whether|ideally)\b",
+    re.IGNORECASE,
+)
+
+
+def is_explicit_commitment(sentence: str) -> bool:
+    """Whether a sentence says outright that someone will do something: a first-person promise,
+    "let's", a named person's or the other side's "will", a request, or an imperative note to self —
+    not hedged, negated or a bare question. Stricter than :func:`find_action_items` (which also
+    takes a step under a "Next steps" heading or a meeting "scheduled for"): what the rules floor
+    proposes as a task without anyone having read it must be unmistakable."""
+    text = sentence.strip()
+    if not text or _NEGATED.search(text) or _NOT_A_COMMITMENT.search(text) or _HEDGED.search(text):
+        return False
+    if text.endswith("?") and not _REQUEST.search(text):
+        return False
+    if any(p.search(text) for p in (_FIRST_PERSON, _LETS, _SECOND_PERSON, _REQUEST)) or _IMPERATIVE.match(text):
+        return True
+    third = _THIRD_PERSON.search(text)
+    return third is not None and third.group("who").split()[0] not in _NOT_NAMES
+
+
 def find_action_items(text: str, anchor: date, perspective: Perspective) -> list[RulesActionItem]:
     items: list[RulesActionItem] = []
     for sentence in split_sentences(text):

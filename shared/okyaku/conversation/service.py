@@ -36,7 +36,17 @@ from okyaku.clock import work_deadline
 from okyaku.conversation.analyzer import AnalysisResult, ConversationAnalyzer, TextToAnalyse
 from okyaku.conversation.models import ConversationAnalysisRow
 from okyaku.conversation.prompts import ANALYZE
-from okyaku.conversation.proposals import propose_updates, store_proposals
+from okyaku.conversation.proposals import (
+    RULES_AGENT,
+    Proposed,
+    propose_updates,
+    rules_item_key_of,
+    rules_proposal_keys,
+    rules_proposals_for,
+    rules_task_proposals,
+    store_proposals,
+    withdraw_rules_proposals,
+)
 from okyaku.conversation.responses import (
     NO_TEXT,
     NOT_ANALYSED_LLM_DOWN,
@@ -66,6 +76,7 @@ from okyaku.conversation.store import (
     load_activity,
     lock_activity,
     mark_waiting,
+    never_analysed_activity_ids,
     next_analysis_version,
     organization_name,
     replace_competitors,
@@ -129,6 +140,8 @@ class SweepReport:
     still_unanalysed: int = 0
     llm_available: bool = True
     complete: bool = True
+    # tasks the rules floor proposed while the LLM was unavailable (see propose_from_rules)
+    rules_proposals: int = 0
 
 
 @dataclass(frozen=True)
@@ -298,6 +311,9 @@ class ConversationService:
                 completion_tokens=result.usage.completion_tokens,
             )
             clear_waiting(session, analysed.id)
+            withdrawn = withdraw_rules_proposals(session, analysed.id, now=now)
+            if withdrawn:
+                logger.info("activity %s: %d rules-floor proposals superseded by the LLM", analysed.id, withdrawn)
             if earlier is None:  # the first analysis of this text makes its proposals, once
                 proposals = propose_updates(session, result.analysis, current)
                 ttl = timedelta(hours=self.runtime.settings.ai_approval_ttl_hours)
@@ -342,11 +358,73 @@ class ConversationService:
                 else:
                     report.unchanged += 1
             if not (report.llm_available and report.complete):
+                if not report.llm_available:
+                    # Meanwhile the rules floor proposes the unmistakable tasks, so the approval
+                    # queue is not empty for want of a model; the LLM's analysis supersedes them.
+                    for rest in organizations[position:]:
+                        report.rules_proposals += self.propose_from_rules(rest, deadline=deadline)
                 for rest in organizations[position:]:
                     with self.runtime.db.organization_scope(rest) as session:
                         report.still_unanalysed += count_unanalysed(session)
                 break
         return report
+
+    def propose_from_rules(self, organization_id: uuid.UUID, *, deadline: float | None = None) -> int:
+        """Tasks the rules floor proposes for activities the LLM has never analysed: each explicit,
+        dated commitment once per activity (never again, whatever became of it); how many were
+        made. A page of activities is read in one transaction (most have nothing new: each sweep
+        while the model is down passes over them all); one with something new is written in its own,
+        under its lock and checked again, so concurrent sweeps make each proposal once."""
+        made = 0
+        after: uuid.UUID | None = None
+        batch = self.runtime.settings.conversation_sweep_batch
+        ttl = timedelta(hours=self.runtime.settings.ai_approval_ttl_hours)
+        while deadline is None or time.monotonic() < deadline:
+            with self.runtime.db.organization_scope(organization_id) as session:
+                page = never_analysed_activity_ids(session, limit=batch, after=after)
+                activities = load_activities(session, page)
+                org_name = organization_name(session, organization_id) if page else None
+                known = {
+                    activity_id: {a.context.get("item_key") for a in actions}
+                    for activity_id, actions in rules_proposals_for(session, page).items()
+                }
+            if not page:
+                break
+            after = page[-1]
+            today = self.clock().date()
+            for activity in activities:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return made
+                if any(
+                    rules_item_key_of(p) not in known.get(activity.id, set())
+                    for p in self._floor(activity, org_name, today)
+                ):
+                    made += self._store_floor_proposals(organization_id, activity.id, org_name, ttl)
+        return made
+
+    def _floor(self, activity: ActivitySnapshot, org_name: str | None, today: date) -> list[Proposed]:
+        rules = _rules_floor(
+            activity.text, activity.occurred_at.date(), activity.type, activity.direction, org_name, ()
+        )
+        return rules_task_proposals(rules, activity, today=today)
+
+    def _store_floor_proposals(
+        self, organization_id: uuid.UUID, activity_id: uuid.UUID, org_name: str | None, ttl: timedelta
+    ) -> int:
+        with self.runtime.db.organization_scope(organization_id) as session:
+            lock_activity(session, activity_id)
+            activity = load_activity(session, activity_id)
+            if activity is None or analyses_of(session, activity_id):
+                return 0  # deleted, or analysed by the LLM meanwhile
+            proposed = rules_proposal_keys(session, activity_id)
+            now = self.clock()
+            fresh = [p for p in self._floor(activity, org_name, now.date()) if rules_item_key_of(p) not in proposed]
+            if not fresh:
+                return 0
+            ids = store_proposals(
+                session, fresh, activity=activity, analysis_id=None, now=now, ttl=ttl, agent=RULES_AGENT
+            )
+            return len(ids)
 
     def _sweep_order(self, organization_id: uuid.UUID, batch: int) -> Iterator[uuid.UUID]:
         """Activities never tried first (id order), then those waiting for the model, the least
@@ -405,6 +483,7 @@ class ConversationService:
                 if proposal_ids
                 else []
             )
+            floor_of = rules_proposals_for(session, activity_ids)
             needs_rules = any(
                 not any(r.content_hash == a.content_hash for r in rows_of.get(a.id, [])) for a in activities
             )
@@ -420,7 +499,7 @@ class ConversationService:
                 for r in rows
                 for i in r.proposal_ids
                 if uuid.UUID(str(i)) in action_by_id
-            ]
+            ] + floor_of.get(activity.id, [])
             base: dict[str, Any] = {
                 "activity_id": activity.id,
                 "activity_version": activity.version,
@@ -480,11 +559,14 @@ class ConversationService:
             else:
                 waiting_out = None  # none, or for an earlier text
             proposal_ids = [uuid.UUID(str(i)) for row in rows for i in row.proposal_ids]
-            actions = (
-                session.scalars(select(PendingAction).where(PendingAction.id.in_(proposal_ids))).all()
-                if proposal_ids
-                else []
-            )
+            actions = [
+                *(
+                    session.scalars(select(PendingAction).where(PendingAction.id.in_(proposal_ids))).all()
+                    if proposal_ids
+                    else []
+                ),
+                *rules_proposals_for(session, [activity_id]).get(activity_id, []),
+            ]
         current = next((r for r in reversed(rows) if r.content_hash == activity.content_hash), None)
         history = [_version(row, activity) for row in rows]
         proposals = [_proposal(a) for a in sorted(actions, key=lambda a: a.created_at)]

@@ -209,6 +209,16 @@ def waiting_activity_ids(session: Session, *, limit: int, exclude: Collection[uu
     return list(session.scalars(statement))
 
 
+def never_analysed_activity_ids(session: Session, *, limit: int, after: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Activities with text that the LLM has never analysed (no analysis of any of their texts), in
+    id order (a page): those the rules floor may propose tasks for."""
+    analysed = exists().where(ConversationAnalysisRow.activity_id == Activity.id)
+    statement = select(Activity.id).where(_has_text(), ~analysed).order_by(Activity.id).limit(limit)
+    if after is not None:
+        statement = statement.where(Activity.id > after)
+    return list(session.scalars(statement))
+
+
 def count_unanalysed(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Activity).where(_has_text(), ~_analysed())) or 0)
 
