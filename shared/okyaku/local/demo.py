@@ -27,7 +27,7 @@ from okyaku.crm.records import COMPANY_SPEC, CONTACT_SPEC, RecordService
 from okyaku.db.models import Activity, Company, Contact, Deal, DealStageHistory, Task, User
 from okyaku.local.demo_anomalies import plant_anomalies
 from okyaku.local.demo_history import seed_history
-from okyaku.local.demo_rows import backdate, bulk_create
+from okyaku.local.demo_rows import JOB_TITLES, backdate, bulk_create
 from okyaku.runtime import Runtime
 
 DEMO_ORGANIZATION_NAME = "Okyaku Demo"
@@ -46,18 +46,6 @@ INDUSTRIES = [
     "Hospitality",
 ]
 SOURCES = ["website", "referral", "event", "outbound", "partner", "linkedin", "webinar"]
-JOB_TITLES = [
-    "CEO",
-    "CTO",
-    "VP Sales",
-    "Head of Operations",
-    "IT Director",
-    "Procurement Manager",
-    "Marketing Director",
-    "CFO",
-    "Product Manager",
-    "Customer Success Lead",
-]
 LIFECYCLE_WEIGHTS = {
     "subscriber": 6,
     "lead": 30,

@@ -32,7 +32,7 @@ from okyaku.crm import schemas as s
 from okyaku.crm.pipelines import DealService
 from okyaku.crm.records import CONTACT_SPEC, RecordService
 from okyaku.db.models import Activity, Company, Contact, Deal, DealStageHistory, Pipeline, PipelineStage, User
-from okyaku.local.demo_rows import backdate, bulk_create
+from okyaku.local.demo_rows import JOB_TITLES, backdate, bulk_create
 
 # How an industry tilts the odds (log-odds): software and finance buy more readily, hospitality
 # and retail less; the rest are neutral.
@@ -185,20 +185,7 @@ def seed_history(
     for _ in range(customers):
         company = rng.choice(companies)
         health = rng.gauss(0.0, 1.0)  # how well the account is going; no field records it
-        title = rng.choice(
-            [
-                "CEO",
-                "CTO",
-                "VP Sales",
-                "Head of Operations",
-                "IT Director",
-                "Procurement Manager",
-                "Marketing Director",
-                "CFO",
-                "Product Manager",
-                "Customer Success Lead",
-            ]
-        )
+        title = rng.choice(JOB_TITLES)
         employees = company.employee_count or 50
         odds = (
             -1.2

@@ -45,3 +45,18 @@ def backdate(session: Session, model: Any, rows: Sequence[dict[str, Any]], colum
         .values({column: bindparam(key) for column, key in columns.items()}),
         list(rows),
     )
+
+
+# The job titles of the demo's contacts (okyaku.local.demo and demo_history).
+JOB_TITLES = [
+    "CEO",
+    "CTO",
+    "VP Sales",
+    "Head of Operations",
+    "IT Director",
+    "Procurement Manager",
+    "Marketing Director",
+    "CFO",
+    "Product Manager",
+    "Customer Success Lead",
+]
